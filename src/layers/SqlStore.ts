@@ -1,0 +1,323 @@
+/**
+ * The keyed store over any `@effect/sql` client. One implementation serves SQLite and
+ * PostgreSQL: every statement is parameterised and written in the SQL both dialects share
+ * (`ON CONFLICT … DO UPDATE … WHERE`, `DELETE … RETURNING`, row-value `IN`).
+ *
+ * @module
+ */
+import { SqlClient } from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Array as Arr, Clock, Effect, Either, Layer, Option, Schedule } from "effect"
+import type { BatchOp, NamespaceHandle, NamespaceOptions, StoredEntry, WriteOptions } from "../KeyedStore.js"
+import { KeyedStore, type StoreBackend } from "../KeyedStore.js"
+import { StateStoreError } from "../StateStoreError.js"
+import { migrate } from "./migrations.js"
+import { fromSqlError } from "./sqlFailure.js"
+import {
+  checkKey,
+  decodeValue,
+  defaultStoreSettings,
+  encodeValue,
+  lastStepPerKey,
+  makeNamespaceRegistry,
+  type ResolvedNamespace,
+  resolveNamespace,
+  type StoreSettings,
+  writeTimes
+} from "./storeRules.js"
+import { forkSweeper } from "./sweeper.js"
+
+/** Rows per multi-row statement: 6 parameters a row stays far below every driver's limit. */
+const CHUNK = 500
+
+interface DbRow {
+  readonly entry_key: string
+  readonly value_json: string
+  readonly created_at: number | string
+  readonly expires_at: number | string | null
+}
+
+type InsertRow = {
+  readonly owner: string
+  readonly namespace: string
+  readonly entry_key: string
+  readonly value_json: string
+  readonly created_at: number
+  readonly expires_at: number | null
+}
+
+/** A locked SQLite file or a dropped connection is retried from the fiber, briefly, never by blocking. */
+const retryUnavailable = <A, R>(effect: Effect.Effect<A, StateStoreError, R>) =>
+  Effect.retry(effect, {
+    schedule: Schedule.exponential("5 millis").pipe(Schedule.intersect(Schedule.recurs(6))),
+    while: (error) => error.reason === "Unavailable"
+  })
+
+/**
+ * Builds the store over the `SqlClient` in context: checks the schema version, runs the
+ * migrations, and forks the expired-row sweeper in the current scope.
+ */
+export const make = (settings: Partial<StoreSettings> = {}) =>
+  Effect.gen(function* () {
+    const config = { ...defaultStoreSettings, ...settings }
+    const sql = yield* SqlClient
+    const backend: StoreBackend = sql.onDialectOrElse({ pg: () => "pg", orElse: () => "sqlite" })
+    yield* migrate.pipe(
+      Effect.mapError((error) =>
+        error._tag === "StateStoreError"
+          ? error
+          : error._tag === "SqlError"
+            ? fromSqlError("open", "write")(error)
+            : new StateStoreError({ reason: "OpenFailed", operation: "open", detail: error.message, cause: error })
+      ),
+      retryUnavailable
+    )
+    const registerNamespace = makeNamespaceRegistry()
+
+    yield* forkSweeper(config, (limit) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        sql<{ entry_key: string }>`DELETE FROM channel_state_entries
+          WHERE (owner, namespace, entry_key) IN (
+            SELECT owner, namespace, entry_key FROM channel_state_entries
+            WHERE expires_at <= ${now} LIMIT ${limit})
+          RETURNING entry_key`
+      ).pipe(
+        Effect.map((rows) => rows.length),
+        Effect.mapError(fromSqlError("sweep", "write")),
+        retryUnavailable
+      )
+    )
+
+    const makeHandle = <A>(ns: ResolvedNamespace<A>): NamespaceHandle<A> => {
+      const { owner, namespace } = ns
+      const at = { owner, namespace }
+      const live = (now: number) => sql`(expires_at IS NULL OR expires_at > ${now})`
+      const inNamespace = sql`owner = ${owner} AND namespace = ${namespace}`
+
+      /** Runs one store operation: typed errors, retry when busy, a span. */
+      const run = <R>(operation: string, kind: "read" | "write", effect: Effect.Effect<R, SqlError | StateStoreError>, key?: string) =>
+        effect.pipe(
+          Effect.mapError((error) =>
+            error._tag === "SqlError" ? fromSqlError(operation, kind, key === undefined ? at : { ...at, key })(error) : error
+          ),
+          retryUnavailable,
+          Effect.withSpan(`KeyedStore.${operation}`, { attributes: { owner, namespace, backend } })
+        )
+      const withValidKey = <R>(operation: string, key: string, f: () => Effect.Effect<R, SqlError | StateStoreError>, kind: "read" | "write" = "read") => {
+        const problem = checkKey(ns, operation, key)
+        return problem ? Effect.fail(problem) : run(operation, kind, Effect.suspend(f), key)
+      }
+
+      const toEntry = (operation: string, row: DbRow): Effect.Effect<StoredEntry<A>, StateStoreError | SqlError> =>
+        Either.match(decodeValue(ns, operation, row.entry_key, row.value_json), {
+          onLeft: (corrupt) =>
+            Effect.zipRight(
+              sql`DELETE FROM channel_state_entries WHERE ${inNamespace} AND entry_key = ${row.entry_key} AND value_json = ${row.value_json}`,
+              Effect.fail(corrupt)
+            ),
+          onRight: (value) =>
+            Effect.succeed({
+              key: row.entry_key,
+              value,
+              createdAt: Number(row.created_at),
+              expiresAt: row.expires_at === null ? undefined : Number(row.expires_at)
+            })
+        })
+
+      const prepareRow = (operation: string, key: string, value: A, options: WriteOptions | undefined, now: number) =>
+        Either.gen(function* () {
+          const problem = checkKey(ns, operation, key)
+          if (problem) return yield* Either.left(problem)
+          const value_json = yield* encodeValue(ns, operation, key, value)
+          const { createdAt, expiresAt } = yield* writeTimes(ns, operation, now, options)
+          const row: InsertRow = { owner, namespace, entry_key: key, value_json, created_at: createdAt, expires_at: expiresAt ?? null }
+          return row
+        })
+
+      const upsert = (rows: ReadonlyArray<InsertRow>) =>
+        sql`INSERT INTO channel_state_entries ${sql.insert(rows)}
+          ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET
+            value_json = excluded.value_json, created_at = excluded.created_at, expires_at = excluded.expires_at`
+
+      /** Applies the overflow policy and the owner cap after a write, inside its transaction. */
+      const enforceCaps = (operation: string, now: number) =>
+        Effect.gen(function* () {
+          const [counts] = yield* sql<{ ns_live: number | string; owner_live: number | string }>`SELECT
+            (SELECT count(*) FROM channel_state_entries WHERE ${inNamespace} AND ${live(now)}) AS ns_live,
+            (SELECT count(*) FROM channel_state_entries WHERE owner = ${owner} AND ${live(now)}) AS owner_live`
+          const nsLive = Number(counts?.ns_live ?? 0)
+          let ownerLive = Number(counts?.owner_live ?? 0)
+          if (nsLive > ns.maxEntries) {
+            if (ns.overflow === "reject-new") {
+              return yield* new StateStoreError({
+                reason: "LimitExceeded",
+                operation,
+                detail: `namespace is full (${ns.maxEntries} live entries, overflow "reject-new")`,
+                ...at
+              })
+            }
+            yield* sql`DELETE FROM channel_state_entries WHERE ${inNamespace} AND expires_at <= ${now}`
+            yield* sql`DELETE FROM channel_state_entries WHERE ${inNamespace} AND entry_key IN (
+              SELECT entry_key FROM channel_state_entries WHERE ${inNamespace}
+              ORDER BY created_at, entry_key LIMIT ${nsLive - ns.maxEntries})`
+            ownerLive -= nsLive - ns.maxEntries
+          }
+          if (ownerLive > config.ownerMaxEntries) {
+            return yield* new StateStoreError({
+              reason: "LimitExceeded",
+              operation,
+              detail: `owner holds more than ${config.ownerMaxEntries} live entries (other namespaces are never evicted for it)`,
+              ...at
+            })
+          }
+        })
+
+      const lookupEntry = (key: string) =>
+        withValidKey("lookup", key, () =>
+          Effect.gen(function* () {
+            const now = yield* Clock.currentTimeMillis
+            const rows = yield* sql<DbRow>`SELECT entry_key, value_json, created_at, expires_at FROM channel_state_entries
+              WHERE ${inNamespace} AND entry_key = ${key} AND ${live(now)}`
+            const row = rows[0]
+            return row === undefined ? Option.none() : Option.some(yield* toEntry("lookup", row))
+          })
+        )
+
+      const writing = <R>(operation: string, key: string, value: A, options: WriteOptions | undefined, f: (row: InsertRow, now: number) => Effect.Effect<R, SqlError | StateStoreError>) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Either.match(prepareRow(operation, key, value, options, now), {
+            onLeft: Effect.fail,
+            onRight: (row) => run(operation, "write", sql.withTransaction(f(row, now)), key)
+          })
+        )
+
+      return {
+        owner,
+        namespace,
+        register: (key, value, options) =>
+          writing("register", key, value, options, (row, now) => Effect.zipRight(upsert([row]), enforceCaps("register", now))),
+        registerIfAbsent: (key, value, options) =>
+          writing("registerIfAbsent", key, value, options, (row, now) =>
+            Effect.gen(function* () {
+              const claimed = yield* sql`INSERT INTO channel_state_entries ${sql.insert(row)}
+                ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET
+                  value_json = excluded.value_json, created_at = excluded.created_at, expires_at = excluded.expires_at
+                WHERE channel_state_entries.expires_at IS NOT NULL AND channel_state_entries.expires_at <= ${now}
+                RETURNING entry_key`
+              if (claimed.length === 0) return false
+              yield* enforceCaps("registerIfAbsent", now)
+              return true
+            })
+          ),
+        lookupEntry,
+        lookup: (key) => Effect.map(lookupEntry(key), Option.map((entry) => entry.value)),
+        consume: (key) =>
+          withValidKey(
+            "consume",
+            key,
+            () =>
+              Effect.gen(function* () {
+                const now = yield* Clock.currentTimeMillis
+                const rows = yield* sql<DbRow>`DELETE FROM channel_state_entries WHERE ${inNamespace} AND entry_key = ${key}
+                  RETURNING entry_key, value_json, created_at, expires_at`
+                const row = rows[0]
+                if (row === undefined || (row.expires_at !== null && Number(row.expires_at) <= now)) return Option.none()
+                return Option.some((yield* toEntry("consume", row)).value)
+              }),
+            "write"
+          ),
+        delete: (key) =>
+          withValidKey(
+            "delete",
+            key,
+            () =>
+              Effect.gen(function* () {
+                const now = yield* Clock.currentTimeMillis
+                const rows = yield* sql<{ expires_at: number | string | null }>`DELETE FROM channel_state_entries
+                  WHERE ${inNamespace} AND entry_key = ${key} RETURNING expires_at`
+                const row = rows[0]
+                return row !== undefined && (row.expires_at === null || Number(row.expires_at) > now)
+              }),
+            "write"
+          ),
+        writeBatch: (ops: ReadonlyArray<BatchOp<A>>) =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) => {
+            const deletes: Array<string> = []
+            const rows: Array<InsertRow> = []
+            for (const op of lastStepPerKey(ops)) {
+              if (op._tag === "Delete") {
+                const problem = checkKey(ns, "writeBatch", op.key)
+                if (problem) return Effect.fail(problem)
+                deletes.push(op.key)
+                continue
+              }
+              const row = prepareRow("writeBatch", op.key, op.value, { createdAt: op.createdAt, expiresAt: op.expiresAt }, now)
+              if (Either.isLeft(row)) return Effect.fail(row.left)
+              rows.push(row.right)
+            }
+            if (deletes.length === 0 && rows.length === 0) return Effect.void
+            return run(
+              "writeBatch",
+              "write",
+              sql.withTransaction(
+                Effect.gen(function* () {
+                  for (const keys of Arr.chunksOf(deletes, CHUNK)) {
+                    yield* sql`DELETE FROM channel_state_entries WHERE ${inNamespace} AND ${sql.in("entry_key", keys)}`
+                  }
+                  for (const chunk of Arr.chunksOf(rows, CHUNK)) yield* upsert(chunk)
+                  if (rows.length > 0) yield* enforceCaps("writeBatch", now)
+                })
+              )
+            )
+          }),
+        entries: run(
+          "entries",
+          "read",
+          Effect.gen(function* () {
+            const now = yield* Clock.currentTimeMillis
+            const rows = yield* sql<DbRow>`SELECT entry_key, value_json, created_at, expires_at FROM channel_state_entries
+              WHERE ${inNamespace} AND ${live(now)} ORDER BY created_at, entry_key`
+            const decoded = yield* Effect.forEach(rows, (row) => Effect.either(toEntry("entries", row)))
+            const failed = decoded.find(Either.isLeft)
+            return failed ? yield* Effect.fail(failed.left) : decoded.map((d) => (d as Either.Right<never, StoredEntry<A>>).right)
+          })
+        ),
+        size: run(
+          "size",
+          "read",
+          Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            Effect.map(
+              sql<{ n: number | string }>`SELECT count(*) AS n FROM channel_state_entries WHERE ${inNamespace} AND ${live(now)}`,
+              (rows) => Number(rows[0]?.n ?? 0)
+            )
+          )
+        ),
+        clear: run(
+          "clear",
+          "write",
+          Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            sql.withTransaction(
+              Effect.gen(function* () {
+                const rows = yield* sql<{ n: number | string }>`SELECT count(*) AS n FROM channel_state_entries WHERE ${inNamespace} AND ${live(now)}`
+                yield* sql`DELETE FROM channel_state_entries WHERE ${inNamespace}`
+                return Number(rows[0]?.n ?? 0)
+              })
+            )
+          )
+        )
+      }
+    }
+
+    const open = <A, I>(options: NamespaceOptions<A, I>): Effect.Effect<NamespaceHandle<A>, StateStoreError> =>
+      Effect.gen(function* () {
+        const ns = yield* resolveNamespace(options)
+        yield* registerNamespace(ns)
+        return makeHandle(ns)
+      })
+
+    return KeyedStore.of({ backend, open })
+  })
+
+/** The store as a layer over the `SqlClient` in context. */
+export const layer = (settings: Partial<StoreSettings> = {}): Layer.Layer<KeyedStore, StateStoreError, SqlClient> =>
+  Layer.scoped(KeyedStore, make(settings))

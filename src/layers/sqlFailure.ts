@@ -1,0 +1,54 @@
+/**
+ * Turns driver errors (better-sqlite3, pg) into {@link StateStoreError}s with a reason a
+ * caller can act on: busy and connection problems are `Unavailable` (worth retrying),
+ * everything else is a read or write failure with a plain explanation.
+ *
+ * @internal
+ */
+import type { SqlError } from "@effect/sql/SqlError"
+import type { StateStoreErrorReason } from "../StateStoreError.js"
+import { StateStoreError } from "../StateStoreError.js"
+
+interface DriverError {
+  readonly code?: unknown
+  readonly message?: unknown
+}
+
+const driverError = (error: SqlError): DriverError => {
+  const cause = error.cause
+  return typeof cause === "object" && cause !== null ? (cause as DriverError) : {}
+}
+
+const UNAVAILABLE_SQLITE = ["SQLITE_BUSY", "SQLITE_LOCKED"]
+const UNAVAILABLE_NODE = ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EHOSTUNREACH"]
+
+/** What went wrong, in words an operator can act on, plus whether a retry may help. */
+export const classify = (error: SqlError): { unavailable: boolean; detail: string } => {
+  const { code, message } = driverError(error)
+  const text = typeof message === "string" ? message : error.message
+  const codeText = typeof code === "string" ? code : ""
+  if (UNAVAILABLE_SQLITE.some((c) => codeText.startsWith(c))) {
+    return { unavailable: true, detail: `the database is locked by another connection or process (${codeText})` }
+  }
+  if (codeText.startsWith("SQLITE_READONLY")) return { unavailable: false, detail: `the database is read-only (${codeText}): check file and directory permissions` }
+  if (codeText.startsWith("SQLITE_FULL")) return { unavailable: false, detail: `the database or disk is full (${codeText})` }
+  if (codeText === "SQLITE_NOTADB") return { unavailable: false, detail: "the file is not a SQLite database (SQLITE_NOTADB): run `channel-state doctor`" }
+  if (codeText.startsWith("SQLITE_CORRUPT")) return { unavailable: false, detail: `the database file is damaged (${codeText}): run \`channel-state doctor\`` }
+  if (codeText.startsWith("SQLITE_IOERR") || codeText.startsWith("SQLITE_CANTOPEN")) {
+    return { unavailable: true, detail: `the database file cannot be read or written (${codeText}): check that it and its directory exist and are writable` }
+  }
+  // PostgreSQL: class 08 (connection exception), 57P0x (shutdown, terminated), 53 (resources).
+  if (/^(08|57P0|53)/.test(codeText) || UNAVAILABLE_NODE.includes(codeText) || /Connection terminated|connection error|timeout/i.test(text)) {
+    return { unavailable: true, detail: `the database server is unreachable or dropped the connection (${codeText || text})` }
+  }
+  return { unavailable: false, detail: codeText ? `${codeText}: ${text}` : text }
+}
+
+/** Maps a driver error of `operation` to a typed store error. `kind` picks the non-retryable reason. */
+export const fromSqlError =
+  (operation: string, kind: "read" | "write", where: { owner?: string; namespace?: string; key?: string } = {}) =>
+  (error: SqlError): StateStoreError => {
+    const { unavailable, detail } = classify(error)
+    const reason: StateStoreErrorReason = unavailable ? "Unavailable" : kind === "read" ? "ReadFailed" : "WriteFailed"
+    return new StateStoreError({ reason, operation, detail, cause: error.cause, ...where })
+  }

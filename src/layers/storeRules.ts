@@ -1,0 +1,241 @@
+/**
+ * The rules every keyed-store backend enforces identically: names, keys, values, options,
+ * TTL arithmetic, and the registry that refuses reopening a namespace with other options.
+ *
+ * @internal
+ */
+import { Duration, Effect, Either, Option, ParseResult, Schema } from "effect"
+import type { NamespaceOptions, OverflowPolicy, WriteOptions } from "../KeyedStore.js"
+import { StateStoreError } from "../StateStoreError.js"
+
+export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]*$/
+export const MAX_NAME_BYTES = 128
+export const MAX_KEY_BYTES = 512
+export const MAX_VALUE_BYTES = 64 * 1024
+export const MAX_VALUE_DEPTH = 64
+
+/** Store-wide settings shared by all backends. */
+export interface StoreSettings {
+  /** Live rows one owner may hold across all its namespaces (default 50 000). */
+  readonly ownerMaxEntries: number
+  /** How often the background sweeper deletes expired rows (default 1 minute). */
+  readonly sweepInterval: Duration.DurationInput
+  /** Rows deleted per sweep statement (default 500). */
+  readonly sweepBatchSize: number
+}
+
+export const defaultStoreSettings: StoreSettings = {
+  ownerMaxEntries: 50_000,
+  sweepInterval: Duration.minutes(1),
+  sweepBatchSize: 500
+}
+
+/** The resolved, validated form of {@link NamespaceOptions}. */
+export interface ResolvedNamespace<A> {
+  readonly owner: string
+  readonly namespace: string
+  readonly schema: Schema.Schema<A, unknown>
+  readonly maxEntries: number
+  readonly ttlMillis: number | undefined
+  readonly overflow: OverflowPolicy
+}
+
+const utf8Bytes = (s: string): number => Buffer.byteLength(s, "utf8")
+
+const invalid = (operation: string, detail: string, where: { owner?: string; namespace?: string; key?: string } = {}) =>
+  new StateStoreError({ reason: "InvalidInput", operation, detail, ...where })
+
+const checkName = (what: "owner" | "namespace", name: unknown): string | undefined => {
+  if (typeof name !== "string") return `${what} must be a string, got ${typeof name}`
+  if (!NAME_PATTERN.test(name)) return `${what} ${JSON.stringify(name)} must match ${NAME_PATTERN.source}`
+  if (utf8Bytes(name) > MAX_NAME_BYTES) return `${what} is ${utf8Bytes(name)} bytes, the limit is ${MAX_NAME_BYTES}`
+  return undefined
+}
+
+const ttlToMillis = (ttl: Duration.DurationInput | undefined): Either.Either<number | undefined, string> => {
+  if (ttl === undefined) return Either.right(undefined)
+  const decoded = Duration.decodeUnknown(ttl)
+  if (Option.isNone(decoded)) return Either.left(`ttl ${String(ttl)} is not a duration`)
+  const millis = Duration.toMillis(decoded.value)
+  if (!(millis > 0) || !Number.isFinite(millis)) return Either.left(`ttl must be a positive finite duration`)
+  return Either.right(Math.ceil(millis))
+}
+
+/** Validates namespace options; fails with `InvalidInput` naming the bad field. */
+export const resolveNamespace = <A, I>(
+  options: NamespaceOptions<A, I>
+): Effect.Effect<ResolvedNamespace<A>, StateStoreError> =>
+  Effect.suspend(() => {
+    const op = "open"
+    const ownerProblem = checkName("owner", options.owner)
+    if (ownerProblem) return Effect.fail(invalid(op, ownerProblem))
+    const where = { owner: options.owner }
+    const nsProblem = checkName("namespace", options.namespace)
+    if (nsProblem) return Effect.fail(invalid(op, nsProblem, where))
+    const at = { owner: options.owner, namespace: options.namespace }
+    if (!Schema.isSchema(options.schema)) return Effect.fail(invalid(op, "schema must be an effect Schema", at))
+    if (!Number.isSafeInteger(options.maxEntries) || options.maxEntries < 1) {
+      return Effect.fail(invalid(op, `maxEntries must be a positive integer, got ${String(options.maxEntries)}`, at))
+    }
+    const overflow = options.overflow ?? "evict-oldest"
+    if (overflow !== "evict-oldest" && overflow !== "reject-new") {
+      return Effect.fail(invalid(op, `overflow must be "evict-oldest" or "reject-new", got ${String(overflow)}`, at))
+    }
+    const ttl = ttlToMillis(options.ttl)
+    if (Either.isLeft(ttl)) return Effect.fail(invalid(op, ttl.left, at))
+    return Effect.succeed({
+      owner: options.owner,
+      namespace: options.namespace,
+      schema: options.schema as Schema.Schema<A, unknown>,
+      maxEntries: options.maxEntries,
+      ttlMillis: ttl.right,
+      overflow
+    })
+  })
+
+/**
+ * Remembers the options each namespace was opened with, so a second `open` with other
+ * options is refused instead of silently applying two policies to one set of rows.
+ */
+export const makeNamespaceRegistry = () => {
+  const opened = new Map<string, ResolvedNamespace<unknown>>()
+  const same = (a: ResolvedNamespace<unknown>, b: ResolvedNamespace<unknown>) =>
+    a.maxEntries === b.maxEntries &&
+    a.ttlMillis === b.ttlMillis &&
+    a.overflow === b.overflow &&
+    (a.schema.ast === b.schema.ast || String(a.schema.ast) === String(b.schema.ast))
+  return <A>(resolved: ResolvedNamespace<A>): Effect.Effect<void, StateStoreError> =>
+    Effect.suspend(() => {
+      const id = `${resolved.owner}\u0000${resolved.namespace}`
+      const previous = opened.get(id)
+      if (previous === undefined) {
+        opened.set(id, resolved as ResolvedNamespace<unknown>)
+        return Effect.void
+      }
+      return same(previous, resolved as ResolvedNamespace<unknown>)
+        ? Effect.void
+        : Effect.fail(
+            invalid("open", "namespace is already open with different options (maxEntries, ttl, overflow or schema)", {
+              owner: resolved.owner,
+              namespace: resolved.namespace
+            })
+          )
+    })
+}
+
+/** Checks a key: a non-empty string of at most 512 UTF-8 bytes without NUL. */
+export const checkKey = <A>(ns: ResolvedNamespace<A>, operation: string, key: unknown): StateStoreError | undefined => {
+  const at = { owner: ns.owner, namespace: ns.namespace }
+  if (typeof key !== "string") return invalid(operation, `key must be a string, got ${typeof key}`, at)
+  if (key.length === 0) return invalid(operation, "key must not be empty", at)
+  if (key.includes("\u0000")) return invalid(operation, "key must not contain NUL characters", at)
+  const bytes = utf8Bytes(key)
+  if (bytes > MAX_KEY_BYTES) return invalid(operation, `key is ${bytes} bytes, the limit is ${MAX_KEY_BYTES}`, at)
+  return undefined
+}
+
+/** Why `value` is not plain JSON within the depth limit, or `undefined` when it is. */
+const plainJsonProblem = (value: unknown, depth: number): string | undefined => {
+  if (depth > MAX_VALUE_DEPTH) return `value is nested deeper than ${MAX_VALUE_DEPTH} levels (or is cyclic)`
+  if (value === null || typeof value === "string" || typeof value === "boolean") return undefined
+  if (typeof value === "number") return Number.isFinite(value) ? undefined : `value contains a non-finite number`
+  if (Array.isArray(value)) {
+    for (const item of value) {
+      const problem = plainJsonProblem(item, depth + 1)
+      if (problem) return problem
+    }
+    return undefined
+  }
+  if (typeof value === "object") {
+    const proto = Object.getPrototypeOf(value)
+    if (proto !== Object.prototype && proto !== null) {
+      return `value contains a ${proto?.constructor?.name ?? "non-plain"} object, which is not plain JSON`
+    }
+    for (const item of Object.values(value)) {
+      if (item === undefined) continue
+      const problem = plainJsonProblem(item, depth + 1)
+      if (problem) return problem
+    }
+    return undefined
+  }
+  return `value contains a ${typeof value}, which is not JSON`
+}
+
+/** Encodes a value with the namespace Schema to JSON text within the limits, or explains why not. */
+export const encodeValue = <A>(
+  ns: ResolvedNamespace<A>,
+  operation: string,
+  key: string,
+  value: A
+): Either.Either<string, StateStoreError> => {
+  const at = { owner: ns.owner, namespace: ns.namespace, key }
+  const encoded = ParseResult.encodeUnknownEither(ns.schema)(value)
+  if (Either.isLeft(encoded)) {
+    // Name where it failed, never what the value was: values may hold user content.
+    const path = ParseResult.ArrayFormatter.formatIssueSync(encoded.left)[0]?.path ?? []
+    return Either.left(invalid(operation, `value does not match the namespace schema (at ${path.length > 0 ? path.join(".") : "the top level"})`, at))
+  }
+  const problem = plainJsonProblem(encoded.right, 1)
+  if (problem) return Either.left(invalid(operation, problem, at))
+  const json = JSON.stringify(encoded.right)
+  if (json === undefined) return Either.left(invalid(operation, "value encodes to nothing", at))
+  const bytes = utf8Bytes(json)
+  if (bytes > MAX_VALUE_BYTES) return Either.left(invalid(operation, `value is ${bytes} bytes of JSON, the limit is ${MAX_VALUE_BYTES}`, at))
+  return Either.right(json)
+}
+
+/** Decodes stored JSON text; a failure is a `Corrupt` error for that key (the value is never echoed). */
+export const decodeValue = <A>(ns: ResolvedNamespace<A>, operation: string, key: string, json: string): Either.Either<A, StateStoreError> => {
+  const corrupt = (detail: string) =>
+    new StateStoreError({ reason: "Corrupt", operation, owner: ns.owner, namespace: ns.namespace, key, detail })
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(json)
+  } catch {
+    return Either.left(corrupt("stored value is not valid JSON; the row was removed"))
+  }
+  return Either.mapLeft(ParseResult.decodeUnknownEither(ns.schema)(parsed), () =>
+    corrupt("stored value no longer matches the namespace schema; the row was removed")
+  )
+}
+
+/** Resolves the timestamps of a write: explicit `expiresAt`, else `ttl`, else the namespace TTL. */
+export const writeTimes = <A>(
+  ns: ResolvedNamespace<A>,
+  operation: string,
+  now: number,
+  options: WriteOptions | undefined
+): Either.Either<{ createdAt: number; expiresAt: number | undefined }, StateStoreError> => {
+  const createdAt = options?.createdAt ?? now
+  if (!Number.isSafeInteger(createdAt) || createdAt < 0) {
+    return Either.left(invalid(operation, `createdAt must be epoch milliseconds`, { owner: ns.owner, namespace: ns.namespace }))
+  }
+  if (options?.expiresAt !== undefined) {
+    return Number.isSafeInteger(options.expiresAt)
+      ? Either.right({ createdAt, expiresAt: options.expiresAt })
+      : Either.left(invalid(operation, `expiresAt must be epoch milliseconds`, { owner: ns.owner, namespace: ns.namespace }))
+  }
+  const ttl = ttlToMillis(options?.ttl)
+  if (Either.isLeft(ttl)) return Either.left(invalid(operation, ttl.left, { owner: ns.owner, namespace: ns.namespace }))
+  const millis = ttl.right ?? ns.ttlMillis
+  return Either.right({ createdAt, expiresAt: millis === undefined ? undefined : createdAt + millis })
+}
+
+/** Whether a row with this expiry is live at `now`. */
+export const isLive = (expiresAt: number | undefined | null, now: number): boolean =>
+  expiresAt === undefined || expiresAt === null || expiresAt > now
+
+/** Oldest first: by creation time, then key (binary order) — the eviction order of every backend. */
+export const oldestFirst = (a: { createdAt: number; key: string }, b: { createdAt: number; key: string }): number =>
+  a.createdAt - b.createdAt || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)
+
+/** Collapses a batch to its last step per key (each key placed where its last step was). */
+export const lastStepPerKey = <T extends { readonly key: string }>(ops: ReadonlyArray<T>): Array<T> => {
+  const last = new Map<string, T>()
+  for (const op of ops) {
+    last.delete(op.key)
+    last.set(op.key, op)
+  }
+  return [...last.values()]
+}
+
