@@ -133,7 +133,12 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
         Either.map(decodeValue(ns, operation, row.key, row.json), (value) => {
           const entry: StoredEntry<A> = { key: row.key, value, createdAt: row.createdAt, expiresAt: row.expiresAt }
           return entry
-        }).pipe(Either.mapLeft((error) => (rows.delete(row.key), error)))
+        }).pipe(
+          Either.mapLeft((error) => {
+            rows.delete(row.key)
+            return error
+          })
+        )
       const withKey = <R>(operation: string, key: string, f: (now: number) => Either.Either<R, StateStoreError>) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => {
           const keyError = checkKey(ns, operation, key)
@@ -160,7 +165,10 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
             Either.flatMap(prepare("registerIfAbsent", key, value, options, now), (row) =>
               liveRow(key, now) !== undefined
                 ? Either.right(false)
-                : transact("registerIfAbsent", now, () => (rows.set(key, row), true))
+                : transact("registerIfAbsent", now, () => {
+                    rows.set(key, row)
+                    return true
+                  })
             )
           ),
         lookupEntry,
