@@ -3,9 +3,21 @@
  *
  * @module
  */
+export * as BlueBubblesInboundDedupe from "./channels/BlueBubblesInboundDedupe.js"
+export * as DiscordInteractionRegistry from "./channels/DiscordInteractionRegistry.js"
+export * as FeishuMessageDedupe from "./channels/FeishuMessageDedupe.js"
+export * as MatrixApprovalReactions from "./channels/MatrixApprovalReactions.js"
+export * as MsTeamsSentMessages from "./channels/MsTeamsSentMessages.js"
+export * as SlackThreadParticipation from "./channels/SlackThreadParticipation.js"
 export * from "./KeyedStore.js"
-export * from "./StateStoreError.js"
+export type { ClaimOutcome } from "./layers/ClaimLedger.js"
 export * as MemoryStore from "./layers/MemoryStore.js"
 export * as PgStore from "./layers/PgStore.js"
 export * as SqliteStore from "./layers/SqliteStore.js"
 export * as SqlStore from "./layers/SqlStore.js"
+export type { MirrorSettings } from "./layers/StoreMirror.js"
+export type { StoreSettings } from "./layers/storeRules.js"
+export * from "./PersistenceConfig.js"
+export * as PluginRuntime from "./PluginRuntime.js"
+export * from "./PluginState.js"
+export * from "./StateStoreError.js"

@@ -1,0 +1,103 @@
+/**
+ * The plugin entrypoint: from a plugin id, the plugin config object and store settings,
+ * the layer (and a `ManagedRuntime`) with every channel cache that plugin needs.
+ *
+ * @module
+ */
+import * as os from "node:os"
+import * as path from "node:path"
+import type { ConfigError } from "effect"
+import { Layer, ManagedRuntime } from "effect"
+import * as BlueBubbles from "./channels/BlueBubblesInboundDedupe.js"
+import * as Discord from "./channels/DiscordInteractionRegistry.js"
+import * as Feishu from "./channels/FeishuMessageDedupe.js"
+import * as Matrix from "./channels/MatrixApprovalReactions.js"
+import * as MsTeams from "./channels/MsTeamsSentMessages.js"
+import * as Slack from "./channels/SlackThreadParticipation.js"
+import type { KeyedStore } from "./KeyedStore.js"
+import type { ConfigOptions } from "./layers/channelCache.js"
+import type { MirrorSettings } from "./layers/StoreMirror.js"
+import * as PgStore from "./layers/PgStore.js"
+import * as SqliteStore from "./layers/SqliteStore.js"
+import type { StoreSettings } from "./layers/storeRules.js"
+import type { StateStoreError } from "./StateStoreError.js"
+
+/** The channel caches, by name. */
+export type ChannelName = "slack" | "discord" | "msteams" | "matrix" | "bluebubbles" | "feishu"
+export const channelNames: ReadonlyArray<ChannelName> = ["slack", "discord", "msteams", "matrix", "bluebubbles", "feishu"]
+
+/** Every channel service a plugin runtime provides. */
+export type ChannelServices =
+  | Slack.SlackThreadParticipation
+  | Discord.DiscordInteractionRegistry
+  | MsTeams.MsTeamsSentMessages
+  | Matrix.MatrixApprovalReactions
+  | BlueBubbles.BlueBubblesInboundDedupe
+  | Feishu.FeishuMessageDedupe
+
+/** Where the state lives when a plugin opts in. */
+export interface StoreLocation extends Partial<StoreSettings> {
+  /** The SQLite file (default: {@link defaultSqlitePath}). Ignored when `pgUrl` is set. */
+  readonly sqlitePath?: string | undefined
+  /** A PostgreSQL URL: use it when several gateway instances share state. */
+  readonly pgUrl?: string | undefined
+}
+
+/** `$XDG_STATE_HOME/channel-state/state.sqlite`, else `~/.local/state/channel-state/state.sqlite`. */
+export const defaultSqlitePath = (): string =>
+  path.join(process.env.XDG_STATE_HOME || path.join(os.homedir(), ".local", "state"), "channel-state", "state.sqlite")
+
+/** The keyed store at `location`: PostgreSQL when a URL is given, else the SQLite file. */
+export const storeLayer = (location: StoreLocation = {}): Layer.Layer<KeyedStore, StateStoreError> => {
+  const { sqlitePath, pgUrl, ...settings } = location
+  return pgUrl ? PgStore.layer({ url: pgUrl, ...settings }) : SqliteStore.layer({ filename: sqlitePath ?? defaultSqlitePath(), ...settings })
+}
+
+/** What the entrypoint needs to know. */
+export interface PluginRuntimeOptions {
+  /** The plugin id: the owner of its rows, and the key of its entry under `plugins.entries`. */
+  readonly pluginId: string
+  /** The plugin config object (plain JSON), read for `plugins.entries.<pluginId>.config.experimentalPersistentState`. */
+  readonly config: unknown
+  /** Where state lives when the flag is on. Nothing is opened when it is off. */
+  readonly store?: StoreLocation | undefined
+  /** The caches this plugin uses (default: the one its id names, e.g. `slack`; all six for an unknown id). */
+  readonly channels?: ReadonlyArray<ChannelName> | undefined
+  /** Write-behind tuning. */
+  readonly mirror?: Partial<MirrorSettings> | undefined
+}
+
+interface ChannelLayers<Id> {
+  readonly layer: Layer.Layer<Id>
+  readonly layerConfig: (options: ConfigOptions<StateStoreError>) => Layer.Layer<Id, ConfigError.ConfigError>
+}
+
+/** The channels a plugin id implies: the one it names, or all of them. */
+export const channelsFor = (pluginId: string): ReadonlyArray<ChannelName> =>
+  (channelNames as ReadonlyArray<string>).includes(pluginId) ? [pluginId as ChannelName] : channelNames
+
+/**
+ * Every channel service: the plugin's own channels as its config flag says (memory, or
+ * mirrored into one shared store), the others memory-only (they never touch the store).
+ * Fails only with a `ConfigError` for a flag that is not a boolean.
+ */
+export const layer = (options: PluginRuntimeOptions): Layer.Layer<ChannelServices, ConfigError.ConfigError> => {
+  const store = storeLayer(options.store)
+  const wanted = new Set(options.channels ?? channelsFor(options.pluginId))
+  const pick = <Id>(name: ChannelName, channel: ChannelLayers<Id>): Layer.Layer<Id, ConfigError.ConfigError> =>
+    wanted.has(name) ? channel.layerConfig({ pluginId: options.pluginId, config: options.config, store, mirror: options.mirror }) : channel.layer
+  return Layer.mergeAll(
+    pick("slack", Slack),
+    pick("discord", Discord),
+    pick("msteams", MsTeams),
+    pick("matrix", Matrix),
+    pick("bluebubbles", BlueBubbles),
+    pick("feishu", Feishu)
+  )
+}
+
+/**
+ * A `ManagedRuntime` over {@link layer}. `dispose()` flushes queued writes, then closes the store.
+ */
+export const makeRuntime = (options: PluginRuntimeOptions): ManagedRuntime.ManagedRuntime<ChannelServices, ConfigError.ConfigError> =>
+  ManagedRuntime.make(layer(options))

@@ -1,0 +1,130 @@
+/**
+ * The plain-function / Promise facade for hosts not written in Effect. Shaped like the call
+ * sites channel plugins already have: sync `record` / `has`, async `check` / `resolve` /
+ * `claim`. Sync members are plain functions over memory (nanoseconds, never throw); async
+ * members return Promises that never reject.
+ *
+ * @module
+ */
+import { Cause, ConfigError, Effect, Exit, Option } from "effect"
+import { BlueBubblesInboundDedupe, type InboundMessage } from "./channels/BlueBubblesInboundDedupe.js"
+import { DiscordInteractionRegistry } from "./channels/DiscordInteractionRegistry.js"
+import { type FeishuMessage, FeishuMessageDedupe } from "./channels/FeishuMessageDedupe.js"
+import { MatrixApprovalReactions } from "./channels/MatrixApprovalReactions.js"
+import { MsTeamsSentMessages } from "./channels/MsTeamsSentMessages.js"
+import { SlackThreadParticipation } from "./channels/SlackThreadParticipation.js"
+import type { ClaimOutcome } from "./layers/ClaimLedger.js"
+import { persistentStateEnabled } from "./PersistenceConfig.js"
+import { makeRuntime, type PluginRuntimeOptions } from "./PluginRuntime.js"
+
+/** A claim, as a Promise host sees it. */
+export type ClaimResult =
+  | { readonly status: "claimed"; readonly finalize: () => Promise<void>; readonly release: () => Promise<void> }
+  | { readonly status: "duplicate" }
+  | { readonly status: "inflight" }
+  | { readonly status: "skip"; readonly reason: string }
+
+/** Whether the flag is on, or what is wrong with it (never throws). */
+export type FlagCheck = { readonly ok: true; readonly enabled: boolean } | { readonly ok: false; readonly error: string }
+
+/**
+ * Reads `plugins.entries.<pluginId>.config.experimentalPersistentState` without opening
+ * anything. Sync; never throws.
+ */
+export const checkPersistentStateConfig = (config: unknown, pluginId: string): FlagCheck =>
+  Exit.match(Effect.runSyncExit(persistentStateEnabled(config, pluginId)), {
+    onSuccess: (enabled) => ({ ok: true, enabled }),
+    onFailure: (cause) => ({ ok: false, error: Cause.squash(cause) instanceof Error ? String(Cause.squash(cause)) : Cause.pretty(cause) })
+  })
+
+/** Raised (as a Promise rejection) by {@link createPluginState} when the flag is not a boolean. */
+export class PluginStateConfigError extends Error {
+  override readonly name = "PluginStateConfigError"
+}
+
+const claimResult = (outcome: ClaimOutcome, run: <A>(effect: Effect.Effect<A>) => Promise<A>): ClaimResult => {
+  switch (outcome._tag) {
+    case "Claimed":
+      return { status: "claimed", finalize: () => run(outcome.finalize), release: () => run(outcome.release) }
+    case "Duplicate":
+      return { status: "duplicate" }
+    case "InFlight":
+      return { status: "inflight" }
+    case "Skip":
+      return { status: "skip", reason: outcome.reason }
+  }
+}
+
+/**
+ * Builds a plugin's state (opening the store only if the plugin opted in) and returns the
+ * facade. Rejects only with {@link PluginStateConfigError} for a flag that is not a boolean;
+ * a store that cannot be opened is logged and the caches run from memory.
+ */
+export const createPluginState = async (options: PluginRuntimeOptions) => {
+  const flag = checkPersistentStateConfig(options.config, options.pluginId)
+  if (!flag.ok) throw new PluginStateConfigError(flag.error)
+  const runtime = makeRuntime(options)
+  const services = await runtime.runPromiseExit(
+    Effect.all({
+      slack: SlackThreadParticipation,
+      discord: DiscordInteractionRegistry,
+      msteams: MsTeamsSentMessages,
+      matrix: MatrixApprovalReactions,
+      bluebubbles: BlueBubblesInboundDedupe,
+      feishu: FeishuMessageDedupe
+    })
+  )
+  if (Exit.isFailure(services)) {
+    await runtime.dispose()
+    const error = Cause.squash(services.cause)
+    throw new PluginStateConfigError(ConfigError.isConfigError(error) ? String(error) : Cause.pretty(services.cause))
+  }
+  const { slack, discord, msteams, matrix, bluebubbles, feishu } = services.value
+  const run = <A>(effect: Effect.Effect<A>): Promise<A> => runtime.runPromise(effect)
+  const orUndefined = <A>(effect: Effect.Effect<Option.Option<A>>) => run(Effect.map(effect, Option.getOrUndefined))
+
+  return {
+    /** Whether this plugin's state is mirrored into the store. */
+    persistent: flag.enabled,
+    /** Slack thread participation: `record`/`has` sync over memory; `check` memory → store. */
+    slack: {
+      record: slack.record,
+      has: slack.has,
+      check: (accountId: string, channelId: string, threadTs: string) => run(slack.check(accountId, channelId, threadTs))
+    },
+    /** Discord registries: `register` sync; `resolve*` one-shot by default, `undefined` when none. */
+    discord: {
+      register: discord.register,
+      resolveComponent: (request: Parameters<typeof discord.resolveComponent>[0]) => orUndefined(discord.resolveComponent(request)),
+      resolveModal: (request: Parameters<typeof discord.resolveModal>[0]) => orUndefined(discord.resolveModal(request))
+    },
+    /** MS Teams sent messages: `record`/`wasSent` sync; `check` memory → store. */
+    msteams: {
+      record: msteams.record,
+      wasSent: msteams.wasSent,
+      check: (conversationId: string, messageId: string) => run(msteams.check(conversationId, messageId))
+    },
+    /** Matrix approval reactions: `register`/`unregister` sync; `resolve` to the decision or `undefined`. */
+    matrix: {
+      register: matrix.register,
+      unregister: matrix.unregister,
+      resolve: (reaction: Parameters<typeof matrix.resolve>[0]) => orUndefined(matrix.resolve(reaction))
+    },
+    /** BlueBubbles inbound dedupe: `claim` before handling a message. */
+    bluebubbles: {
+      claim: (message: InboundMessage) => run(Effect.map(bluebubbles.claim(message), (outcome) => claimResult(outcome, run)))
+    },
+    /** Feishu message dedupe. */
+    feishu: {
+      beginProcessing: (message: FeishuMessage) => run(Effect.map(feishu.beginProcessing(message), (outcome) => claimResult(outcome, run))),
+      finalize: (message: FeishuMessage) => run(feishu.finalize(message)),
+      release: (message: FeishuMessage) => run(feishu.release(message)),
+      hasProcessed: (message: FeishuMessage) => run(feishu.hasProcessed(message))
+    },
+    /** Flushes queued writes and closes the store. Call once at shutdown. */
+    dispose: (): Promise<void> => runtime.dispose()
+  }
+}
+
+/** The facade {@link createPluginState} resolves to. */
+export type PluginState = Awaited<ReturnType<typeof createPluginState>>

@@ -1,0 +1,67 @@
+/**
+ * Feishu message dedupe: a redelivered event is processed once.
+ *
+ * @module
+ */
+import { Context, Duration, Effect } from "effect"
+import { type CacheSpec, channelLayers } from "../layers/channelCache.js"
+import { type ClaimOutcome, ClaimState, makeClaimLedger } from "../layers/ClaimLedger.js"
+
+export type { ClaimOutcome } from "../layers/ClaimLedger.js"
+
+/** Reference constants: in flight 5 min, processed 24 h; 1 000 in memory, 10 000 in the store. */
+export const spec: CacheSpec<ClaimState, typeof ClaimState.Encoded> = {
+  feature: "message-dedupe",
+  namespace: "feishu.message-dedupe",
+  schema: ClaimState,
+  memoryMaxEntries: 1000,
+  storeMaxEntries: 10_000,
+  ttl: Duration.hours(24)
+}
+export const IN_FLIGHT_TTL = Duration.minutes(5)
+export const PROCESSED_TTL = Duration.hours(24)
+
+/** A Feishu event: the dedupe namespace (e.g. app or tenant) and the message id. */
+export interface FeishuMessage {
+  readonly namespace: string
+  readonly messageId: string
+}
+
+/** Feishu message dedupe. Every member is an Effect that never fails. */
+export class FeishuMessageDedupe extends Context.Tag("channel-state/FeishuMessageDedupe")<
+  FeishuMessageDedupe,
+  {
+    /**
+     * Claims the message for processing (in flight for 5 min): `Claimed`, `Duplicate`
+     * (processed), `InFlight`, or `Skip` (empty or over-long id). Atomic in the store when persistent.
+     */
+    readonly beginProcessing: (message: FeishuMessage) => Effect.Effect<ClaimOutcome>
+    /** Marks the message processed for 24 h. */
+    readonly finalize: (message: FeishuMessage) => Effect.Effect<void>
+    /** Drops the in-flight claim so a redelivery is processed. */
+    readonly release: (message: FeishuMessage) => Effect.Effect<void>
+    /** Whether the message was processed (memory, then store). */
+    readonly hasProcessed: (message: FeishuMessage) => Effect.Effect<boolean>
+  }
+>() {}
+
+const messageKey = (message: FeishuMessage) => `${message.namespace}:${message.messageId}`
+
+const layers = channelLayers(FeishuMessageDedupe, (openCache) =>
+  Effect.map(openCache(spec), (cache) => {
+    const ledger = makeClaimLedger(cache, { claimed: IN_FLIGHT_TTL, committed: PROCESSED_TTL })
+    return {
+      beginProcessing: (message: FeishuMessage) => ledger.claim(message.messageId, () => messageKey(message)),
+      finalize: (message: FeishuMessage) => ledger.finalize(messageKey(message)),
+      release: (message: FeishuMessage) => ledger.release(messageKey(message)),
+      hasProcessed: (message: FeishuMessage) => ledger.isCommitted(messageKey(message))
+    }
+  })
+)
+
+/** Memory only: today's process-local behaviour; nothing is opened or written. */
+export const layer = layers.layer
+/** Claims made atomically in the store namespace `feishu.message-dedupe`. Needs `KeyedStore`. */
+export const layerPersistent = layers.layerPersistent
+/** `layer` or `layerPersistent`, as `plugins.entries.<pluginId>.config.experimentalPersistentState` says. */
+export const layerConfig = layers.layerConfig

@@ -1,0 +1,102 @@
+/**
+ * Metrics of one persistent cache, tagged by plugin and namespace. Counters touched on the
+ * synchronous path are plain numbers there and published as deltas by the background
+ * fiber, so the sync path never runs an Effect.
+ *
+ * @internal
+ */
+import { Effect, Metric, MetricBoundaries } from "effect"
+import type { StateStoreErrorReason } from "../StateStoreError.js"
+
+const counter = (name: string, description: string) => Metric.counter(name, { description, incremental: true })
+
+/** The metric families every persistent cache reports (names as exported). */
+export const CacheMetricFamilies = {
+  memoryHits: counter("channel_state_memory_hits", "lookups answered from process memory"),
+  storeHits: counter("channel_state_store_hits", "lookups that missed memory and were found in the store"),
+  misses: counter("channel_state_misses", "lookups found nowhere"),
+  backfills: counter("channel_state_backfills", "store hits put back into memory"),
+  queuedWrites: counter("channel_state_queued_writes", "writes queued for the write-behind flusher"),
+  flushedWrites: counter("channel_state_flushed_writes", "writes committed to the store by the flusher"),
+  droppedWrites: counter("channel_state_dropped_writes", "writes dropped: queue full, or rejected by the store"),
+  failures: counter("channel_state_failures", "store operations that failed (tag: reason)"),
+  flushBatchSize: Metric.histogram(
+    "channel_state_flush_batch_size",
+    MetricBoundaries.exponential({ start: 1, factor: 4, count: 8 }),
+    "writes per flushed batch"
+  ),
+  flushLatencyMs: Metric.histogram(
+    "channel_state_flush_latency_ms",
+    MetricBoundaries.exponential({ start: 0.5, factor: 2, count: 14 }),
+    "milliseconds per flushed batch"
+  )
+} as const
+
+/** Counts of one cache since it started; what `demo --stats` prints. */
+export interface CacheStats {
+  memoryHits: number
+  storeHits: number
+  misses: number
+  backfills: number
+  queuedWrites: number
+  flushedWrites: number
+  droppedWrites: number
+  failures: number
+}
+
+/** The metrics of one cache: plain counts for the sync path, tagged metrics for the rest. */
+export const makeCacheMetrics = (plugin: string, namespace: string) => {
+  const tag = <Type, In, Out>(metric: Metric.Metric<Type, In, Out>) =>
+    Metric.tagged(Metric.tagged(metric, "plugin", plugin), "namespace", namespace)
+  const f = CacheMetricFamilies
+  const tagged = {
+    memoryHits: tag(f.memoryHits),
+    storeHits: tag(f.storeHits),
+    misses: tag(f.misses),
+    backfills: tag(f.backfills),
+    queuedWrites: tag(f.queuedWrites),
+    flushedWrites: tag(f.flushedWrites),
+    droppedWrites: tag(f.droppedWrites),
+    failures: tag(f.failures),
+    flushBatchSize: tag(f.flushBatchSize),
+    flushLatencyMs: tag(f.flushLatencyMs)
+  }
+  /** Totals, updated in place (plain numbers: cheap on the sync path). */
+  const stats: CacheStats = { memoryHits: 0, storeHits: 0, misses: 0, backfills: 0, queuedWrites: 0, flushedWrites: 0, droppedWrites: 0, failures: 0 }
+  const published = { memoryHits: 0, queuedWrites: 0, droppedWrites: 0, misses: 0 }
+
+  /** Pushes the sync-path counts accumulated since the last call into the metrics. */
+  const publish = Effect.suspend(() => {
+    const updates: Array<Effect.Effect<void>> = []
+    for (const name of ["memoryHits", "queuedWrites", "droppedWrites", "misses"] as const) {
+      const delta = stats[name] - published[name]
+      if (delta > 0) {
+        published[name] = stats[name]
+        updates.push(Metric.incrementBy(tagged[name], delta))
+      }
+    }
+    return Effect.all(updates, { discard: true })
+  })
+
+  /** Counts an async-path event in both the totals and the metric. */
+  const count = (name: "storeHits" | "backfills" | "flushedWrites", by = 1) =>
+    Effect.suspend(() => {
+      stats[name] += by
+      return Metric.incrementBy(tagged[name], by)
+    })
+
+  const failure = (reason: StateStoreErrorReason) =>
+    Effect.suspend(() => {
+      stats.failures++
+      return Metric.increment(Metric.tagged(tagged.failures, "reason", reason))
+    })
+
+  const flushed = (size: number, millis: number) =>
+    Effect.all([count("flushedWrites", size), Metric.update(tagged.flushBatchSize, size), Metric.update(tagged.flushLatencyMs, millis)], {
+      discard: true
+    })
+
+  return { stats, publish, count, failure, flushed }
+}
+
+export type CacheMetrics = ReturnType<typeof makeCacheMetrics>

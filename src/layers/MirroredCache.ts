@@ -1,0 +1,185 @@
+/**
+ * The engine under the channel caches: a bounded in-memory map (the sync fast path) and,
+ * when persistence is on, a store mirror behind it. Memory layers are this with no mirror.
+ *
+ * @internal
+ */
+import { Effect, Option } from "effect"
+import type { TimedEntry } from "./BoundedTtlMap.js"
+import { BoundedTtlMap } from "./BoundedTtlMap.js"
+import type { CacheMetrics } from "./CacheMetrics.js"
+import type { StoreMirror } from "./StoreMirror.js"
+
+/** Reads the current time synchronously (the layer's `Clock`, so `TestClock` drives it). */
+export type Now = () => number
+
+export interface MirroredCache<A> {
+  /** The current time in epoch ms, from the cache's clock. */
+  readonly now: Now
+  /** The live entry in memory. Sync, memory only. */
+  readonly get: (key: string) => TimedEntry<A> | undefined
+  /** Stores in memory and queues the store write. Sync; never blocks, never throws. */
+  readonly set: (key: string, value: A, createdAt: number, expiresAt: number) => void
+  /** Removes from memory and queues the store delete. Sync; never blocks, never throws. */
+  readonly delete: (key: string) => void
+  /** Drops from memory only (a memory bound), leaving the store row for later lookups. Sync. */
+  readonly forget: (key: string) => void
+  /**
+   * Memory, then queued writes, then the store; a store hit is put back in memory with its
+   * original timestamps. A store failure reads as a miss. Never fails.
+   */
+  readonly lookup: (key: string) => Effect.Effect<Option.Option<TimedEntry<A>>>
+  /**
+   * One-shot get-and-delete. With a store, the store's atomic consume decides (so two
+   * instances never both get it); if the store fails, memory answers. Never fails.
+   */
+  readonly take: (key: string) => Effect.Effect<Option.Option<A>>
+  /**
+   * Atomic claim: `Won` when no live entry existed in memory nor (atomically, across
+   * processes) in the store; else `Held` with the entry found, if it could be read. If the
+   * store fails, memory alone decides. Never fails.
+   */
+  readonly claim: (key: string, value: A, createdAt: number, expiresAt: number) => Effect.Effect<ClaimAttempt<A>>
+  /** Sets memory and writes the store now (not queued). A store failure is logged and counted. Never fails. */
+  readonly write: (key: string, value: A, createdAt: number, expiresAt: number) => Effect.Effect<void>
+  /** Deletes from memory and from the store now (not queued). Never fails. */
+  readonly remove: (key: string) => Effect.Effect<void>
+  /** The cache's counters. */
+  readonly metrics: CacheMetrics
+}
+
+/** The answer of {@link MirroredCache.claim}. */
+export type ClaimAttempt<A> = { readonly _tag: "Won" } | { readonly _tag: "Held"; readonly existing: Option.Option<TimedEntry<A>> }
+
+const STORE_FAILED = Symbol("store failed")
+
+export const makeMirroredCache = <A>(options: {
+  readonly maxEntries: number
+  readonly now: Now
+  readonly metrics: CacheMetrics
+  readonly mirror: StoreMirror<A> | undefined
+}): MirroredCache<A> => {
+  const { now, metrics, mirror } = options
+  const memory = new BoundedTtlMap<A>(options.maxEntries)
+  const stats = metrics.stats
+  const none = Effect.succeed(Option.none())
+
+  const get = (key: string) => {
+    const hit = memory.get(key, now())
+    if (hit !== undefined) stats.memoryHits++
+    return hit
+  }
+
+  const fromPending = (key: string): TimedEntry<A> | null | undefined => {
+    const pending = mirror?.pending(key)
+    if (pending === undefined) return undefined
+    if (pending._tag === "Delete") return null
+    return { value: pending.value, createdAt: pending.createdAt, expiresAt: pending.expiresAt ?? Number.POSITIVE_INFINITY }
+  }
+
+  const lookup = (key: string): Effect.Effect<Option.Option<TimedEntry<A>>> =>
+    Effect.suspend(() => {
+      const hit = get(key)
+      if (hit !== undefined) return Effect.succeed(Option.some(hit))
+      const pending = fromPending(key)
+      if (pending !== undefined) return Effect.succeed(Option.fromNullable(pending).pipe(Option.filter((e) => e.expiresAt > now())))
+      if (mirror === undefined) {
+        stats.misses++
+        return none
+      }
+      return Effect.flatMap(mirror.guard("lookup", mirror.handle.lookupEntry(key), Option.none()), (found) => {
+        if (Option.isNone(found)) {
+          stats.misses++
+          return none
+        }
+        // The read was async: a delete or a newer write may have happened meanwhile.
+        const later = fromPending(key)
+        if (later === null) return none
+        const fresher = memory.get(key, now())
+        if (fresher !== undefined) return Effect.succeed(Option.some(fresher))
+        const entry: TimedEntry<A> = {
+          value: found.value.value,
+          createdAt: found.value.createdAt,
+          expiresAt: found.value.expiresAt ?? Number.POSITIVE_INFINITY
+        }
+        memory.set(key, entry)
+        return Effect.as(Effect.zipRight(metrics.count("storeHits"), metrics.count("backfills")), Option.some(entry))
+      })
+    })
+
+  const take = (key: string): Effect.Effect<Option.Option<A>> =>
+    Effect.suspend(() => {
+      const hit = get(key)
+      memory.delete(key)
+      if (mirror === undefined) {
+        if (hit === undefined) stats.misses++
+        return Effect.succeed(Option.map(Option.fromNullable(hit), (e) => e.value))
+      }
+      const pending = fromPending(key)
+      if (pending === null) return none
+      if (pending !== undefined) {
+        // Not in the store yet: it is ours alone. Queue the delete behind the pending write.
+        mirror.delete(key)
+        return Effect.succeed(pending.expiresAt > now() ? Option.some(pending.value) : Option.none())
+      }
+      return Effect.map(mirror.guard("consume", mirror.handle.consume(key), STORE_FAILED as typeof STORE_FAILED | Option.Option<A>), (taken) => {
+        if (taken !== STORE_FAILED) {
+          if (Option.isSome(taken) && hit === undefined) stats.storeHits++
+          if (Option.isNone(taken)) stats.misses++
+          return taken
+        }
+        // Store unavailable: memory answers, and the delete is queued for when it is back.
+        mirror.delete(key)
+        return Option.map(Option.fromNullable(hit), (e) => e.value)
+      })
+    })
+
+  const won: ClaimAttempt<A> = { _tag: "Won" }
+  const held = (existing: Option.Option<TimedEntry<A>>): ClaimAttempt<A> => ({ _tag: "Held", existing })
+
+  const claim = (key: string, value: A, createdAt: number, expiresAt: number): Effect.Effect<ClaimAttempt<A>> =>
+    Effect.suspend(() => {
+      const hit = get(key)
+      if (hit !== undefined) return Effect.succeed(held(Option.some(hit)))
+      const claimLocally = Effect.sync(() => {
+        memory.set(key, { value, createdAt, expiresAt })
+        return won
+      })
+      if (mirror === undefined) return claimLocally
+      const attempt = mirror.handle.registerIfAbsent(key, value, { createdAt, expiresAt })
+      return Effect.flatMap(mirror.guard("claim", attempt, STORE_FAILED as typeof STORE_FAILED | boolean), (result) => {
+        if (result === STORE_FAILED || result) return claimLocally
+        return Effect.map(lookup(key), held)
+      })
+    })
+
+  return {
+    now,
+    get,
+    set: (key, value, createdAt, expiresAt) => {
+      memory.set(key, { value, createdAt, expiresAt })
+      mirror?.register(key, value, createdAt, expiresAt)
+    },
+    delete: (key) => {
+      memory.delete(key)
+      mirror?.delete(key)
+    },
+    forget: (key) => {
+      memory.delete(key)
+    },
+    lookup,
+    take,
+    claim,
+    write: (key, value, createdAt, expiresAt) =>
+      Effect.suspend(() => {
+        memory.set(key, { value, createdAt, expiresAt })
+        return mirror === undefined ? Effect.void : mirror.guard("write", mirror.handle.register(key, value, { createdAt, expiresAt }), undefined)
+      }),
+    remove: (key) =>
+      Effect.suspend(() => {
+        memory.delete(key)
+        return mirror === undefined ? Effect.void : Effect.asVoid(mirror.guard("remove", mirror.handle.delete(key), false))
+      }),
+    metrics
+  }
+}

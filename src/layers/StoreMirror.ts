@@ -1,0 +1,203 @@
+/**
+ * The persistent half of a cache: a write-behind queue flushed in batches by a background
+ * fiber, and a guard that turns every store failure into "answer from memory" — logged once
+ * per burst, counted, and backed off after repeated failures.
+ *
+ * @internal
+ */
+import { Clock, Duration, Effect, Option, Schedule } from "effect"
+import type { BatchOp, NamespaceHandle } from "../KeyedStore.js"
+import type { StateStoreError } from "../StateStoreError.js"
+import type { CacheMetrics } from "./CacheMetrics.js"
+
+/** Tuning of the write-behind mirror. Every field has a default. */
+export interface MirrorSettings {
+  /** How often the flusher writes queued changes (default 100 ms). At most this much is lost on a crash. */
+  readonly flushInterval: Duration.DurationInput
+  /** Writes per store transaction (default 1 000). */
+  readonly maxBatch: number
+  /** Queued keys before new writes are dropped and counted (default 10 000); the caller never waits. */
+  readonly maxQueue: number
+  /** Consecutive failures before the mirror stops calling the store for a while (default 3). */
+  readonly failuresBeforeBackoff: number
+  /** First back-off pause (default 1 s), doubled per further failure up to `backoffMax` (default 30 s). */
+  readonly backoffBase: Duration.DurationInput
+  readonly backoffMax: Duration.DurationInput
+  /** How long shutdown waits for the final flush (default 5 s). */
+  readonly shutdownFlushTimeout: Duration.DurationInput
+  /** How often a continuing failure burst is summarised in the log (default 1 minute). */
+  readonly failureLogInterval: Duration.DurationInput
+}
+
+export const defaultMirrorSettings: MirrorSettings = {
+  flushInterval: Duration.millis(100),
+  maxBatch: 1000,
+  maxQueue: 10_000,
+  failuresBeforeBackoff: 3,
+  backoffBase: Duration.seconds(1),
+  backoffMax: Duration.seconds(30),
+  shutdownFlushTimeout: Duration.seconds(5),
+  failureLogInterval: Duration.minutes(1)
+}
+
+/** Who is mirroring, for logs and metrics. */
+export interface MirrorIdentity {
+  readonly plugin: string
+  readonly feature: string
+}
+
+const NON_RETRYABLE = new Set(["InvalidInput", "LimitExceeded", "Corrupt"])
+
+/**
+ * Starts the mirror of `handle` in the current scope: the flusher fiber, and a finalizer that
+ * flushes what is queued (bounded by `shutdownFlushTimeout`) before the scope closes.
+ */
+export const makeStoreMirror = <A>(
+  handle: NamespaceHandle<A>,
+  identity: MirrorIdentity,
+  metrics: CacheMetrics,
+  overrides: Partial<MirrorSettings> = {}
+) =>
+  Effect.gen(function* () {
+    const settings = { ...defaultMirrorSettings, ...overrides }
+    const backoffBase = Duration.toMillis(settings.backoffBase)
+    const backoffMax = Duration.toMillis(settings.backoffMax)
+    const logEvery = Duration.toMillis(settings.failureLogInterval)
+    const annotations = { plugin: identity.plugin, feature: identity.feature, namespace: handle.namespace }
+
+    let queue = new Map<string, BatchOp<A>>()
+    let inflight: Map<string, BatchOp<A>> | undefined
+
+    // Failure state: one log line when a burst starts, a summary now and then, one on recovery.
+    let consecutiveFailures = 0
+    let burstFailures = 0
+    let lastLogAt = Number.NEGATIVE_INFINITY
+    let backoffUntil = 0
+
+    const report = (operation: string, error: StateStoreError) =>
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        consecutiveFailures++
+        burstFailures++
+        if (consecutiveFailures >= settings.failuresBeforeBackoff) {
+          const pause = Math.min(backoffMax, backoffBase * 2 ** (consecutiveFailures - settings.failuresBeforeBackoff))
+          backoffUntil = now + pause
+        }
+        yield* metrics.failure(error.reason)
+        if (burstFailures === 1 || now - lastLogAt >= logEvery) {
+          lastLogAt = now
+          yield* Effect.logWarning(
+            burstFailures === 1
+              ? "channel-state: store operation failed; serving from memory"
+              : `channel-state: store still failing (${burstFailures} failures in this burst); serving from memory`
+          ).pipe(Effect.annotateLogs({ ...annotations, operation, reason: error.reason, detail: error.detail }))
+        }
+      })
+
+    const recovered = Effect.suspend(() => {
+      consecutiveFailures = 0
+      if (burstFailures === 0) return Effect.void
+      const failures = burstFailures
+      burstFailures = 0
+      lastLogAt = Number.NEGATIVE_INFINITY
+      return Effect.logInfo(`channel-state: store recovered after ${failures} failed operations`).pipe(Effect.annotateLogs(annotations))
+    })
+
+    /** Whether the store is being left alone for now (backing off after repeated failures). */
+    const backingOff = Effect.map(Clock.currentTimeMillis, (now) => now < backoffUntil)
+
+    /**
+     * Runs a store operation; on failure (or while backing off) answers `fallback`. Never fails.
+     */
+    const guard = <R>(operation: string, effect: Effect.Effect<R, StateStoreError>, fallback: R): Effect.Effect<R> =>
+      Effect.flatMap(backingOff, (paused) =>
+        paused
+          ? Effect.succeed(fallback)
+          : effect.pipe(
+              Effect.tap(() => recovered),
+              Effect.catchAll((error) => Effect.as(report(operation, error), fallback)),
+              Effect.catchAllDefect((defect) => Effect.as(Effect.logError("channel-state: store defect", defect), fallback)),
+              Effect.annotateLogs(annotations)
+            )
+      )
+
+    const enqueue = (op: BatchOp<A>): void => {
+      if (queue.size >= settings.maxQueue && !queue.has(op.key)) {
+        metrics.stats.droppedWrites++
+        return
+      }
+      queue.delete(op.key)
+      queue.set(op.key, op)
+      metrics.stats.queuedWrites++
+    }
+
+    /** Writes what is queued, in batches. `force` ignores the back-off (shutdown). */
+    const flush = (force: boolean) =>
+      Effect.gen(function* () {
+        if (queue.size === 0 || (!force && (yield* backingOff))) return
+        const batch = queue
+        inflight = batch
+        queue = new Map()
+        const ops = [...batch.values()]
+        for (let start = 0; start < ops.length; start += settings.maxBatch) {
+          const chunk = ops.slice(start, start + settings.maxBatch)
+          const began = yield* Clock.currentTimeMillis
+          const result = yield* Effect.either(handle.writeBatch(chunk))
+          if (result._tag === "Right") {
+            yield* recovered
+            yield* metrics.flushed(chunk.length, (yield* Clock.currentTimeMillis) - began)
+            continue
+          }
+          yield* report("flush", result.left)
+          if (NON_RETRYABLE.has(result.left.reason)) {
+            metrics.stats.droppedWrites += chunk.length
+            continue
+          }
+          // Put back what was not written; newer queued changes to the same keys win.
+          const requeue = new Map<string, BatchOp<A>>()
+          for (const op of ops.slice(start)) if (!queue.has(op.key)) requeue.set(op.key, op)
+          for (const [key, op] of queue) requeue.set(key, op)
+          while (requeue.size > settings.maxQueue) {
+            const oldest = requeue.keys().next().value as string
+            requeue.delete(oldest)
+            metrics.stats.droppedWrites++
+          }
+          queue = requeue
+          break
+        }
+        inflight = undefined
+      }).pipe(Effect.ensuring(Effect.sync(() => (inflight = undefined))), Effect.withSpan("StoreMirror.flush", { attributes: annotations }))
+
+    yield* Effect.zipRight(flush(false), metrics.publish).pipe(
+      Effect.repeat(Schedule.spaced(settings.flushInterval)),
+      Effect.delay(settings.flushInterval),
+      Effect.forkScoped
+    )
+    yield* Effect.addFinalizer(() =>
+      flush(true).pipe(
+        Effect.zipRight(metrics.publish),
+        Effect.timeoutOption(settings.shutdownFlushTimeout),
+        Effect.flatMap((done) =>
+          Option.isNone(done) || queue.size > 0
+            ? Effect.logWarning(`channel-state: ${queue.size} queued writes not flushed at shutdown`).pipe(Effect.annotateLogs(annotations))
+            : Effect.void
+        )
+      )
+    )
+
+    return {
+      handle,
+      guard,
+      /** Queues an upsert with its original timestamps. Sync, O(1), never blocks or throws. */
+      register: (key: string, value: A, createdAt: number, expiresAt: number): void =>
+        enqueue({ _tag: "Register", key, value, createdAt, expiresAt }),
+      /** Queues a delete. Sync, O(1), never blocks or throws. */
+      delete: (key: string): void => enqueue({ _tag: "Delete", key }),
+      /** The newest change to `key` not yet committed (queued or being written), if any. */
+      pending: (key: string): BatchOp<A> | undefined => queue.get(key) ?? inflight?.get(key),
+      /** Flushes now (tests and shutdown); respects the back-off. */
+      flushNow: flush(false)
+    }
+  })
+
+export type StoreMirror<A> = Effect.Effect.Success<ReturnType<typeof makeStoreMirror<A>>>

@@ -1,0 +1,104 @@
+/**
+ * Builds a channel's {@link MirroredCache} in memory mode or persistent mode from one spec,
+ * so every channel gets the same layering rules.
+ *
+ * @internal
+ */
+import type { ConfigError, Context, Schema, Scope } from "effect"
+import { Duration, Effect, Layer, Option } from "effect"
+import { KeyedStore } from "../KeyedStore.js"
+import { makeCacheMetrics } from "./CacheMetrics.js"
+import { makeMirroredCache, type MirroredCache } from "./MirroredCache.js"
+import { layerFromConfig } from "../PersistenceConfig.js"
+import { type MirrorSettings, makeStoreMirror } from "./StoreMirror.js"
+
+/** What a channel cache is: its namespace, value schema and the reference bounds. */
+export interface CacheSpec<A, I> {
+  /** For logs: e.g. `thread-participation`. */
+  readonly feature: string
+  /** The keyed-store namespace, e.g. `slack.thread-participation`. */
+  readonly namespace: string
+  readonly schema: Schema.Schema<A, I>
+  readonly memoryMaxEntries: number
+  readonly storeMaxEntries: number
+  /** The namespace's default TTL in the store (entries carry their own expiry). */
+  readonly ttl: Duration.DurationInput
+}
+
+/** Options of a persistent channel layer. */
+export interface PersistentOptions {
+  /** The plugin id: the owner of the rows. */
+  readonly pluginId: string
+  /** Write-behind tuning; defaults suit production. */
+  readonly mirror?: Partial<MirrorSettings> | undefined
+}
+
+/** A caller-given TTL in ms, or `fallback` when it is absent or not a positive duration (sync paths never throw). */
+export const ttlMillisOr = (input: Duration.DurationInput | undefined, fallback: Duration.DurationInput): number => {
+  const decoded = input === undefined ? Option.none() : Duration.decodeUnknown(input)
+  const millis = Option.isSome(decoded) ? Duration.toMillis(decoded.value) : Number.NaN
+  return millis > 0 && Number.isFinite(millis) ? millis : Duration.toMillis(fallback)
+}
+
+const clockNow = Effect.map(Effect.clock, (clock) => () => clock.unsafeCurrentTimeMillis())
+
+/** The memory-only cache: today's behaviour, nothing opened, nothing written. */
+export const memoryCache = <A, I>(spec: CacheSpec<A, I>, pluginId = "memory"): Effect.Effect<MirroredCache<A>> =>
+  Effect.map(clockNow, (now) =>
+    makeMirroredCache<A>({
+      maxEntries: spec.memoryMaxEntries,
+      now,
+      metrics: makeCacheMetrics(pluginId, spec.namespace),
+      mirror: undefined
+    })
+  )
+
+/**
+ * The same memory fast path, mirrored into the store namespace `spec.namespace` owned by
+ * the plugin. If the namespace cannot be opened the cache runs from memory and says so in
+ * the log; it never fails to build.
+ */
+export const persistentCache = <A, I>(spec: CacheSpec<A, I>, options: PersistentOptions): Effect.Effect<MirroredCache<A>, never, KeyedStore | Scope.Scope> =>
+  Effect.gen(function* () {
+    const store = yield* KeyedStore
+    const now = yield* clockNow
+    const metrics = makeCacheMetrics(options.pluginId, spec.namespace)
+    const opened = yield* Effect.either(
+      store.open({ owner: options.pluginId, namespace: spec.namespace, schema: spec.schema, maxEntries: spec.storeMaxEntries, ttl: spec.ttl })
+    )
+    if (opened._tag === "Left") {
+      yield* metrics.failure(opened.left.reason)
+      yield* Effect.logError("channel-state: cannot open the store namespace; this cache runs from memory only", opened.left.message).pipe(
+        Effect.annotateLogs({ plugin: options.pluginId, feature: spec.feature, namespace: spec.namespace })
+      )
+      return makeMirroredCache<A>({ maxEntries: spec.memoryMaxEntries, now, metrics, mirror: undefined })
+    }
+    const mirror = yield* makeStoreMirror(opened.right, { plugin: options.pluginId, feature: spec.feature }, metrics, options.mirror)
+    return makeMirroredCache<A>({ maxEntries: spec.memoryMaxEntries, now, metrics, mirror })
+  })
+
+/** Opens one cache of a channel service, in whichever mode the layer is built. */
+export type OpenCache<R> = <A, I>(spec: CacheSpec<A, I>) => Effect.Effect<MirroredCache<A>, never, R>
+
+/** How a channel layer selected by config is given its inputs. */
+export interface ConfigOptions<E> extends PersistentOptions {
+  /** The plugin config object (plain JSON) holding `plugins.entries.<pluginId>.config.experimentalPersistentState`. */
+  readonly config: unknown
+  /** The store to mirror into when the flag is on; never built when it is off. */
+  readonly store: Layer.Layer<KeyedStore, E>
+}
+
+/**
+ * The three layers every channel service offers, from one constructor `build(openCache)`:
+ * - `layer`: memory only (today's behaviour, nothing opened or written);
+ * - `layerPersistent(options)`: memory fast path mirrored into the store (needs `KeyedStore`);
+ * - `layerConfig(options)`: one or the other, as the plugin's config flag says.
+ */
+export const channelLayers = <Id, S>(tag: Context.Tag<Id, S>, build: <R>(openCache: OpenCache<R>) => Effect.Effect<S, never, R>) => {
+  const layer: Layer.Layer<Id> = Layer.effect(tag, build((spec) => memoryCache(spec)))
+  const layerPersistent = (options: PersistentOptions): Layer.Layer<Id, never, KeyedStore> =>
+    Layer.scoped(tag, build((spec) => persistentCache(spec, options)))
+  const layerConfig = <E>(options: ConfigOptions<E>): Layer.Layer<Id, ConfigError.ConfigError> =>
+    layerFromConfig({ ...options, memory: layer, persistent: layerPersistent(options) })
+  return { layer, layerPersistent, layerConfig }
+}
