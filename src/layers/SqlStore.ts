@@ -46,12 +46,28 @@ type InsertRow = {
   readonly expires_at: number | null
 }
 
-/** A locked SQLite file or a dropped connection is retried from the fiber, briefly, never by blocking. */
+/**
+ * A locked SQLite file or a dropped connection is retried from the fiber, briefly, never by
+ * blocking. The retry machinery is only entered after a first failure, so the success path
+ * pays nothing for it.
+ */
 const retryUnavailable = <A, R>(effect: Effect.Effect<A, StateStoreError, R>) =>
-  Effect.retry(effect, {
-    schedule: Schedule.exponential("5 millis").pipe(Schedule.intersect(Schedule.recurs(6))),
-    while: (error) => error.reason === "Unavailable"
-  })
+  Effect.catchIf(
+    effect,
+    (error) => error.reason === "Unavailable",
+    () =>
+      Effect.retry(effect, {
+        schedule: Schedule.exponential("5 millis").pipe(Schedule.intersect(Schedule.recurs(5))),
+        while: (error) => error.reason === "Unavailable"
+      })
+  )
+
+/**
+ * Writes re-count a namespace (and its owner) only when an upper bound of its live rows —
+ * the last exact count plus rows inserted since — could be past a limit, and at least every
+ * this many inserts, so rows written by other processes are noticed too.
+ */
+const RECOUNT_EVERY = 1000
 
 /**
  * Builds the store over the `SqlClient` in context: checks the schema version, runs the
@@ -88,8 +104,27 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
       )
     )
 
+    // Upper bounds of live rows per owner (shared by its namespaces) — see enforceCaps.
+    const ownerBounds = new Map<string, number>()
+
     const makeHandle = <A>(ns: ResolvedNamespace<A>): NamespaceHandle<A> => {
       const { owner, namespace } = ns
+      let namespaceBound = Number.POSITIVE_INFINITY
+      let insertsSinceCount = 0
+      const estimates = {
+        add: (inserted: number) => {
+          namespaceBound += inserted
+          insertsSinceCount += inserted
+          const ownerBound = (ownerBounds.get(owner) ?? Number.POSITIVE_INFINITY) + inserted
+          ownerBounds.set(owner, ownerBound)
+          return { namespace: namespaceBound, owner: ownerBound, recount: insertsSinceCount >= RECOUNT_EVERY }
+        },
+        counted: (namespaceLive: number, ownerLive: number) => {
+          namespaceBound = namespaceLive
+          insertsSinceCount = 0
+          ownerBounds.set(owner, ownerLive)
+        }
+      }
       const at = { owner, namespace }
       const live = (now: number) => sql`(expires_at IS NULL OR expires_at > ${now})`
       const inNamespace = sql`owner = ${owner} AND namespace = ${namespace}`
@@ -101,7 +136,7 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
             error._tag === "SqlError" ? fromSqlError(operation, kind, key === undefined ? at : { ...at, key })(error) : error
           ),
           retryUnavailable,
-          Effect.withSpan(`KeyedStore.${operation}`, { attributes: { owner, namespace, backend } })
+          Effect.withSpan(`KeyedStore.${operation}`, { attributes: { owner, namespace, backend }, captureStackTrace: false })
         )
       const withValidKey = <R>(operation: string, key: string, f: () => Effect.Effect<R, SqlError | StateStoreError>, kind: "read" | "write" = "read") => {
         const problem = checkKey(ns, operation, key)
@@ -124,24 +159,37 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
             })
         })
 
-      const prepareRow = (operation: string, key: string, value: A, options: WriteOptions | undefined, now: number) =>
-        Either.gen(function* () {
-          const problem = checkKey(ns, operation, key)
-          if (problem) return yield* Either.left(problem)
-          const value_json = yield* encodeValue(ns, operation, key, value)
-          const { createdAt, expiresAt } = yield* writeTimes(ns, operation, now, options)
-          const row: InsertRow = { owner, namespace, entry_key: key, value_json, created_at: createdAt, expires_at: expiresAt ?? null }
-          return row
-        })
+      const prepareRow = (
+        operation: string,
+        key: string,
+        value: A,
+        options: WriteOptions | undefined,
+        now: number
+      ): Either.Either<InsertRow, StateStoreError> => {
+        const problem = checkKey(ns, operation, key)
+        if (problem) return Either.left(problem)
+        const json = encodeValue(ns, operation, key, value)
+        if (Either.isLeft(json)) return Either.left(json.left)
+        const times = writeTimes(ns, operation, now, options)
+        if (Either.isLeft(times)) return Either.left(times.left)
+        const { createdAt, expiresAt } = times.right
+        return Either.right({ owner, namespace, entry_key: key, value_json: json.right, created_at: createdAt, expires_at: expiresAt ?? null })
+      }
 
       const upsert = (rows: ReadonlyArray<InsertRow>) =>
         sql`INSERT INTO channel_state_entries ${sql.insert(rows)}
           ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET
             value_json = excluded.value_json, created_at = excluded.created_at, expires_at = excluded.expires_at`
 
-      /** Applies the overflow policy and the owner cap after a write, inside its transaction. */
-      const enforceCaps = (operation: string, now: number) =>
+      /**
+       * Applies the overflow policy and the owner cap after `inserted` rows were written,
+       * inside the write's transaction. Counts exactly only when an upper bound says a
+       * limit may be passed (see {@link RECOUNT_EVERY}).
+       */
+      const enforceCaps = (operation: string, now: number, inserted: number) =>
         Effect.gen(function* () {
+          const bound = estimates.add(inserted)
+          if (bound.namespace <= ns.maxEntries && bound.owner <= config.ownerMaxEntries && !bound.recount) return
           const [counts] = yield* sql<{ ns_live: number | string; owner_live: number | string }>`SELECT
             (SELECT count(*) FROM channel_state_entries WHERE ${inNamespace} AND ${live(now)}) AS ns_live,
             (SELECT count(*) FROM channel_state_entries WHERE owner = ${owner} AND ${live(now)}) AS owner_live`
@@ -170,6 +218,7 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
               ...at
             })
           }
+          estimates.counted(Math.min(nsLive, ns.maxEntries), ownerLive)
         })
 
       const lookupEntry = (key: string) =>
@@ -195,7 +244,7 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
         owner,
         namespace,
         register: (key, value, options) =>
-          writing("register", key, value, options, (row, now) => Effect.zipRight(upsert([row]), enforceCaps("register", now))),
+          writing("register", key, value, options, (row, now) => Effect.zipRight(upsert([row]), enforceCaps("register", now, 1))),
         registerIfAbsent: (key, value, options) =>
           writing("registerIfAbsent", key, value, options, (row, now) =>
             Effect.gen(function* () {
@@ -205,7 +254,7 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
                 WHERE channel_state_entries.expires_at IS NOT NULL AND channel_state_entries.expires_at <= ${now}
                 RETURNING entry_key`
               if (claimed.length === 0) return false
-              yield* enforceCaps("registerIfAbsent", now)
+              yield* enforceCaps("registerIfAbsent", now, 1)
               return true
             })
           ),
@@ -265,7 +314,7 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
                     yield* sql`DELETE FROM channel_state_entries WHERE ${inNamespace} AND ${sql.in("entry_key", keys)}`
                   }
                   for (const chunk of Arr.chunksOf(rows, CHUNK)) yield* upsert(chunk)
-                  if (rows.length > 0) yield* enforceCaps("writeBatch", now)
+                  if (rows.length > 0) yield* enforceCaps("writeBatch", now, rows.length)
                 })
               )
             )
