@@ -11,6 +11,7 @@ import { Effect, type Layer, TestClock } from "effect"
 import * as PluginRuntime from "../src/PluginRuntime.js"
 import { type BackendFactory, sqlBackends, type TestDatabase } from "./support/backends.js"
 import { type ChannelScenario, scenarios } from "./support/channelScenarios.js"
+import { eventually } from "./support/eventually.js"
 
 const configWith = (pluginId: string, flag: unknown) => ({ plugins: { entries: { [pluginId]: { config: { experimentalPersistentState: flag } } } } })
 
@@ -131,7 +132,7 @@ const persistence = (backend: BackendFactory, scenario: ChannelScenario) =>
               yield* scenario.write(0)
               yield* scenario.write(1)
               yield* TestClock.adjust(flushInterval)
-              expect(yield* rawRows(db, scenario.namespace)).toHaveLength(2)
+              expect(yield* eventually(rawRows(db, scenario.namespace), (rows) => rows.length === 2)).toHaveLength(2)
               yield* remove(0)
               expect(yield* scenario.found(0)).toBe(false)
             })

@@ -10,6 +10,7 @@ import { SCHEMA_VERSION } from "../src/layers/migrations.js"
 import type { StoreSettings } from "../src/layers/storeRules.js"
 import type { StateStoreError } from "../src/StateStoreError.js"
 import { type BackendFactory, backends, sqlBackends, type TestDatabase } from "./support/backends.js"
+import { eventually } from "./support/eventually.js"
 
 const Value = Schema.Struct({ n: Schema.Number, text: Schema.optional(Schema.String) })
 type Value = typeof Value.Type
@@ -459,7 +460,7 @@ const durability = (backend: BackendFactory) =>
             yield* TestClock.adjust("9 seconds")
             expect(yield* countAll).toBe(25)
             yield* TestClock.adjust("1 second")
-            expect(yield* countAll).toBe(5)
+            expect(yield* eventually(countAll, (n) => n === 5)).toBe(5)
           }),
           { sweepInterval: Duration.seconds(10), sweepBatchSize: 3 }
         )
