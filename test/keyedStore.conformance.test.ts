@@ -244,6 +244,8 @@ const conformance = (backend: BackendFactory) =>
               [h.register("", { n: 1 }), "empty"],
               [h.register("a".repeat(513), { n: 1 }), "513 bytes"],
               [h.register("nul\u0000key", { n: 1 }), "NUL"],
+              [h.register("lone\uD800", { n: 1 }), "lone surrogate"],
+              [h.register("\uDC00", { n: 1 }), "lone surrogate"],
               [h.register("keep", { n: "one" } as unknown as Value), "schema"],
               [anything.register("big", "x".repeat(64 * 1024)), "bytes of JSON"],
               [anything.register("nan", Number.NaN), "non-finite"],

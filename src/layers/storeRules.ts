@@ -123,12 +123,15 @@ export const makeNamespaceRegistry = () => {
     })
 }
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
 /** Checks a key: a non-empty string of at most 512 UTF-8 bytes without NUL. */
 export const checkKey = <A>(ns: ResolvedNamespace<A>, operation: string, key: unknown): StateStoreError | undefined => {
   const at = { owner: ns.owner, namespace: ns.namespace }
   if (typeof key !== "string") return invalid(operation, `key must be a string, got ${typeof key}`, at)
   if (key.length === 0) return invalid(operation, "key must not be empty", at)
   if (key.includes("\u0000")) return invalid(operation, "key must not contain NUL characters", at)
+  if (LONE_SURROGATE.test(key)) return invalid(operation, "key must be well-formed Unicode (it contains a lone surrogate)", at)
   const bytes = utf8Bytes(key)
   if (bytes > MAX_KEY_BYTES) return invalid(operation, `key is ${bytes} bytes, the limit is ${MAX_KEY_BYTES}`, at)
   return undefined
@@ -225,9 +228,12 @@ export const writeTimes = <A>(
 export const isLive = (expiresAt: number | undefined | null, now: number): boolean =>
   expiresAt === undefined || expiresAt === null || expiresAt > now
 
-/** Oldest first: by creation time, then key (binary order) — the eviction order of every backend. */
+/**
+ * Oldest first: by creation time, then key in UTF-8 byte order (as SQLite and PostgreSQL's
+ * "C" collation compare) — the eviction and listing order of every backend.
+ */
 export const oldestFirst = (a: { createdAt: number; key: string }, b: { createdAt: number; key: string }): number =>
-  a.createdAt - b.createdAt || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)
+  a.createdAt - b.createdAt || Buffer.compare(Buffer.from(a.key, "utf8"), Buffer.from(b.key, "utf8"))
 
 /** Collapses a batch to its last step per key (each key placed where its last step was). */
 export const lastStepPerKey = <T extends { readonly key: string }>(ops: ReadonlyArray<T>): Array<T> => {

@@ -1,0 +1,178 @@
+/**
+ * Atomicity across OS processes: two workers (test/support/claimWorker.ts) open the same
+ * SQLite file or PostgreSQL database, wait for one start signal, then race on the same
+ * claims and one-shot keys. Every claim must be won exactly once and every one-shot value
+ * handed out exactly once, across both processes.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Option } from "effect"
+import { KeyedStore } from "../src/KeyedStore.js"
+import {
+  CLAIM_KEYS,
+  CONSUME_KEYS,
+  claimKey,
+  claimsNamespace,
+  consumeKey,
+  oneShotNamespace,
+  RACE_KEY,
+  type ResultLine,
+  type WorkerLine
+} from "./support/claimProtocol.js"
+import { type BackendFactory, sqlBackends, tempDir } from "./support/backends.js"
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
+const workerScript = path.join("test", "support", "claimWorker.ts")
+
+interface RunningWorker {
+  readonly name: string
+  /** Resolves when the worker printed its ready line (its store is open). */
+  readonly ready: Promise<void>
+  /** Resolves with every JSON line, the exit code and stderr once the worker exits. */
+  readonly done: Promise<{ readonly code: number | null; readonly lines: ReadonlyArray<WorkerLine>; readonly stderr: string }>
+}
+
+/** Spawns a worker; it is killed with the scope if it is still running then. */
+const spawnWorker = (name: string, args: ReadonlyArray<string>) =>
+  Effect.map(
+    Effect.acquireRelease(
+      Effect.sync(() => spawn(process.execPath, ["--import", "tsx", workerScript, ...args], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] })),
+      (child) => Effect.sync(() => void (child.exitCode === null && child.signalCode === null && child.kill("SIGKILL")))
+    ),
+    (child): RunningWorker => watch(name, child)
+  )
+
+const watch = (name: string, child: ChildProcess): RunningWorker => {
+  const lines: Array<WorkerLine> = []
+  let stdout = ""
+  let stderr = ""
+  let onReady: () => void = () => {}
+  let onNotReady: (error: Error) => void = () => {}
+  const ready = new Promise<void>((resolve, reject) => {
+    onReady = resolve
+    onNotReady = reject
+  })
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+    stderr += chunk
+  })
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+    stdout += chunk
+    let newline = stdout.indexOf("\n")
+    while (newline >= 0) {
+      const text = stdout.slice(0, newline)
+      stdout = stdout.slice(newline + 1)
+      newline = stdout.indexOf("\n")
+      let line: WorkerLine | undefined
+      try {
+        line = JSON.parse(text) as WorkerLine
+      } catch {
+        continue // a log line, not part of the protocol
+      }
+      lines.push(line)
+      if (line.type === "ready") onReady()
+    }
+  })
+  const done = new Promise<{ code: number | null; lines: ReadonlyArray<WorkerLine>; stderr: string }>((resolve) =>
+    child.on("close", (code) => {
+      onNotReady(new Error(`worker ${name} exited (code ${code}) before it was ready:\n${JSON.stringify(lines)}\n${stderr}`))
+      resolve({ code, lines, stderr })
+    })
+  )
+  return { name, ready, done }
+}
+
+const resultOf = (worker: string, exit: { code: number | null; lines: ReadonlyArray<WorkerLine>; stderr: string }): ResultLine => {
+  const result = exit.lines.find((line): line is ResultLine => line.type === "result")
+  if (exit.code !== 0 || result === undefined) {
+    throw new Error(`worker ${worker} failed (exit ${exit.code}):\n${exit.lines.map((l) => JSON.stringify(l)).join("\n")}\n${exit.stderr}`)
+  }
+  return result
+}
+
+const processes = (backend: BackendFactory) =>
+  describe(`KeyedStore across processes: ${backend.name}`, () => {
+    it.scopedLive(
+      "two processes racing on one database: every claim won once, every one-shot value handed out once",
+      () =>
+        Effect.gen(function* () {
+          const db = yield* backend.fresh
+          const signals = yield* tempDir
+          const goFile = path.join(signals, "go")
+
+          // The test creates the schema and the one-shot rows, so the workers only race.
+          yield* Effect.scoped(
+            Effect.provide(
+              Effect.gen(function* () {
+                const store = yield* KeyedStore
+                yield* store.open(claimsNamespace)
+                const oneShot = yield* store.open(oneShotNamespace)
+                yield* oneShot.writeBatch(
+                  Array.from({ length: CONSUME_KEYS }, (_, n) => ({
+                    _tag: "Register" as const,
+                    key: consumeKey(n),
+                    value: { worker: "test", n },
+                    createdAt: 0,
+                    expiresAt: undefined
+                  }))
+                )
+              }),
+              db.store()
+            )
+          )
+
+          const names = ["worker-a", "worker-b"]
+          const workers = yield* Effect.forEach(names, (name) => spawnWorker(name, [backend.name, db.location!, goFile, name]))
+          // Start barrier: both stores are open before either worker may begin.
+          yield* Effect.promise(() => Promise.all(workers.map((w) => w.ready))).pipe(Effect.timeout("40 seconds"), Effect.orDie)
+          fs.writeFileSync(goFile, "go")
+          const exits = yield* Effect.promise(() => Promise.all(workers.map((w) => w.done))).pipe(Effect.timeout("50 seconds"), Effect.orDie)
+          const results = exits.map((exit, i) => resultOf(names[i]!, exit))
+
+          for (const result of results) expect(result.failures, `${result.worker} had failing operations`).toEqual([])
+          // The two runs really overlapped in time.
+          const latestStart = Math.max(...results.map((r) => r.startedAt))
+          const earliestEnd = Math.min(...results.map((r) => r.finishedAt))
+          expect(latestStart, `runs did not overlap: ${JSON.stringify(results.map((r) => [r.startedAt, r.finishedAt]))}`).toBeLessThan(earliestEnd)
+
+          // One contended key: exactly one racer of either process won it.
+          expect(results.reduce((sum, r) => sum + r.raceWins, 0)).toBe(1)
+
+          // 1000 distinct keys, claimed by both: each exactly once in total.
+          const winners = new Map<string, Array<string>>()
+          for (const r of results) for (const key of r.claimed) winners.set(key, [...(winners.get(key) ?? []), r.worker])
+          const claimTotal = results.reduce((sum, r) => sum + r.claimed.length, 0)
+          expect(claimTotal).toBe(CLAIM_KEYS)
+          const notOnce = Array.from({ length: CLAIM_KEYS }, (_, i) => claimKey(i)).filter((key) => winners.get(key)?.length !== 1)
+          expect(notOnce, "keys not claimed exactly once").toEqual([])
+
+          // Every pre-registered one-shot value went to exactly one consumer.
+          const handedOut = results.flatMap((r) => r.consumed).sort((a, b) => a.value.n - b.value.n)
+          expect(handedOut).toEqual(Array.from({ length: CONSUME_KEYS }, (_, n) => ({ key: consumeKey(n), value: { worker: "test", n } })))
+
+          // What is stored agrees with who won.
+          yield* Effect.scoped(
+            Effect.provide(
+              Effect.gen(function* () {
+                const store = yield* KeyedStore
+                const claims = yield* store.open(claimsNamespace)
+                const oneShot = yield* store.open(oneShotNamespace)
+                expect(yield* oneShot.size).toBe(0)
+                expect(yield* claims.size).toBe(CLAIM_KEYS + 1)
+                const raceWinner = results.find((r) => r.raceWins === 1)!.worker
+                expect(Option.map(yield* claims.lookup(RACE_KEY), (v) => v.worker)).toEqual(Option.some(raceWinner))
+                const stored = yield* claims.entries
+                const mismatched = stored.filter((e) => e.key !== RACE_KEY && winners.get(e.key)?.[0] !== e.value.worker)
+                expect(mismatched, "stored claims whose value is not the winner's").toEqual([])
+              }),
+              db.store()
+            )
+          )
+        }),
+      90_000
+    )
+  })
+
+for (const backend of sqlBackends) processes(backend)
