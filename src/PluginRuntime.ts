@@ -67,6 +67,16 @@ export interface PluginRuntimeOptions {
   readonly mirror?: Partial<MirrorSettings> | undefined
 }
 
+/** Each channel's module (its service, `layer`, `layerPersistent`, `layerConfig`), by name. */
+export const channelModules = {
+  slack: Slack,
+  discord: Discord,
+  msteams: MsTeams,
+  matrix: Matrix,
+  bluebubbles: BlueBubbles,
+  feishu: Feishu
+} as const
+
 interface ChannelLayers<Id> {
   readonly layer: Layer.Layer<Id>
   readonly layerConfig: (options: ConfigOptions<StateStoreError>) => Layer.Layer<Id, ConfigError.ConfigError>

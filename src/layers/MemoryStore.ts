@@ -94,28 +94,41 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
       const limit = (operation: string, detail: string) =>
         new StateStoreError({ reason: "LimitExceeded", operation, detail, ...at })
 
-      /** Applies `mutate` and the caps; on a cap failure the namespace is restored as it was. */
-      const transact = <R>(operation: string, now: number, mutate: () => R): Either.Either<R, StateStoreError> => {
-        const before = new Map(rows)
-        const result = mutate()
-        if (liveCount(rows, now) > ns.maxEntries) {
-          if (ns.overflow === "reject-new") {
-            restore(before)
-            return Either.left(limit(operation, `namespace is full (${ns.maxEntries} live entries, overflow "reject-new")`))
+      /**
+       * Applies `mutate` (through `put`/`del`, which keep an undo log) and then the caps; on
+       * a cap failure every change is undone, so nothing stored changes.
+       */
+      const transact = <R>(
+        operation: string,
+        now: number,
+        mutate: (put: (row: Row) => void, del: (key: string) => void) => R
+      ): Either.Either<R, StateStoreError> => {
+        const undo: Array<readonly [string, Row | undefined]> = []
+        const put = (row: Row) => {
+          undo.push([row.key, rows.get(row.key)])
+          rows.set(row.key, row)
+        }
+        const del = (key: string) => {
+          undo.push([key, rows.get(key)])
+          rows.delete(key)
+        }
+        const rollback = (detail: string) => {
+          for (let i = undo.length - 1; i >= 0; i--) {
+            const [key, previous] = undo[i]!
+            if (previous === undefined) rows.delete(key)
+            else rows.set(key, previous)
           }
-          for (const row of rows.values()) if (!isLive(row.expiresAt, now)) rows.delete(row.key)
+          return Either.left(limit(operation, detail))
+        }
+        const result = mutate(put, del)
+        if (liveCount(rows, now) > ns.maxEntries) {
+          if (ns.overflow === "reject-new") return rollback(`namespace is full (${ns.maxEntries} live entries, overflow "reject-new")`)
+          for (const row of rows.values()) if (!isLive(row.expiresAt, now)) del(row.key)
           const excess = rows.size - ns.maxEntries
-          if (excess > 0) for (const row of [...rows.values()].sort(oldestFirst).slice(0, excess)) rows.delete(row.key)
+          if (excess > 0) for (const row of [...rows.values()].sort(oldestFirst).slice(0, excess)) del(row.key)
         }
-        if (ownerLive(ns.owner, now) > config.ownerMaxEntries) {
-          restore(before)
-          return Either.left(limit(operation, `owner holds more than ${config.ownerMaxEntries} live entries`))
-        }
+        if (ownerLive(ns.owner, now) > config.ownerMaxEntries) return rollback(`owner holds more than ${config.ownerMaxEntries} live entries`)
         return Either.right(result)
-      }
-      const restore = (before: Rows) => {
-        rows.clear()
-        for (const [k, v] of before) rows.set(k, v)
       }
 
       const prepare = (operation: string, key: string, value: A, options: WriteOptions | undefined, now: number) => {
@@ -157,7 +170,7 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
         register: (key, value, options) =>
           Effect.flatMap(Clock.currentTimeMillis, (now) =>
             Either.flatMap(prepare("register", key, value, options, now), (row) =>
-              transact("register", now, () => void rows.set(key, row))
+              transact("register", now, (put) => put(row))
             )
           ),
         registerIfAbsent: (key, value, options) =>
@@ -165,8 +178,8 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
             Either.flatMap(prepare("registerIfAbsent", key, value, options, now), (row) =>
               liveRow(key, now) !== undefined
                 ? Either.right(false)
-                : transact("registerIfAbsent", now, () => {
-                    rows.set(key, row)
+                : transact("registerIfAbsent", now, (put) => {
+                    put(row)
                     return true
                   })
             )
@@ -200,10 +213,10 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
               if (Either.isLeft(row)) return Effect.fail(row.left)
               prepared.push(row.right)
             }
-            return transact("writeBatch", now, () => {
+            return transact("writeBatch", now, (put, del) => {
               for (const step of prepared) {
-                if ("delete" in step) rows.delete(step.key)
-                else rows.set(step.key, step)
+                if ("delete" in step) del(step.key)
+                else put(step)
               }
             })
           }),

@@ -25,7 +25,7 @@ export interface MirrorSettings {
   readonly backoffMax: Duration.DurationInput
   /** How long shutdown waits for the final flush (default 5 s). */
   readonly shutdownFlushTimeout: Duration.DurationInput
-  /** How often a continuing failure burst is summarised in the log (default 1 minute). */
+  /** A failure burst ends after this long without failures; it is summarised at most this often (default 1 minute). */
   readonly failureLogInterval: Duration.DurationInput
 }
 
@@ -68,9 +68,12 @@ export const makeStoreMirror = <A>(
     let queue = new Map<string, BatchOp<A>>()
     let inflight: Map<string, BatchOp<A>> | undefined
 
-    // Failure state: one log line when a burst starts, a summary now and then, one on recovery.
+    // Failure state. A burst is failures not separated by a quiet `failureLogInterval`: it is
+    // logged when it starts, summarised at most once per interval, and its end is logged by
+    // the first success after the quiet interval. Back-off counts consecutive failures only.
     let consecutiveFailures = 0
     let burstFailures = 0
+    let lastFailureAt = Number.NEGATIVE_INFINITY
     let lastLogAt = Number.NEGATIVE_INFINITY
     let backoffUntil = 0
 
@@ -78,16 +81,19 @@ export const makeStoreMirror = <A>(
       Effect.gen(function* () {
         const now = yield* Clock.currentTimeMillis
         consecutiveFailures++
-        burstFailures++
         if (consecutiveFailures >= settings.failuresBeforeBackoff) {
           const pause = Math.min(backoffMax, backoffBase * 2 ** (consecutiveFailures - settings.failuresBeforeBackoff))
           backoffUntil = now + pause
         }
+        const startsBurst = now - lastFailureAt >= logEvery
+        if (startsBurst) burstFailures = 0
+        burstFailures++
+        lastFailureAt = now
         yield* metrics.failure(error.reason)
-        if (burstFailures === 1 || now - lastLogAt >= logEvery) {
+        if (startsBurst || now - lastLogAt >= logEvery) {
           lastLogAt = now
           yield* Effect.logWarning(
-            burstFailures === 1
+            startsBurst
               ? "channel-state: store operation failed; serving from memory"
               : `channel-state: store still failing (${burstFailures} failures in this burst); serving from memory`
           ).pipe(Effect.annotateLogs({ ...annotations, operation, reason: error.reason, detail: error.detail }))
@@ -97,10 +103,12 @@ export const makeStoreMirror = <A>(
     const recovered = Effect.suspend(() => {
       consecutiveFailures = 0
       if (burstFailures === 0) return Effect.void
-      const failures = burstFailures
-      burstFailures = 0
-      lastLogAt = Number.NEGATIVE_INFINITY
-      return Effect.logInfo(`channel-state: store recovered after ${failures} failed operations`).pipe(Effect.annotateLogs(annotations))
+      return Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        if (now - lastFailureAt < logEvery) return Effect.void
+        const failures = burstFailures
+        burstFailures = 0
+        return Effect.logInfo(`channel-state: store recovered after ${failures} failed operations`).pipe(Effect.annotateLogs(annotations))
+      })
     })
 
     /** Whether the store is being left alone for now (backing off after repeated failures). */
