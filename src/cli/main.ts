@@ -1,0 +1,52 @@
+/**
+ * The `channel-state` command line: dispatches to the subcommands, parses their flags with
+ * `node:util.parseArgs`, and turns every failure into one clear line and an exit code.
+ *
+ * @internal
+ */
+import { parseArgs } from "node:util"
+import type { Command } from "./command.js"
+import { demoCommand } from "./demo.js"
+import { CliFailure, ExitCode, print, printError } from "./output.js"
+
+const commands: Record<string, Command> = { demo: demoCommand }
+
+const usage = () => `Usage: channel-state <command> [options]
+
+Commands:
+${Object.entries(commands)
+  .map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`)
+  .join("\n")}
+
+Every command takes --help. Exit codes: 0 ok, 1 something is wrong, 2 bad usage.`
+
+/** Runs the CLI with `argv` (without node and the script); resolves to the exit code. Never throws. */
+export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
+  const [name, ...rest] = argv
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    print(usage())
+    return name === undefined ? ExitCode.usage : ExitCode.ok
+  }
+  const command = commands[name]
+  if (command === undefined) {
+    printError(new CliFailure(`unknown command "${name}"`, ExitCode.usage, "Run `channel-state --help` for the list of commands."))
+    return ExitCode.usage
+  }
+  try {
+    const { values } = parseArgs({ args: [...rest], options: { ...command.options, help: { type: "boolean", short: "h" } }, strict: true, allowPositionals: false })
+    if (values.help) {
+      print(command.help)
+      return ExitCode.ok
+    }
+    return await command.run(values)
+  } catch (error) {
+    const failure =
+      error instanceof CliFailure
+        ? error
+        : (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")
+          ? new CliFailure((error as Error).message, ExitCode.usage, `Run \`channel-state ${name} --help\`.`)
+          : new CliFailure(error instanceof Error ? error.message : String(error))
+    printError(failure)
+    return failure.exitCode
+  }
+}
