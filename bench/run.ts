@@ -1,0 +1,21 @@
+/**
+ * `npm run bench`: runs every benchmark module, prints one table, merges the rows into
+ * bench/results.json (by name), and exits non-zero when a row misses its target.
+ * Add a benchmark by importing its module and appending its rows below.
+ */
+import { mergeResults, missed, printTable, type Row, resultsFile } from "./harness.js"
+import { storeBench } from "./store.js"
+import { channelsBench } from "./channels.js"
+
+const started = Date.now()
+const rows: Array<Row> = [...(await storeBench()), ...(await channelsBench())]
+
+console.log("")
+printTable(rows)
+mergeResults(rows)
+const misses = rows.filter(missed)
+console.log(`\n${rows.length} rows written to ${resultsFile} in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+if (misses.length > 0) {
+  console.error(`target missed: ${misses.map((r) => `${r.name} (${r.ratio} > ${r.target})`).join(", ")}`)
+  process.exitCode = 1
+}

@@ -1,0 +1,396 @@
+/**
+ * The keyed store on SQLite against raw better-sqlite3 doing the same SQL work on the same
+ * kind of file (temp dir, WAL, synchronous = NORMAL, the same table and indexes), in the
+ * same run with interleaved rounds. Then, when CHANNEL_STATE_TEST_PG_URL is set, the same
+ * operations on PostgreSQL (a fresh database, dropped after), compared with our SQLite figure.
+ *
+ * Every write stores a different value (SQLite skips writing an identical row).
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as Reactivity from "@effect/experimental/Reactivity"
+import { SqlClient } from "@effect/sql/SqlClient"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import Database from "better-sqlite3"
+import { Effect, Layer, ManagedRuntime, Option, Redacted, Schema } from "effect"
+import { type BatchOp, KeyedStore, type NamespaceHandle } from "../src/KeyedStore.js"
+import * as PgStore from "../src/layers/PgStore.js"
+import * as SqliteStore from "../src/layers/SqliteStore.js"
+import type { StateStoreError } from "../src/StateStoreError.js"
+import { type Row, row, type TimingOptions, timeInterleaved, timePerOp, type Work } from "./harness.js"
+
+const OWNER = "bench"
+const NAMESPACE = "threads"
+const TTL_MS = 24 * 60 * 60 * 1000
+/** Rows present before any timed operation. */
+const SEEDED = 10_000
+/** Register steps per writeBatch call. */
+const BATCH = 1000
+
+const Value = Schema.Struct({ repliedAt: Schema.Number, agentId: Schema.optional(Schema.String) })
+type Value = typeof Value.Type
+
+const value = (n: number): Value => ({ repliedAt: n, agentId: "agent-7" })
+const seededKey = (i: number) => `T0123:C0456:1712345678.${String(i % SEEDED).padStart(6, "0")}`
+/** Seeded keys in a scattered order, so lookups do not walk the B-tree sequentially. */
+const scatteredKey = (i: number) => seededKey((i * 7919) % SEEDED)
+const claimKey = (round: number, i: number) => `claim:${round}:${i}`
+
+const storeSettings = { ownerMaxEntries: 10_000_000, sweepInterval: "1 hour" } as const
+const namespaceOptions = { owner: OWNER, namespace: NAMESPACE, schema: Value, maxEntries: 1_000_000, ttl: TTL_MS }
+
+const timing = {
+  lookup: { n: 2000, rounds: 7, warmup: 1 },
+  register: { n: 300, rounds: 5, warmup: 1 },
+  claim: { n: 300, rounds: 5, warmup: 1 },
+  batched: { n: 5, rounds: 9, warmup: 1, perOp: BATCH }
+} satisfies Record<string, TimingOptions>
+
+/** PostgreSQL is only reported: fewer operations keep it quick. */
+const pgTiming = {
+  lookup: { n: 300, rounds: 3, warmup: 1 },
+  register: { n: 100, rounds: 3, warmup: 1 },
+  claim: { n: 100, rounds: 3, warmup: 1 },
+  batched: { n: 1, rounds: 3, warmup: 1, perOp: BATCH }
+} satisfies Record<string, TimingOptions>
+
+type StoreRuntime = ManagedRuntime.ManagedRuntime<KeyedStore, StateStoreError>
+
+interface OpWorks {
+  readonly lookup: Work
+  readonly register: Work
+  readonly registerIfAbsent: Work
+  readonly consume: Work
+  readonly batched: Work
+}
+
+const fail = (what: string): never => {
+  throw new Error(`bench sanity check failed: ${what}`)
+}
+
+// ---------------------------------------------------------------------------------------
+// ours: the keyed store, N operations inside one Effect per round
+
+const openStore = async (runtime: StoreRuntime): Promise<NamespaceHandle<Value>> =>
+  runtime.runPromise(Effect.flatMap(KeyedStore, (store) => store.open(namespaceOptions)))
+
+const batchOps = (first: number, counter: number): Array<BatchOp<Value>> => {
+  const now = Date.now()
+  const ops: Array<BatchOp<Value>> = []
+  for (let j = 0; j < BATCH; j++) {
+    ops.push({ _tag: "Register", key: seededKey(first + j), value: value(counter + j), createdAt: now, expiresAt: now + TTL_MS })
+  }
+  return ops
+}
+
+const seedStore = (runtime: StoreRuntime, handle: NamespaceHandle<Value>) =>
+  runtime.runPromise(
+    Effect.gen(function* () {
+      for (let first = 0; first < SEEDED; first += BATCH) yield* handle.writeBatch(batchOps(first, 0))
+      if ((yield* handle.size) !== SEEDED) fail("seeded size")
+    })
+  )
+
+const storeWorks = (runtime: StoreRuntime, handle: NamespaceHandle<Value>): OpWorks => {
+  let counter = 1
+  const loop =
+    (op: (round: number, i: number) => Effect.Effect<void, StateStoreError>): Work =>
+    (round, n) =>
+      runtime.runPromise(
+        Effect.gen(function* () {
+          for (let i = 0; i < n; i++) yield* op(round, i)
+        })
+      )
+  return {
+    lookup: loop((round, i) =>
+      Effect.map(handle.lookup(scatteredKey(round * 100_003 + i)), (found) => (Option.isNone(found) ? fail("lookup missed") : undefined))
+    ),
+    register: loop((round, i) => handle.register(scatteredKey(round * 100_003 + i), value(counter++))),
+    registerIfAbsent: loop((round, i) =>
+      Effect.map(handle.registerIfAbsent(claimKey(round, i), value(counter++)), (claimed) => (claimed ? undefined : fail("claim refused")))
+    ),
+    consume: loop((round, i) =>
+      Effect.map(handle.consume(claimKey(round, i)), (found) => (Option.isNone(found) ? fail("consume missed") : undefined))
+    ),
+    batched: (round, n) =>
+      runtime.runPromise(
+        Effect.gen(function* () {
+          for (let i = 0; i < n; i++) {
+            yield* handle.writeBatch(batchOps((round * n + i) * BATCH, counter))
+            counter += BATCH
+          }
+        })
+      )
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// baseline: raw better-sqlite3, the statements the store executes, prepared once
+
+const CREATE_TABLE = `CREATE TABLE channel_state_entries (
+  owner TEXT NOT NULL,
+  namespace TEXT NOT NULL,
+  entry_key TEXT NOT NULL,
+  value_json TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER,
+  PRIMARY KEY (owner, namespace, entry_key)
+) WITHOUT ROWID`
+const CREATE_INDEXES = [
+  "CREATE INDEX channel_state_entries_expires ON channel_state_entries (expires_at)",
+  "CREATE INDEX channel_state_entries_listing ON channel_state_entries (owner, namespace, created_at)"
+]
+const COLUMNS = `INSERT INTO channel_state_entries ("owner","namespace","entry_key","value_json","created_at","expires_at") VALUES `
+const ON_CONFLICT = ` ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET
+  value_json = excluded.value_json, created_at = excluded.created_at, expires_at = excluded.expires_at`
+const tuples = (n: number) => Array.from({ length: n }, () => "(?,?,?,?,?,?)").join(",")
+/** The store's multi-row chunk (SqlStore CHUNK). */
+const RAW_CHUNK = 500
+
+interface DbRow {
+  readonly entry_key: string
+  readonly value_json: string
+  readonly created_at: number
+  readonly expires_at: number | null
+}
+
+const openRaw = (filename: string) => {
+  fs.mkdirSync(path.dirname(filename), { recursive: true, mode: 0o700 })
+  const db = new Database(filename)
+  db.pragma("journal_mode = WAL")
+  db.pragma("synchronous = NORMAL")
+  db.exec(CREATE_TABLE)
+  for (const index of CREATE_INDEXES) db.exec(index)
+  return db
+}
+
+const rawWorks = (db: Database.Database) => {
+  const live = "(expires_at IS NULL OR expires_at > ?)"
+  const select = db.prepare<[string, string, string, number], DbRow>(
+    `SELECT entry_key, value_json, created_at, expires_at FROM channel_state_entries
+     WHERE owner = ? AND namespace = ? AND entry_key = ? AND ${live}`
+  )
+  const upsert = db.prepare(COLUMNS + tuples(1) + ON_CONFLICT)
+  const upsertChunk = db.prepare(COLUMNS + tuples(RAW_CHUNK) + ON_CONFLICT)
+  const claim = db.prepare<Array<unknown>, { entry_key: string }>(
+    `${COLUMNS}${tuples(1)}${ON_CONFLICT}
+     WHERE channel_state_entries.expires_at IS NOT NULL AND channel_state_entries.expires_at <= ? RETURNING entry_key`
+  )
+  const counts = db.prepare<[string, string, number, string, number], { ns_live: number; owner_live: number }>(
+    `SELECT (SELECT count(*) FROM channel_state_entries WHERE owner = ? AND namespace = ? AND ${live}) AS ns_live,
+            (SELECT count(*) FROM channel_state_entries WHERE owner = ? AND ${live}) AS owner_live`
+  )
+  const consume = db.prepare<[string, string, string], DbRow>(
+    `DELETE FROM channel_state_entries WHERE owner = ? AND namespace = ? AND entry_key = ?
+     RETURNING entry_key, value_json, created_at, expires_at`
+  )
+  const checkCaps = (now: number) => {
+    const c = counts.get(OWNER, NAMESPACE, now, OWNER, now)!
+    if (c.ns_live > namespaceOptions.maxEntries || c.owner_live > storeSettings.ownerMaxEntries) fail("caps")
+  }
+  // Like the store: the caps are counted exactly when an upper bound could pass a limit and at
+  // least every 1 000 inserts (the store's RECOUNT_EVERY); far from the limits, that is the latter.
+  let insertsSinceCount = Number.POSITIVE_INFINITY
+  const countCapsNowAndThen = (now: number, inserted: number) => {
+    insertsSinceCount += inserted
+    if (insertsSinceCount < 1000) return
+    checkCaps(now)
+    insertsSinceCount = 0
+  }
+  const registerTx = db.transaction((key: string, json: string, now: number) => {
+    upsert.run(OWNER, NAMESPACE, key, json, now, now + TTL_MS)
+    countCapsNowAndThen(now, 1)
+  })
+  const claimTx = db.transaction((key: string, json: string, now: number) => {
+    const claimed = claim.get(OWNER, NAMESPACE, key, json, now, now + TTL_MS, now) !== undefined
+    if (claimed) countCapsNowAndThen(now, 1)
+    return claimed
+  })
+  const batchRows = (first: number, counter: number) => {
+    const now = Date.now()
+    const rows: Array<[string, string, number]> = []
+    for (let j = 0; j < BATCH; j++) rows.push([seededKey(first + j), JSON.stringify(value(counter + j)), now])
+    return rows
+  }
+  /** 1 000 one-row upserts in one transaction, then the caps query. */
+  const batchPerRowTx = db.transaction((rows: ReadonlyArray<[string, string, number]>) => {
+    for (const [key, json, now] of rows) upsert.run(OWNER, NAMESPACE, key, json, now, now + TTL_MS)
+    countCapsNowAndThen(rows[0]![2], rows.length)
+  })
+  /** Two 500-row upserts in one transaction, then the caps query. */
+  const batchMultiRowTx = db.transaction((rows: ReadonlyArray<[string, string, number]>) => {
+    for (let start = 0; start < rows.length; start += RAW_CHUNK) {
+      const params: Array<unknown> = []
+      for (const [key, json, now] of rows.slice(start, start + RAW_CHUNK)) params.push(OWNER, NAMESPACE, key, json, now, now + TTL_MS)
+      upsertChunk.run(...params)
+    }
+    countCapsNowAndThen(rows[0]![2], rows.length)
+  })
+  let counter = 1
+  const perOp =
+    (op: (round: number, i: number) => void): Work =>
+    (round, n) => {
+      for (let i = 0; i < n; i++) op(round, i)
+    }
+  const batched =
+    (tx: (rows: ReadonlyArray<[string, string, number]>) => void): Work =>
+    (round, n) => {
+      for (let i = 0; i < n; i++) {
+        tx(batchRows((round * n + i) * BATCH, counter))
+        counter += BATCH
+      }
+    }
+  const works = {
+    lookup: perOp((round, i) => {
+      const found = select.get(OWNER, NAMESPACE, scatteredKey(round * 100_003 + i), Date.now())
+      if (found === undefined) fail("raw lookup missed")
+      else JSON.parse(found.value_json)
+    }),
+    register: perOp((round, i) => registerTx(scatteredKey(round * 100_003 + i), JSON.stringify(value(counter++)), Date.now())),
+    registerIfAbsent: perOp((round, i) => {
+      if (!claimTx(claimKey(round, i), JSON.stringify(value(counter++)), Date.now())) fail("raw claim refused")
+    }),
+    consume: perOp((round, i) => {
+      const now = Date.now()
+      const found = consume.get(OWNER, NAMESPACE, claimKey(round, i))
+      if (found === undefined || (found.expires_at !== null && found.expires_at <= now)) fail("raw consume missed")
+      else JSON.parse(found.value_json)
+    }),
+    batchedPerRow: batched(batchPerRowTx),
+    batchedMultiRow: batched(batchMultiRowTx)
+  }
+  const seed = () => {
+    for (let first = 0; first < SEEDED; first += BATCH) batchMultiRowTx(batchRows(first, 0))
+  }
+  return { works, seed, select }
+}
+
+// ---------------------------------------------------------------------------------------
+// SQLite: ours vs raw
+
+const sqliteRows = async (dir: string): Promise<{ rows: Array<Row>; figures: Record<keyof OpWorks, number> }> => {
+  const oursFile = path.join(dir, "ours", "state.sqlite")
+  const runtime: StoreRuntime = ManagedRuntime.make(SqliteStore.layer({ filename: oursFile, ...storeSettings }))
+  const db = openRaw(path.join(dir, "raw", "raw.sqlite"))
+  try {
+    const handle = await openStore(runtime)
+    await seedStore(runtime, handle)
+    const raw = rawWorks(db)
+    raw.seed()
+    const ours = storeWorks(runtime, handle)
+
+    const lookup = await timeInterleaved({ ours: ours.lookup, raw: raw.works.lookup }, timing.lookup)
+    const register = await timeInterleaved({ ours: ours.register, raw: raw.works.register }, timing.register)
+    // registerIfAbsent claims fresh keys per round; consume then takes exactly those keys.
+    const claim = await timeInterleaved({ ours: ours.registerIfAbsent, raw: raw.works.registerIfAbsent }, timing.claim)
+    const consume = await timeInterleaved({ ours: ours.consume, raw: raw.works.consume }, timing.claim)
+    const batched = await timeInterleaved(
+      { ours: ours.batched, perRow: raw.works.batchedPerRow, multiRow: raw.works.batchedMultiRow },
+      timing.batched
+    )
+    const rawBatch = Math.min(batched.perRow, batched.multiRow)
+    const rawBatchWay = batched.perRow <= batched.multiRow ? "1 000 prepared one-row upserts" : "two prepared 500-row upserts"
+
+    // Attribution: the lookup SELECT through @effect/sql's SqliteClient (a second connection
+    // to our file) against the same SELECT through raw better-sqlite3.
+    const clientRuntime = ManagedRuntime.make(SqliteClient.layer({ filename: oursFile }))
+    let select: Record<"client" | "raw", number>
+    try {
+      const sql = await clientRuntime.runPromise(SqlClient)
+      const viaClient: Work = (round, n) =>
+        clientRuntime.runPromise(
+          Effect.gen(function* () {
+            for (let i = 0; i < n; i++) {
+              const rows = yield* sql<DbRow>`SELECT entry_key, value_json, created_at, expires_at FROM channel_state_entries
+                WHERE owner = ${OWNER} AND namespace = ${NAMESPACE} AND entry_key = ${scatteredKey(round * 100_003 + i)}
+                AND (expires_at IS NULL OR expires_at > ${Date.now()})`
+              if (rows[0] === undefined) fail("client select missed")
+              else JSON.parse(rows[0].value_json)
+            }
+          })
+        )
+      select = await timeInterleaved({ client: viaClient, raw: raw.works.lookup }, timing.lookup)
+    } finally {
+      await clientRuntime.dispose()
+    }
+
+    const rows = [
+      row("store.lookup", "ns/op", lookup.ours, lookup.raw, null, "raw: prepared SELECT .get() + JSON.parse"),
+      row("store.register", "ns/op", register.ours, register.raw, null, "raw: BEGIN; upsert; COMMIT (db.transaction), with the caps count every 1 000 inserts like the store"),
+      row("store.registerIfAbsent", "ns/op", claim.ours, claim.raw, null, "fresh keys; raw: BEGIN; upsert … WHERE expired RETURNING; COMMIT, caps count every 1 000 inserts like the store"),
+      row("store.consume", "ns/op", consume.ours, consume.raw, null, "raw: DELETE … RETURNING .get() + JSON.parse"),
+      row("store.register_batched", "ns/row", batched.ours, rawBatch, 2.0, `writeBatch of ${BATCH} Register steps; raw: ${rawBatchWay} + the caps count in one transaction (fastest raw way this run; per-row ${Math.round(batched.perRow)} ns, multi-row ${Math.round(batched.multiRow)} ns)`),
+      row("store.attr.sqlclient_select", "ns/op", select.client, select.raw, null, "attribution: the lookup SELECT through @effect/sql SqliteClient (Effect loop) vs raw better-sqlite3")
+    ]
+    return {
+      rows,
+      figures: { lookup: lookup.ours, register: register.ours, registerIfAbsent: claim.ours, consume: consume.ours, batched: batched.ours }
+    }
+  } finally {
+    db.close()
+    await runtime.dispose()
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL: ours only, reported next to our SQLite figure
+
+const adminSql = (baseUrl: string, statement: string) =>
+  Effect.runPromise(
+    Effect.flatMap(SqlClient, (sql) => sql.unsafe(statement)).pipe(
+      Effect.provide(PgClient.layer({ url: Redacted.make(baseUrl), maxConnections: 1 }).pipe(Layer.provide(Reactivity.layer)))
+    )
+  )
+
+const pgRows = async (baseUrl: string, sqlite: Record<keyof OpWorks, number>): Promise<Array<Row>> => {
+  const name = `cs_bench_${process.pid}`
+  await adminSql(baseUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+  await adminSql(baseUrl, `CREATE DATABASE ${name}`)
+  const url = new URL(baseUrl)
+  url.pathname = `/${name}`
+  const runtime: StoreRuntime = ManagedRuntime.make(PgStore.layer({ url: url.toString(), ...storeSettings }))
+  try {
+    const handle = await openStore(runtime)
+    await seedStore(runtime, handle)
+    // Steady state: autovacuum analyzes a live table. Without statistics the planner picks the
+    // (owner, namespace, created_at) index for a point lookup and scans the whole namespace.
+    await adminSql(url.toString(), "ANALYZE channel_state_entries")
+    const ours = storeWorks(runtime, handle)
+    const lookup = await timePerOp(ours.lookup, pgTiming.lookup)
+    const register = await timePerOp(ours.register, pgTiming.register)
+    const claim = await timePerOp(ours.registerIfAbsent, pgTiming.claim)
+    const consume = await timePerOp(ours.consume, pgTiming.claim)
+    const batched = await timePerOp(ours.batched, pgTiming.batched)
+    const note = "no raw baseline: the baseline is our own SQLite store figure for the same operation (table ANALYZEd after seeding)"
+    return [
+      row("store.pg.lookup", "ns/op", lookup, sqlite.lookup, null, note),
+      row("store.pg.register", "ns/op", register, sqlite.register, null, note),
+      row("store.pg.registerIfAbsent", "ns/op", claim, sqlite.registerIfAbsent, null, note),
+      row("store.pg.consume", "ns/op", consume, sqlite.consume, null, note),
+      row("store.pg.register_batched", "ns/row", batched, sqlite.batched, null, note)
+    ]
+  } finally {
+    await runtime.dispose()
+    await adminSql(baseUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+  }
+}
+
+/** Runs the keyed-store benchmarks and returns their rows. */
+export const storeBench = async (): Promise<Array<Row>> => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "channel-state-bench-"))
+  try {
+    console.error("bench: keyed store on SQLite vs raw better-sqlite3 …")
+    const sqlite = await sqliteRows(dir)
+    const pgUrl = process.env.CHANNEL_STATE_TEST_PG_URL || undefined
+    if (pgUrl === undefined) {
+      console.error("bench: CHANNEL_STATE_TEST_PG_URL not set, PostgreSQL rows skipped")
+      return sqlite.rows
+    }
+    console.error("bench: keyed store on PostgreSQL …")
+    return [...sqlite.rows, ...(await pgRows(pgUrl, sqlite.figures))]
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+}
