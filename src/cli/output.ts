@@ -36,3 +36,27 @@ export const print = (text: string): void => {
 export const printError = (failure: CliFailure): void => {
   process.stderr.write(`channel-state: ${failure.message}\n${failure.hint ? `  ${failure.hint}\n` : ""}`)
 }
+
+/** Writes a line to stderr: for what people read while stdout carries JSON. */
+export const printNote = (text: string): void => {
+  process.stderr.write(`${text}\n`)
+}
+
+/** Prints `value` as indented JSON on stdout. */
+export const printJson = (value: unknown): void => {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`)
+}
+
+/**
+ * Text from the database (keys, values) made safe for a terminal: control characters are
+ * shown escaped instead of moving the cursor or splitting a line; cut to `max` characters.
+ */
+export const displayText = (text: string, max = Number.POSITIVE_INFINITY): string => {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: escaping control characters is the point
+  const safe = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)
+  return safe.length > max ? `${safe.slice(0, Math.max(0, max - 1))}…` : safe
+}
+
+/** A byte count as people read it: 512 B, 1.5 KiB, 3.2 MiB. */
+export const byteSize = (bytes: number): string =>
+  bytes < 1024 ? `${bytes} B` : bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / 1024 / 1024).toFixed(1)} MiB`

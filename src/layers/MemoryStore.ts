@@ -22,7 +22,6 @@ import {
   type StoreSettings,
   writeTimes
 } from "./storeRules.js"
-import { forkSweeper } from "./sweeper.js"
 
 interface Row {
   readonly key: string
@@ -34,8 +33,8 @@ interface Row {
 type Rows = Map<string, Row>
 
 /**
- * Builds a memory store. Operations are atomic (they run without yielding). Requires a
- * `Scope` for the sweeper.
+ * Builds a memory store. Operations are atomic (they run without yielding). Expired rows are
+ * invisible, and dropped from a namespace whenever it is written (no background fiber).
  */
 export const make = (settings: Partial<StoreSettings> = {}) =>
   Effect.gen(function* () {
@@ -65,22 +64,10 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
       for (const row of rows.values()) if (isLive(row.expiresAt, now)) count++
       return count
     }
-
-    yield* forkSweeper(config, (limit) =>
-      Effect.map(Clock.currentTimeMillis, (now) => {
-        let deleted = 0
-        for (const rows of tables.values()) {
-          for (const row of rows.values()) {
-            if (deleted >= limit) return deleted
-            if (!isLive(row.expiresAt, now)) {
-              rows.delete(row.key)
-              deleted++
-            }
-          }
-        }
-        return deleted
-      })
-    )
+    /** Drops the namespace's expired rows (they are invisible already); stands in for a sweeper. */
+    const dropExpired = (rows: Rows, now: number) => {
+      for (const row of rows.values()) if (!isLive(row.expiresAt, now)) rows.delete(row.key)
+    }
 
     const open = <A, I>(options: NamespaceOptions<A, I>): Effect.Effect<NamespaceHandle<A>, StateStoreError> =>
       Effect.gen(function* () {
@@ -121,9 +108,9 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
           return Either.left(limit(operation, detail))
         }
         const result = mutate(put, del)
+        dropExpired(rows, now)
         if (liveCount(rows, now) > ns.maxEntries) {
           if (ns.overflow === "reject-new") return rollback(`namespace is full (${ns.maxEntries} live entries, overflow "reject-new")`)
-          for (const row of rows.values()) if (!isLive(row.expiresAt, now)) del(row.key)
           const excess = rows.size - ns.maxEntries
           if (excess > 0) for (const row of [...rows.values()].sort(oldestFirst).slice(0, excess)) del(row.key)
         }
@@ -239,4 +226,4 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
   })
 
 /** The memory store as a layer (a fresh, empty store per build). */
-export const layer = (settings: Partial<StoreSettings> = {}): Layer.Layer<KeyedStore> => Layer.scoped(KeyedStore, make(settings))
+export const layer = (settings: Partial<StoreSettings> = {}): Layer.Layer<KeyedStore> => Layer.effect(KeyedStore, make(settings))

@@ -5,7 +5,7 @@
  *
  * @internal
  */
-import { Clock, Duration, Effect, Option, Schedule } from "effect"
+import { Clock, Duration, Effect, Option } from "effect"
 import type { BatchOp, NamespaceHandle } from "../KeyedStore.js"
 import type { StateStoreError } from "../StateStoreError.js"
 import type { CacheMetrics } from "./CacheMetrics.js"
@@ -129,6 +129,16 @@ export const makeStoreMirror = <A>(
             )
       )
 
+    // The flusher sleeps on this latch while there is nothing to write, so an idle cache
+    // schedules no timers (and TestClock can jump hours without stepping through flushes).
+    const work = yield* Effect.makeLatch(false)
+    let workSignalled = false
+    const signalWork = () => {
+      if (workSignalled) return
+      workSignalled = true
+      work.unsafeOpen()
+    }
+
     const enqueue = (op: BatchOp<A>): void => {
       if (queue.size >= settings.maxQueue && !queue.has(op.key)) {
         metrics.stats.droppedWrites++
@@ -137,6 +147,7 @@ export const makeStoreMirror = <A>(
       queue.delete(op.key)
       queue.set(op.key, op)
       metrics.stats.queuedWrites++
+      signalWork()
     }
 
     /** Writes what is queued, in batches. `force` ignores the back-off (shutdown). */
@@ -176,11 +187,17 @@ export const makeStoreMirror = <A>(
         inflight = undefined
       }).pipe(Effect.ensuring(Effect.sync(() => (inflight = undefined))), Effect.withSpan("StoreMirror.flush", { attributes: annotations }))
 
-    yield* Effect.zipRight(flush(false), metrics.publish).pipe(
-      Effect.repeat(Schedule.spaced(settings.flushInterval)),
-      Effect.delay(settings.flushInterval),
-      Effect.forkScoped
-    )
+    // Wait for work, let it gather for one interval, write it; what could not be written (or
+    // arrived meanwhile) signals the next round.
+    yield* Effect.gen(function* () {
+      yield* work.await
+      yield* Effect.sleep(settings.flushInterval)
+      work.unsafeClose()
+      workSignalled = false
+      yield* flush(false)
+      yield* metrics.publish
+      if (queue.size > 0) signalWork()
+    }).pipe(Effect.forever, Effect.forkScoped)
     yield* Effect.addFinalizer(() =>
       flush(true).pipe(
         Effect.zipRight(metrics.publish),

@@ -1,0 +1,213 @@
+/**
+ * How the operator commands reach a state database (`--db PATH` or `--pg URL`) without ever
+ * creating, migrating or converting one, and how their failures become one clear line.
+ *
+ * @internal
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as Reactivity from "@effect/experimental/Reactivity"
+import { SqlClient } from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import { Cause, Duration, Effect, Exit, Option, Redacted, type Scope } from "effect"
+import { classify } from "../layers/sqlFailure.js"
+import { ensureReadable } from "../layers/StoreAdmin.js"
+import { StateStoreError } from "../StateStoreError.js"
+import { CliFailure, ExitCode } from "./output.js"
+
+/** The database a command works on. */
+export type Target = { readonly backend: "sqlite"; readonly path: string } | { readonly backend: "pg"; readonly url: string }
+
+/** How long a command waits for PostgreSQL to accept a connection. */
+export const PG_CONNECT_TIMEOUT = Duration.seconds(3)
+
+/** `--db PATH` or `--pg URL`, exactly one; anything else is a usage error (exit 2). */
+export const targetOf = (values: Record<string, string | boolean | undefined>, command: string): Target => {
+  const db = typeof values.db === "string" ? values.db : undefined
+  const pg = typeof values.pg === "string" ? values.pg : undefined
+  const hint = `Run \`channel-state ${command} --help\`.`
+  if (db !== undefined && pg !== undefined) throw new CliFailure("give either --db PATH or --pg URL, not both", ExitCode.usage, hint)
+  if (db === undefined && pg === undefined) throw new CliFailure("which database? Give --db PATH (a SQLite file) or --pg URL (PostgreSQL)", ExitCode.usage, hint)
+  if (db !== undefined) {
+    if (db.length === 0) throw new CliFailure("--db needs a path", ExitCode.usage, hint)
+    return { backend: "sqlite", path: path.resolve(db) }
+  }
+  if (!/^postgres(ql)?:\/\//.test(pg ?? "")) {
+    throw new CliFailure("--pg needs a PostgreSQL URL such as postgres://user@host:5432/db", ExitCode.usage, hint)
+  }
+  return { backend: "pg", url: pg as string }
+}
+
+/** The URL with its password masked, safe to print. */
+export const redactUrl = (url: string): string => {
+  try {
+    const parsed = new URL(url)
+    if (parsed.password) parsed.password = "***"
+    return parsed.toString()
+  } catch {
+    return "postgres://…"
+  }
+}
+
+/** The target as a person reads it: the file path, or the URL without its password. */
+export const describeTarget = (target: Target): string => (target.backend === "sqlite" ? target.path : redactUrl(target.url))
+
+/** `SQLite` or `PostgreSQL`. */
+export const backendName = (target: Target): string => (target.backend === "sqlite" ? "SQLite" : "PostgreSQL")
+
+const SQLITE_HEADER = Buffer.from("SQLite format 3\u0000", "latin1")
+
+/** What is wrong with a SQLite file before opening it, without changing anything. */
+export type FileProblem =
+  | { readonly kind: "missing"; readonly message: string }
+  | { readonly kind: "unreadable"; readonly message: string }
+  | { readonly kind: "not-a-database"; readonly message: string }
+
+/**
+ * Looks at the file without opening it as a database: missing, not a regular file,
+ * unreadable, or not starting with the SQLite header (an empty file is an empty database).
+ */
+export const sqliteFileProblem = (file: string): FileProblem | undefined => {
+  let stat: fs.Stats
+  try {
+    stat = fs.statSync(file)
+  } catch (error) {
+    const code = (error as { code?: string }).code
+    return code === "ENOENT" || code === "ENOTDIR"
+      ? { kind: "missing", message: `no database at ${file}` }
+      : { kind: "unreadable", message: `cannot look at ${file}: ${(error as Error).message}` }
+  }
+  if (!stat.isFile()) return { kind: "not-a-database", message: `${file} is not a file (it is a ${stat.isDirectory() ? "directory" : "special file"})` }
+  if (stat.size === 0) return undefined
+  let header: Buffer
+  try {
+    const fd = fs.openSync(file, "r")
+    try {
+      header = Buffer.alloc(SQLITE_HEADER.length)
+      fs.readSync(fd, header, 0, header.length, 0)
+    } finally {
+      fs.closeSync(fd)
+    }
+  } catch (error) {
+    return { kind: "unreadable", message: `cannot read ${file}: ${(error as Error).message}` }
+  }
+  return header.equals(SQLITE_HEADER)
+    ? undefined
+    : { kind: "not-a-database", message: `${file} is not a SQLite database (it does not start with the SQLite header)` }
+}
+
+const openFailed = (detail: string, cause?: unknown) => new StateStoreError({ reason: "OpenFailed", operation: "open", detail, cause })
+
+/** A driver error while opening, in words: unreachable server, refused login, missing database… */
+const openError = (target: Target) => (error: SqlError) => {
+  const { unavailable, detail } = classify(error)
+  return new StateStoreError({
+    reason: unavailable ? "Unavailable" : "OpenFailed",
+    operation: "open",
+    detail: target.backend === "pg" ? `cannot connect to PostgreSQL at ${redactUrl(target.url)}: ${detail}` : detail,
+    cause: error.cause
+  })
+}
+
+/**
+ * A `SqlClient` on the target, closed with the scope. SQLite: the file must exist and look
+ * like a database (it is never created, and its journal mode is left as it is), opened
+ * read-only for `"read"`. PostgreSQL: fails within {@link PG_CONNECT_TIMEOUT} when unreachable.
+ * Never migrates.
+ */
+export const openSql = (target: Target, access: "read" | "write"): Effect.Effect<SqlClient, StateStoreError | CliFailure, Scope.Scope> =>
+  Effect.gen(function* () {
+    if (target.backend === "sqlite") {
+      const problem = sqliteFileProblem(target.path)
+      if (problem) return yield* Effect.fail(cliFailureOf(problem))
+      return yield* SqliteClient.make({ filename: target.path, readonly: access === "read", disableWAL: true }).pipe(
+        Effect.provide(Reactivity.layer),
+        Effect.catchAllDefect((cause) =>
+          Effect.fail(openFailed(`cannot open ${target.path} as a SQLite database: ${String((cause as Error)?.message ?? cause)}`, cause))
+        )
+      )
+    }
+    return yield* PgClient.make({
+      url: Redacted.make(target.url),
+      connectTimeout: PG_CONNECT_TIMEOUT,
+      maxConnections: 2,
+      applicationName: "channel-state-cli"
+    }).pipe(
+      Effect.provide(Reactivity.layer),
+      Effect.mapError(openError(target)),
+      Effect.catchAllDefect((cause) => Effect.fail(openFailed(`cannot connect to PostgreSQL at ${redactUrl(target.url)}: ${String((cause as Error)?.message ?? cause)}`, cause)))
+    )
+  })
+
+/** The failure for a file problem found before opening. */
+export const cliFailureOf = (problem: FileProblem): CliFailure =>
+  problem.kind === "missing"
+    ? new CliFailure(problem.message, ExitCode.failed, "Check --db: inspect, purge and doctor never create a database (plugins default to ~/.local/state/channel-state/state.sqlite).")
+    : problem.kind === "not-a-database"
+      ? new CliFailure(problem.message, ExitCode.failed, "Nothing was changed. Check --db; `channel-state doctor` tells more.")
+      : new CliFailure(problem.message, ExitCode.failed, "Check the file's permissions, or run as the user that owns it.")
+
+const hintFor = (error: StateStoreError): string | undefined => {
+  switch (error.reason) {
+    case "SchemaUnsupported":
+      return "Upgrade channel-state to work on this database; it was left untouched."
+    case "Unavailable":
+      return error.detail.includes("PostgreSQL")
+        ? `Check the URL and that the server is running and reachable from here (gave up after ${Duration.format(PG_CONNECT_TIMEOUT)}).`
+        : "Another process holds a lock; try again in a moment."
+    case "OpenFailed":
+      return error.detail.startsWith("not a channel-state database")
+        ? "Check --db / --pg: it should be the database your gateway's plugins write to (their tables appear on first use)."
+        : "Nothing was changed. `channel-state doctor` tells more."
+    case "ReadFailed":
+    case "WriteFailed":
+    case "Corrupt":
+      return "Run `channel-state doctor` with the same --db / --pg."
+    default:
+      return undefined
+  }
+}
+
+/** A typed failure as the one line the CLI prints, prefixed with where it happened. */
+export const toCliFailure = (target: Target | undefined, error: unknown): CliFailure => {
+  if (error instanceof CliFailure) return error
+  if (error instanceof StateStoreError) {
+    const where = target && !error.detail.includes(describeTarget(target)) ? `${describeTarget(target)}: ` : ""
+    return new CliFailure(`${where}${error.detail}`, ExitCode.failed, hintFor(error))
+  }
+  return new CliFailure(error instanceof Error ? error.message : String(error))
+}
+
+/**
+ * Runs `effect` to completion; a failure or defect is thrown as a {@link CliFailure} (one
+ * line, no stack trace) for `main` to print.
+ */
+export const runForCli = async <A>(target: Target | undefined, effect: Effect.Effect<A, StateStoreError | CliFailure>): Promise<A> => {
+  const exit = await Effect.runPromiseExit(effect)
+  if (Exit.isSuccess(exit)) return exit.value
+  const failure = Cause.failureOption(exit.cause)
+  if (Option.isSome(failure)) throw toCliFailure(target, failure.value)
+  const defect = Cause.dieOption(exit.cause)
+  if (Option.isSome(defect)) throw toCliFailure(target, defect.value)
+  throw new CliFailure("interrupted")
+}
+
+/**
+ * Opens the target (see {@link openSql}), refuses a database this code cannot read (newer
+ * schema, no channel-state tables), runs `body` with the client, and closes it.
+ */
+export const withDatabase = <A>(
+  target: Target,
+  access: "read" | "write",
+  body: (schemaVersion: number) => Effect.Effect<A, StateStoreError | CliFailure, SqlClient>
+): Promise<A> =>
+  runForCli(
+    target,
+    Effect.scoped(
+      Effect.flatMap(openSql(target, access), (client) =>
+        Effect.provideService(Effect.flatMap(ensureReadable, body), SqlClient, client)
+      )
+    )
+  )

@@ -1,0 +1,84 @@
+/**
+ * The README's wiring examples, run as written against the public entry point (src/index.ts)
+ * on a real SQLite file, so the documentation cannot drift from the API.
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { expect, it } from "@effect/vitest"
+import { Effect, Layer, Schema, TestClock } from "effect"
+import {
+  createPluginState,
+  KeyedStore,
+  MemoryStore,
+  PluginRuntime,
+  PluginStateConfigError,
+  SlackThreadParticipation,
+  SqliteStore
+} from "../src/index.js"
+
+const tempFile = () => path.join(fs.mkdtempSync(path.join(os.tmpdir(), "channel-state-readme-")), "state.sqlite")
+const gatewayConfig = (pluginId: string, flag: unknown) => ({ plugins: { entries: { [pluginId]: { config: { experimentalPersistentState: flag } } } } })
+
+it("Effect plugin entrypoint: record, has, check across a restart", async () => {
+  const sqlitePath = tempFile()
+  const start = () => PluginRuntime.makeRuntime({ pluginId: "slack", config: gatewayConfig("slack", true), store: { sqlitePath } })
+  const runtime = start()
+  const slack = await runtime.runPromise(SlackThreadParticipation.SlackThreadParticipation)
+  slack.record("T1", "C1", "1700.1", { agentId: "main" })
+  expect(slack.has("T1", "C1", "1700.1")).toBe(true)
+  await runtime.dispose()
+
+  const restarted = start()
+  const again = await restarted.runPromise(SlackThreadParticipation.SlackThreadParticipation)
+  expect(again.has("T1", "C1", "1700.1")).toBe(false)
+  expect(await restarted.runPromise(again.check("T1", "C1", "1700.1"))).toBe(true)
+  expect(again.has("T1", "C1", "1700.1")).toBe(true)
+  await restarted.dispose()
+})
+
+it("Promise host: Discord one-shot resolve and a BlueBubbles claim", async () => {
+  const sqlitePath = tempFile()
+  const state = await createPluginState({ pluginId: "discord", config: gatewayConfig("discord", true), store: { sqlitePath } })
+  expect(state.persistent).toBe(true)
+  state.discord.register({ entries: [{ id: "approve-42", kind: "button", label: "Approve" }], messageId: "m42" })
+  expect((await state.discord.resolveComponent({ id: "approve-42" }))?.messageId).toBe("m42")
+  expect(await state.discord.resolveComponent({ id: "approve-42" })).toBeUndefined()
+  const claim = await state.bluebubbles.claim({ accountId: "acc", guid: "g-1" })
+  expect(claim.status).toBe("claimed")
+  if (claim.status === "claimed") await claim.finalize()
+  expect((await state.bluebubbles.claim({ accountId: "acc", guid: "g-1" })).status).toBe("duplicate")
+  await state.dispose()
+})
+
+it("a bad flag rejects with a PluginStateConfigError naming path and value, before anything is opened", async () => {
+  const sqlitePath = tempFile()
+  const attempt = createPluginState({ pluginId: "slack", config: gatewayConfig("slack", "yes"), store: { sqlitePath } })
+  await expect(attempt).rejects.toBeInstanceOf(PluginStateConfigError)
+  await expect(attempt).rejects.toThrow(/plugins\.entries\.slack\.config\.experimentalPersistentState.*"yes"/)
+  expect(fs.existsSync(sqlitePath)).toBe(false)
+})
+
+it.effect("swapping layers in tests: memory layer with TestClock, persistent layer over MemoryStore", () =>
+  Effect.gen(function* () {
+    const slack = yield* SlackThreadParticipation.SlackThreadParticipation
+    slack.record("T", "C", "1.0")
+    yield* TestClock.adjust("24 hours")
+    expect(slack.has("T", "C", "1.0")).toBe(false)
+  }).pipe(
+    Effect.provide(SlackThreadParticipation.layerPersistent({ pluginId: "slack" }).pipe(Layer.provide(MemoryStore.layer()))),
+    Effect.scoped
+  )
+)
+
+it.effect("the keyed store directly", () =>
+  Effect.gen(function* () {
+    const store = yield* KeyedStore
+    const jobs = yield* store.open({ owner: "my-plugin", namespace: "jobs", schema: Schema.Struct({ n: Schema.Number }), maxEntries: 1000, ttl: "1 hour" })
+    yield* jobs.register("a", { n: 1 })
+    expect(yield* jobs.registerIfAbsent("b", { n: 2 })).toBe(true)
+    expect(yield* jobs.registerIfAbsent("b", { n: 3 })).toBe(false)
+    const once = yield* jobs.consume("a")
+    expect(once._tag === "Some" && once.value.n).toBe(1)
+  }).pipe(Effect.provide(SqliteStore.layer({ filename: tempFile() })), Effect.scoped)
+)
