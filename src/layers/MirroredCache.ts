@@ -8,6 +8,7 @@ import { Effect, Option } from "effect"
 import type { TimedEntry } from "./BoundedTtlMap.js"
 import { BoundedTtlMap } from "./BoundedTtlMap.js"
 import type { CacheMetrics } from "./CacheMetrics.js"
+import type { StateStoreError } from "../StateStoreError.js"
 import type { StoreMirror } from "./StoreMirror.js"
 
 /** Reads the current time synchronously (the layer's `Clock`, so `TestClock` drives it). */
@@ -37,12 +38,15 @@ export interface MirroredCache<A> {
   /**
    * Atomic claim: `Won` when no live entry existed in memory nor (atomically, across
    * processes) in the store; else `Held` with the entry found, if it could be read. If the
-   * store fails, memory alone decides. Never fails.
+   * store fails, memory alone decides and the claim is queued for the store. Never fails.
    */
   readonly claim: (key: string, value: A, createdAt: number, expiresAt: number) => Effect.Effect<ClaimAttempt<A>>
-  /** Sets memory and writes the store now (not queued). A store failure is logged and counted. Never fails. */
+  /**
+   * Sets memory and writes the store now; queued instead (write-behind) behind an earlier
+   * queued change to the key, or when the store fails. Never fails.
+   */
   readonly write: (key: string, value: A, createdAt: number, expiresAt: number) => Effect.Effect<void>
-  /** Deletes from memory and from the store now (not queued). Never fails. */
+  /** Deletes from memory and from the store now; queued like `write` when it cannot be. Never fails. */
   readonly remove: (key: string) => Effect.Effect<void>
   /** The cache's counters. */
   readonly metrics: CacheMetrics
@@ -137,19 +141,45 @@ export const makeMirroredCache = <A>(options: {
   const won: ClaimAttempt<A> = { _tag: "Won" }
   const held = (existing: Option.Option<TimedEntry<A>>): ClaimAttempt<A> => ({ _tag: "Held", existing })
 
+  /**
+   * Writes the store now — unless a change to `key` is still queued, in which case this one
+   * queues behind it (so the store sees them in order) — and queues it when the store fails,
+   * so it lands once the store is back.
+   */
+  const writeThrough = (m: StoreMirror<A>, key: string, operation: string, direct: Effect.Effect<unknown, StateStoreError>, enqueue: () => void) => {
+    if (m.pending(key) !== undefined) return Effect.sync(enqueue)
+    return Effect.flatMap(m.guard(operation, Effect.as(direct, true), false), (written) => (written ? Effect.void : Effect.sync(enqueue)))
+  }
+
   const claim = (key: string, value: A, createdAt: number, expiresAt: number): Effect.Effect<ClaimAttempt<A>> =>
     Effect.suspend(() => {
       const hit = get(key)
       if (hit !== undefined) return Effect.succeed(held(Option.some(hit)))
-      const claimLocally = Effect.sync(() => {
-        memory.set(key, { value, createdAt, expiresAt })
-        return won
-      })
-      if (mirror === undefined) return claimLocally
+      const claimLocally = (queue: boolean) =>
+        Effect.sync(() => {
+          memory.set(key, { value, createdAt, expiresAt })
+          if (queue) mirror?.register(key, value, createdAt, expiresAt)
+          return won
+        })
+      if (mirror === undefined) return claimLocally(false)
+      const pending = fromPending(key)
+      if (pending !== undefined) {
+        // Our own unflushed change decides: the store row, if any, is still ours.
+        if (pending !== null && pending.expiresAt > now()) return Effect.succeed(held(Option.some(pending)))
+        return claimLocally(true)
+      }
       const attempt = mirror.handle.registerIfAbsent(key, value, { createdAt, expiresAt })
       return Effect.flatMap(mirror.guard("claim", attempt, STORE_FAILED as typeof STORE_FAILED | boolean), (result) => {
-        if (result === STORE_FAILED || result) return claimLocally
-        return Effect.map(lookup(key), held)
+        // Store unreachable: claim here, and queue the claim so it lands when the store is back.
+        if (result === STORE_FAILED) return claimLocally(true)
+        if (result) return claimLocally(false)
+        // Held elsewhere: report what the store holds, without copying it into memory — it
+        // may be released there, and memory must not keep answering "held" for its TTL.
+        return Effect.map(mirror.guard("lookup", mirror.handle.lookupEntry(key), Option.none()), (found) =>
+          held(
+            Option.map(found, (e) => ({ value: e.value, createdAt: e.createdAt, expiresAt: e.expiresAt ?? Number.POSITIVE_INFINITY }))
+          )
+        )
       })
     })
 
@@ -173,12 +203,16 @@ export const makeMirroredCache = <A>(options: {
     write: (key, value, createdAt, expiresAt) =>
       Effect.suspend(() => {
         memory.set(key, { value, createdAt, expiresAt })
-        return mirror === undefined ? Effect.void : mirror.guard("write", mirror.handle.register(key, value, { createdAt, expiresAt }), undefined)
+        if (mirror === undefined) return Effect.void
+        return writeThrough(mirror, key, "write", mirror.handle.register(key, value, { createdAt, expiresAt }), () =>
+          mirror.register(key, value, createdAt, expiresAt)
+        )
       }),
     remove: (key) =>
       Effect.suspend(() => {
         memory.delete(key)
-        return mirror === undefined ? Effect.void : Effect.asVoid(mirror.guard("remove", mirror.handle.delete(key), false))
+        if (mirror === undefined) return Effect.void
+        return writeThrough(mirror, key, "remove", mirror.handle.delete(key), () => mirror.delete(key))
       }),
     metrics
   }

@@ -6,7 +6,7 @@
  * @module
  */
 import { SqlClient } from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
+import { SqlError } from "@effect/sql/SqlError"
 import { Array as Arr, Clock, Effect, Either, Layer, Option, Schedule } from "effect"
 import type { BatchOp, NamespaceHandle, NamespaceOptions, StoredEntry, WriteOptions } from "../KeyedStore.js"
 import { KeyedStore, type StoreBackend } from "../KeyedStore.js"
@@ -18,8 +18,10 @@ import {
   decodeValue,
   defaultStoreSettings,
   encodeValue,
+  isLive,
   lastStepPerKey,
   makeNamespaceRegistry,
+  oldestFirst,
   type ResolvedNamespace,
   resolveNamespace,
   type StoreSettings,
@@ -67,7 +69,7 @@ const retryUnavailable = <A, R>(effect: Effect.Effect<A, StateStoreError, R>) =>
  * the last exact count plus rows inserted since — could be past a limit, and at least every
  * this many inserts, so rows written by other processes are noticed too.
  */
-const RECOUNT_EVERY = 1000
+const RECOUNT_EVERY = 10_000
 
 /**
  * Builds the store over the `SqlClient` in context: checks the schema version, runs the
@@ -89,6 +91,23 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
       retryUnavailable
     )
     const registerNamespace = makeNamespaceRegistry()
+
+    /**
+     * `@effect/sql` turns a failed COMMIT or ROLLBACK into a defect. Here it becomes the typed
+     * failure it is; on SQLite the connection's transaction is rolled back so the next
+     * operation does not find one still open.
+     */
+    const failedCommitIsAFailure = <R>(effect: Effect.Effect<R, SqlError | StateStoreError>) =>
+      Effect.catchSomeDefect(effect, (defect) =>
+        defect instanceof SqlError
+          ? Option.some(
+              Effect.zipRight(
+                sql.onDialectOrElse({ sqlite: () => Effect.ignore(sql`ROLLBACK`), orElse: () => Effect.void }),
+                Effect.fail(defect)
+              )
+            )
+          : Option.none()
+      )
 
     yield* forkSweeper(config, (limit) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
@@ -132,6 +151,7 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
       /** Runs one store operation: typed errors, retry when busy, a span. */
       const run = <R>(operation: string, kind: "read" | "write", effect: Effect.Effect<R, SqlError | StateStoreError>, key?: string) =>
         effect.pipe(
+          failedCommitIsAFailure,
           Effect.mapError((error) =>
             error._tag === "SqlError" ? fromSqlError(operation, kind, key === undefined ? at : { ...at, key })(error) : error
           ),
@@ -221,6 +241,25 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
           estimates.counted(Math.min(nsLive, ns.maxEntries), ownerLive)
         })
 
+      /**
+       * A batch carrying more live rows than an `evict-oldest` namespace holds: its older rows
+       * would be evicted by this very batch, so they are deleted instead of written and
+       * evicted (the same end state, without the churn). Otherwise `rows` as given.
+       */
+      const keepNewest = (rows: Array<InsertRow>, deletes: Array<string>, now: number): ReadonlyArray<InsertRow> => {
+        if (ns.overflow !== "evict-oldest") return rows
+        const liveRows = rows.filter((row) => isLive(row.expires_at, now))
+        if (liveRows.length <= ns.maxEntries) return rows
+        const newestFirst = liveRows
+          .map((row) => ({ row, createdAt: row.created_at, key: row.entry_key }))
+          .sort((a, b) => oldestFirst(b, a))
+          .map((ranked) => ranked.row)
+        const kept = newestFirst.slice(0, ns.maxEntries)
+        const keptKeys = new Set(kept.map((row) => row.entry_key))
+        for (const row of rows) if (!keptKeys.has(row.entry_key)) deletes.push(row.entry_key)
+        return kept
+      }
+
       const lookupEntry = (key: string) =>
         withValidKey("lookup", key, () =>
           Effect.gen(function* () {
@@ -304,7 +343,8 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
               if (Either.isLeft(row)) return Effect.fail(row.left)
               rows.push(row.right)
             }
-            if (deletes.length === 0 && rows.length === 0) return Effect.void
+            const kept = keepNewest(rows, deletes, now)
+            if (deletes.length === 0 && kept.length === 0) return Effect.void
             return run(
               "writeBatch",
               "write",
@@ -313,8 +353,8 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
                   for (const keys of Arr.chunksOf(deletes, CHUNK)) {
                     yield* sql`DELETE FROM channel_state_entries WHERE ${inNamespace} AND ${sql.in("entry_key", keys)}`
                   }
-                  for (const chunk of Arr.chunksOf(rows, CHUNK)) yield* upsert(chunk)
-                  if (rows.length > 0) yield* enforceCaps("writeBatch", now, rows.length)
+                  for (const chunk of Arr.chunksOf(kept, CHUNK)) yield* upsert(chunk)
+                  if (kept.length > 0) yield* enforceCaps("writeBatch", now, kept.length)
                 })
               )
             )

@@ -8,8 +8,8 @@ import * as path from "node:path"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { SqlClient } from "@effect/sql/SqlClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
-import { Duration, Effect, Layer } from "effect"
-import { KeyedStore } from "../KeyedStore.js"
+import { Duration, Effect, ExecutionStrategy, Exit, Layer, Scope } from "effect"
+import { KeyedStore, type NamespaceHandle, type NamespaceOptions } from "../KeyedStore.js"
 import { StateStoreError } from "../StateStoreError.js"
 import { fromSqlError } from "./sqlFailure.js"
 import * as SqlStore from "./SqlStore.js"
@@ -21,8 +21,8 @@ export interface SqliteStoreOptions extends Partial<StoreSettings> {
   readonly filename: string
   /**
    * The longest one statement may wait for another process's lock. better-sqlite3 waits on
-   * the event loop thread, so this stays short (default 25 ms); the store retries from the
-   * fiber instead of blocking.
+   * the event-loop thread, so the default is 0: a locked file answers at once, and the store
+   * retries from the fiber with short sleeps (about 300 ms in all) instead of blocking.
    */
   readonly busyTimeout?: Duration.DurationInput | undefined
 }
@@ -41,25 +41,103 @@ const prepareFile = (filename: string) =>
     catch: (cause) => openFailed(`cannot create or open ${filename}: ${(cause as Error).message}`, cause)
   })
 
-/**
- * Opens the SQLite file: WAL, `synchronous = NORMAL`, a short busy timeout, migrations,
- * and the expired-row sweeper, all closed with the scope. Fails with `OpenFailed` (bad
- * path, permissions, not a database) or `SchemaUnsupported` — never with a defect.
- */
-export const make = (options: SqliteStoreOptions) =>
+/** Opens the file as it is now, in `scope`: client, pragmas, migrations, sweeper. */
+const openFile = (filename: string, options: SqliteStoreOptions, scope: Scope.Scope) =>
   Effect.gen(function* () {
-    const filename = path.resolve(options.filename)
     yield* prepareFile(filename)
+    const identity = fileIdentity(filename)
     const client = yield* SqliteClient.make({ filename }).pipe(
       Effect.provide(Reactivity.layer),
       Effect.catchAllDefect((cause) => Effect.fail(openFailed(`cannot open ${filename} as a SQLite database: ${String((cause as Error)?.message ?? cause)}`, cause)))
     )
-    const busyMillis = Math.max(0, Math.round(Duration.toMillis(options.busyTimeout ?? Duration.millis(25))))
-    yield* Effect.all([
-      client.unsafe(`PRAGMA busy_timeout = ${busyMillis}`),
-      client`PRAGMA synchronous = NORMAL`
-    ]).pipe(Effect.mapError(fromSqlError("open", "write")))
-    return yield* SqlStore.make(options).pipe(Effect.provideService(SqlClient, client))
+    const busyMillis = Math.max(0, Math.round(Duration.toMillis(options.busyTimeout ?? Duration.zero)))
+    yield* Effect.all([client.unsafe(`PRAGMA busy_timeout = ${busyMillis}`), client`PRAGMA synchronous = NORMAL`]).pipe(
+      Effect.mapError(fromSqlError("open", "write"))
+    )
+    const store = yield* SqlStore.make(options).pipe(Effect.provideService(SqlClient, client))
+    return { store, identity }
+  }).pipe(Scope.extend(scope))
+
+/** The file's device and inode, or `undefined` when there is no file at the path. */
+const fileIdentity = (filename: string): string | undefined => {
+  const stat = fs.statSync(filename, { throwIfNoEntry: false })
+  return stat === undefined ? undefined : `${stat.dev}:${stat.ino}`
+}
+
+/**
+ * Opens the SQLite file: WAL, `synchronous = NORMAL`, busy timeout 0 (retries happen in the
+ * fiber), migrations, and the expired-row sweeper, all closed with the scope. Fails with
+ * `OpenFailed` (bad path, permissions, not a database) or `SchemaUnsupported` — never with
+ * a defect.
+ *
+ * Every operation first checks (one `stat`, about a microsecond) that the path still names
+ * the file that was opened. If the file or its directory was removed or replaced, the store
+ * reopens the path — recreating it when missing — instead of writing on into a deleted
+ * inode; while that fails, operations fail with `Unavailable`.
+ */
+export const make = (options: SqliteStoreOptions) =>
+  Effect.gen(function* () {
+    const filename = path.resolve(options.filename)
+    const outer = yield* Effect.scope
+    const openFresh = Effect.gen(function* () {
+      const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
+      return yield* openFile(filename, options, scope).pipe(
+        Effect.map((opened) => ({ ...opened, scope })),
+        Effect.tapError(() => Scope.close(scope, Exit.void))
+      )
+    })
+    let current = yield* openFresh
+    let generation = 0
+    const reopening = yield* Effect.makeSemaphore(1)
+
+    const reopen = reopening.withPermits(1)(
+      Effect.suspend(() => {
+        if (fileIdentity(filename) === current.identity) return Effect.succeed(current)
+        return Effect.gen(function* () {
+          yield* Effect.logWarning(`channel-state: the database file ${filename} was removed or replaced; reopening it`)
+          const fresh = yield* openFresh.pipe(
+            Effect.mapError((error) => new StateStoreError({ ...error, reason: "Unavailable", detail: `reopening after the file was removed or replaced: ${error.detail}` }))
+          )
+          const previous = current
+          current = fresh
+          generation++
+          yield* Scope.close(previous.scope, Exit.void)
+          return fresh
+        })
+      })
+    )
+    const currentStore = Effect.suspend(() => (fileIdentity(filename) === current.identity ? Effect.succeed(current) : reopen))
+
+    const open = <A, I>(namespaceOptions: NamespaceOptions<A, I>): Effect.Effect<NamespaceHandle<A>, StateStoreError> =>
+      Effect.gen(function* () {
+        let opened = { generation, handle: yield* (yield* currentStore).store.open(namespaceOptions) }
+        /** The namespace on the file open now (reopened on the new file after a reopen). */
+        const handle = Effect.flatMap(currentStore, (now) =>
+          opened.generation === generation
+            ? Effect.succeed(opened.handle)
+            : Effect.map(now.store.open(namespaceOptions), (fresh) => {
+                opened = { generation, handle: fresh }
+                return fresh
+              })
+        )
+        const via = <R>(f: (h: NamespaceHandle<A>) => Effect.Effect<R, StateStoreError>) => Effect.flatMap(handle, f)
+        return {
+          owner: opened.handle.owner,
+          namespace: opened.handle.namespace,
+          register: (key, value, writeOptions) => via((h) => h.register(key, value, writeOptions)),
+          registerIfAbsent: (key, value, writeOptions) => via((h) => h.registerIfAbsent(key, value, writeOptions)),
+          lookup: (key) => via((h) => h.lookup(key)),
+          lookupEntry: (key) => via((h) => h.lookupEntry(key)),
+          consume: (key) => via((h) => h.consume(key)),
+          delete: (key) => via((h) => h.delete(key)),
+          writeBatch: (ops) => via((h) => h.writeBatch(ops)),
+          entries: via((h) => h.entries),
+          size: via((h) => h.size),
+          clear: via((h) => h.clear)
+        }
+      })
+
+    return KeyedStore.of({ backend: "sqlite", open })
   })
 
 /** The SQLite-backed {@link KeyedStore}. */

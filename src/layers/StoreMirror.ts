@@ -7,7 +7,7 @@
  */
 import { Clock, Duration, Effect, Option } from "effect"
 import type { BatchOp, NamespaceHandle } from "../KeyedStore.js"
-import type { StateStoreError } from "../StateStoreError.js"
+import { StateStoreError } from "../StateStoreError.js"
 import type { CacheMetrics } from "./CacheMetrics.js"
 
 /** Tuning of the write-behind mirror. Every field has a default. */
@@ -16,7 +16,7 @@ export interface MirrorSettings {
   readonly flushInterval: Duration.DurationInput
   /** Writes per store transaction (default 1 000). */
   readonly maxBatch: number
-  /** Queued keys before new writes are dropped and counted (default 10 000); the caller never waits. */
+  /** Queued writes before new ones are dropped and counted (default 10 000); the caller never waits. */
   readonly maxQueue: number
   /** Consecutive failures before the mirror stops calling the store for a while (default 3). */
   readonly failuresBeforeBackoff: number
@@ -48,6 +48,10 @@ export interface MirrorIdentity {
 
 const NON_RETRYABLE = new Set(["InvalidInput", "LimitExceeded", "Corrupt"])
 
+/** A defect from a store operation, as a failure the mirror reports, counts and retries. */
+const unexpected = (operation: string, defect: unknown) =>
+  new StateStoreError({ reason: "WriteFailed", operation, detail: `unexpected store error: ${defect instanceof Error ? defect.message : String(defect)}`, cause: defect })
+
 /**
  * Starts the mirror of `handle` in the current scope: the flusher fiber, and a finalizer that
  * flushes what is queued (bounded by `shutdownFlushTimeout`) before the scope closes.
@@ -65,8 +69,14 @@ export const makeStoreMirror = <A>(
     const logEvery = Duration.toMillis(settings.failureLogInterval)
     const annotations = { plugin: identity.plugin, feature: identity.feature, namespace: handle.namespace }
 
-    let queue = new Map<string, BatchOp<A>>()
-    let inflight: Map<string, BatchOp<A>> | undefined
+    // Plain arrays, swapped out by the flusher: a push is the whole cost on the sync path.
+    let queue: Array<BatchOp<A>> = []
+    let inflight: Array<BatchOp<A>> | undefined
+    const newestIn = (ops: ReadonlyArray<BatchOp<A>> | undefined, key: string): BatchOp<A> | undefined => {
+      if (ops === undefined) return undefined
+      for (let i = ops.length - 1; i >= 0; i--) if (ops[i]!.key === key) return ops[i]
+      return undefined
+    }
 
     // Failure state. A burst is failures not separated by a quiet `failureLogInterval`: it is
     // logged when it starts, summarised at most once per interval, and its end is logged by
@@ -124,7 +134,7 @@ export const makeStoreMirror = <A>(
           : effect.pipe(
               Effect.tap(() => recovered),
               Effect.catchAll((error) => Effect.as(report(operation, error), fallback)),
-              Effect.catchAllDefect((defect) => Effect.as(Effect.logError("channel-state: store defect", defect), fallback)),
+              Effect.catchAllDefect((defect) => Effect.as(report(operation, unexpected(operation, defect)), fallback)),
               Effect.annotateLogs(annotations)
             )
       )
@@ -140,12 +150,11 @@ export const makeStoreMirror = <A>(
     }
 
     const enqueue = (op: BatchOp<A>): void => {
-      if (queue.size >= settings.maxQueue && !queue.has(op.key)) {
+      if (queue.length >= settings.maxQueue) {
         metrics.stats.droppedWrites++
         return
       }
-      queue.delete(op.key)
-      queue.set(op.key, op)
+      queue.push(op)
       metrics.stats.queuedWrites++
       signalWork()
     }
@@ -153,15 +162,14 @@ export const makeStoreMirror = <A>(
     /** Writes what is queued, in batches. `force` ignores the back-off (shutdown). */
     const flush = (force: boolean) =>
       Effect.gen(function* () {
-        if (queue.size === 0 || (!force && (yield* backingOff))) return
-        const batch = queue
-        inflight = batch
-        queue = new Map()
-        const ops = [...batch.values()]
+        if (queue.length === 0 || (!force && (yield* backingOff))) return
+        const ops = queue
+        inflight = ops
+        queue = []
         for (let start = 0; start < ops.length; start += settings.maxBatch) {
           const chunk = ops.slice(start, start + settings.maxBatch)
           const began = yield* Clock.currentTimeMillis
-          const result = yield* Effect.either(handle.writeBatch(chunk))
+          const result = yield* Effect.either(handle.writeBatch(chunk).pipe(Effect.catchAllDefect((defect) => Effect.fail(unexpected("flush", defect)))))
           if (result._tag === "Right") {
             yield* recovered
             yield* metrics.flushed(chunk.length, (yield* Clock.currentTimeMillis) - began)
@@ -172,16 +180,12 @@ export const makeStoreMirror = <A>(
             metrics.stats.droppedWrites += chunk.length
             continue
           }
-          // Put back what was not written; newer queued changes to the same keys win.
-          const requeue = new Map<string, BatchOp<A>>()
-          for (const op of ops.slice(start)) if (!queue.has(op.key)) requeue.set(op.key, op)
-          for (const [key, op] of queue) requeue.set(key, op)
-          while (requeue.size > settings.maxQueue) {
-            const oldest = requeue.keys().next().value as string
-            requeue.delete(oldest)
-            metrics.stats.droppedWrites++
-          }
-          queue = requeue
+          // Put back what was not written, before what was queued meanwhile (order is kept, so
+          // the newest change to a key still wins); past the bound, the oldest are dropped.
+          const requeue = ops.slice(start).concat(queue)
+          const excess = requeue.length - settings.maxQueue
+          if (excess > 0) metrics.stats.droppedWrites += excess
+          queue = excess > 0 ? requeue.slice(excess) : requeue
           break
         }
         inflight = undefined
@@ -196,15 +200,15 @@ export const makeStoreMirror = <A>(
       workSignalled = false
       yield* flush(false)
       yield* metrics.publish
-      if (queue.size > 0) signalWork()
+      if (queue.length > 0) signalWork()
     }).pipe(Effect.forever, Effect.forkScoped)
     yield* Effect.addFinalizer(() =>
       flush(true).pipe(
         Effect.zipRight(metrics.publish),
         Effect.timeoutOption(settings.shutdownFlushTimeout),
         Effect.flatMap((done) =>
-          Option.isNone(done) || queue.size > 0
-            ? Effect.logWarning(`channel-state: ${queue.size} queued writes not flushed at shutdown`).pipe(Effect.annotateLogs(annotations))
+          Option.isNone(done) || queue.length > 0
+            ? Effect.logWarning(`channel-state: ${queue.length} queued writes not flushed at shutdown`).pipe(Effect.annotateLogs(annotations))
             : Effect.void
         )
       )
@@ -219,7 +223,7 @@ export const makeStoreMirror = <A>(
       /** Queues a delete. Sync, O(1), never blocks or throws. */
       delete: (key: string): void => enqueue({ _tag: "Delete", key }),
       /** The newest change to `key` not yet committed (queued or being written), if any. */
-      pending: (key: string): BatchOp<A> | undefined => queue.get(key) ?? inflight?.get(key),
+      pending: (key: string): BatchOp<A> | undefined => newestIn(queue, key) ?? newestIn(inflight, key),
       /** Flushes now (tests and shutdown); respects the back-off. */
       flushNow: flush(false)
     }
