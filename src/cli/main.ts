@@ -7,9 +7,12 @@
 import { parseArgs } from "node:util"
 import type { Command } from "./command.js"
 import { demoCommand } from "./demo.js"
+import { doctorCommand } from "./doctor.js"
+import { inspectCommand } from "./inspect.js"
 import { CliFailure, ExitCode, print, printError } from "./output.js"
+import { purgeCommand } from "./purge.js"
 
-const commands: Record<string, Command> = { demo: demoCommand }
+const commands: Record<string, Command> = { demo: demoCommand, inspect: inspectCommand, purge: purgeCommand, doctor: doctorCommand }
 
 const usage = () => `Usage: channel-state <command> [options]
 

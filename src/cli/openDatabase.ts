@@ -160,11 +160,13 @@ const hintFor = (error: StateStoreError): string | undefined => {
     case "OpenFailed":
       return error.detail.startsWith("not a channel-state database")
         ? "Check --db / --pg: it should be the database your gateway's plugins write to (their tables appear on first use)."
-        : "Nothing was changed. `channel-state doctor` tells more."
+        : error.detail.includes("PostgreSQL")
+          ? "Check --pg: user, password, host, port and database name."
+          : "Nothing was changed. `channel-state doctor` tells more."
     case "ReadFailed":
     case "WriteFailed":
     case "Corrupt":
-      return "Run `channel-state doctor` with the same --db / --pg."
+      return "Nothing was changed. Run `channel-state doctor` with the same --db / --pg."
     default:
       return undefined
   }
@@ -175,7 +177,9 @@ export const toCliFailure = (target: Target | undefined, error: unknown): CliFai
   if (error instanceof CliFailure) return error
   if (error instanceof StateStoreError) {
     const where = target && !error.detail.includes(describeTarget(target)) ? `${describeTarget(target)}: ` : ""
-    return new CliFailure(`${where}${error.detail}`, ExitCode.failed, hintFor(error))
+    // The hint says what to run; the detail need not say it again.
+    const detail = error.detail.replace(/: run `channel-state doctor`$/, "")
+    return new CliFailure(`${where}${detail}`, ExitCode.failed, hintFor(error))
   }
   return new CliFailure(error instanceof Error ? error.message : String(error))
 }

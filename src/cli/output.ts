@@ -60,3 +60,12 @@ export const displayText = (text: string, max = Number.POSITIVE_INFINITY): strin
 /** A byte count as people read it: 512 B, 1.5 KiB, 3.2 MiB. */
 export const byteSize = (bytes: number): string =>
   bytes < 1024 ? `${bytes} B` : bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / 1024 / 1024).toFixed(1)} MiB`
+
+// A reader that stops early (`channel-state inspect … | head`) closes the pipe: finish quietly
+// instead of dying on EPIPE with a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code === "EPIPE") process.exit(process.exitCode ?? 0)
+    throw error
+  })
+}

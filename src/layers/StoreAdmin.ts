@@ -82,7 +82,7 @@ export interface SchemaStatus {
   readonly hasEntries: boolean
 }
 
-/** The owner the doctor's probe writes under; no plugin may use it. */
+/** The owner the doctor's probe writes under (and deletes from again); reserved: plugins must not use it. */
 export const DOCTOR_OWNER = "channel-state.doctor"
 
 const toNumber = (value: unknown): number => (value === null || value === undefined ? 0 : Number(value))
@@ -135,7 +135,7 @@ export const ensureReadable: Effect.Effect<number, StateStoreError, SqlClient> =
       new StateStoreError({
         reason: "SchemaUnsupported",
         operation: "open",
-        detail: `written by a newer channel-state (schema ${status.stored}, this knows ${status.known}); upgrade channel-state to read it`
+        detail: `written by a newer channel-state (schema ${status.stored}, this knows ${status.known})`
       })
     )
   }
@@ -343,3 +343,12 @@ const definedOnly = (where: { owner?: string | undefined; namespace?: string | u
   ...(where.owner === undefined ? {} : { owner: where.owner }),
   ...(where.namespace === undefined ? {} : { namespace: where.namespace })
 })
+
+/** The database engine and its version, e.g. `SQLite 3.49.1` or `PostgreSQL 15.2`. Read-only. */
+export const engineVersion: Effect.Effect<string, StateStoreError, SqlClient> = Effect.gen(function* () {
+  const sql = yield* SqlClient
+  return yield* sql.onDialectOrElse({
+    pg: () => Effect.map(sql<{ version: string }>`SELECT current_setting('server_version') AS version`, (rows) => `PostgreSQL ${rows[0]?.version ?? "?"}`),
+    orElse: () => Effect.map(sql<{ version: string }>`SELECT sqlite_version() AS version`, (rows) => `SQLite ${rows[0]?.version ?? "?"}`)
+  })
+}).pipe(typed("doctor", "read"))
