@@ -123,6 +123,25 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
       )
     )
 
+    /**
+     * The multi-row upsert for `rows` rows, built once per size: a batch then costs one
+     * parameter array instead of building and compiling a statement fragment per row.
+     * Parameterised like every other statement (only placeholders are generated).
+     */
+    const upsertTexts = new Map<number, string>()
+    const placeholder = sql.onDialectOrElse({ pg: () => (i: number) => `$${i}`, orElse: () => (_: number) => "?" })
+    const upsertStatement = (rows: number): string => {
+      let text = upsertTexts.get(rows)
+      if (text === undefined) {
+        const tuples = Array.from({ length: rows }, (_, r) => `(${Array.from({ length: 6 }, (_, c) => placeholder(r * 6 + c + 1)).join(", ")})`)
+        text = `INSERT INTO channel_state_entries (owner, namespace, entry_key, value_json, created_at, expires_at) VALUES ${tuples.join(", ")}
+          ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET
+            value_json = excluded.value_json, created_at = excluded.created_at, expires_at = excluded.expires_at`
+        upsertTexts.set(rows, text)
+      }
+      return text
+    }
+
     // Upper bounds of live rows per owner (shared by its namespaces) — see enforceCaps.
     const ownerBounds = new Map<string, number>()
 
@@ -196,10 +215,11 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
         return Either.right({ owner, namespace, entry_key: key, value_json: json.right, created_at: createdAt, expires_at: expiresAt ?? null })
       }
 
-      const upsert = (rows: ReadonlyArray<InsertRow>) =>
-        sql`INSERT INTO channel_state_entries ${sql.insert(rows)}
-          ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET
-            value_json = excluded.value_json, created_at = excluded.created_at, expires_at = excluded.expires_at`
+      const upsert = (rows: ReadonlyArray<InsertRow>) => {
+        const params: Array<unknown> = []
+        for (const row of rows) params.push(row.owner, row.namespace, row.entry_key, row.value_json, row.created_at, row.expires_at)
+        return sql.unsafe(upsertStatement(rows.length), params)
+      }
 
       /**
        * Applies the overflow policy and the owner cap after `inserted` rows were written,
