@@ -47,10 +47,17 @@ export interface StoreLocation extends Partial<StoreSettings> {
 export const defaultSqlitePath = (): string =>
   path.join(process.env.XDG_STATE_HOME || path.join(os.homedir(), ".local", "state"), "channel-state", "state.sqlite")
 
-/** The keyed store at `location`: PostgreSQL when a URL is given, else the SQLite file. */
+/**
+ * The keyed store at `location`: PostgreSQL when a URL is given, else the SQLite file. A
+ * database that cannot be opened at start is retried on use (the caches run from memory
+ * meanwhile, and their queued writes land once it is up); a bad path, a newer schema or a
+ * non-database file stays unusable until fixed, and says so in the log.
+ */
 export const storeLayer = (location: StoreLocation = {}): Layer.Layer<KeyedStore, StateStoreError> => {
   const { sqlitePath, pgUrl, ...settings } = location
-  return pgUrl ? PgStore.layer({ url: pgUrl, ...settings }) : SqliteStore.layer({ filename: sqlitePath ?? defaultSqlitePath(), ...settings })
+  return pgUrl
+    ? PgStore.layer({ url: pgUrl, ...settings, retryOpen: true })
+    : SqliteStore.layer({ filename: sqlitePath ?? defaultSqlitePath(), ...settings, retryOpen: true })
 }
 
 /** What the entrypoint needs to know. */

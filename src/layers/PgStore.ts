@@ -8,10 +8,11 @@
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { SqlClient } from "@effect/sql/SqlClient"
 import * as PgClient from "@effect/sql-pg/PgClient"
-import { Duration, Effect, Layer, Redacted } from "effect"
+import { Duration, Effect, Layer, Redacted, Scope } from "effect"
 import { KeyedStore } from "../KeyedStore.js"
 import type { StateStoreError } from "../StateStoreError.js"
 import { fromSqlError } from "./sqlFailure.js"
+import * as ReopeningStore from "./ReopeningStore.js"
 import * as SqlStore from "./SqlStore.js"
 import type { StoreSettings } from "./storeRules.js"
 
@@ -19,22 +20,44 @@ import type { StoreSettings } from "./storeRules.js"
 export interface PgStoreOptions extends Partial<StoreSettings> {
   readonly url?: string | Redacted.Redacted | undefined
   readonly client?: Omit<PgClient.PgClientConfig, "url"> | undefined
+  /**
+   * When the server cannot be reached at start: `false` (default) fails building the store;
+   * `true` logs it and retries on use (at most once a second), operations failing with
+   * `Unavailable` meanwhile — the plugin starts, and persistence begins when the server is up.
+   */
+  readonly retryOpen?: boolean | undefined
 }
 
 /**
  * Connects (failing with `Unavailable` when the server cannot be reached within the connect
- * timeout, default 5 s), runs the migrations and forks the sweeper, closed with the scope.
+ * timeout, default 5 s — unless `retryOpen`), runs the migrations and forks the sweeper,
+ * closed with the scope. A connection dropped later is replaced by the pool on next use.
  */
-export const make = (options: PgStoreOptions) =>
-  Effect.gen(function* () {
-    const url = options.url === undefined ? undefined : Redacted.isRedacted(options.url) ? options.url : Redacted.make(options.url)
-    const client = yield* PgClient.make({
-      connectTimeout: Duration.seconds(5),
-      ...options.client,
-      ...(url === undefined ? {} : { url })
-    }).pipe(Effect.provide(Reactivity.layer), Effect.mapError(fromSqlError("open", "write")))
-    return yield* SqlStore.make(options).pipe(Effect.provideService(SqlClient, client))
-  })
+export const make = (options: PgStoreOptions) => {
+  const url = options.url === undefined ? undefined : Redacted.isRedacted(options.url) ? options.url : Redacted.make(options.url)
+  const open = (scope: Scope.Scope) =>
+    Effect.gen(function* () {
+      const client = yield* PgClient.make({
+        connectTimeout: Duration.seconds(5),
+        ...options.client,
+        ...(url === undefined ? {} : { url })
+      }).pipe(Effect.provide(Reactivity.layer), Effect.mapError(fromSqlError("open", "write")))
+      const store = yield* SqlStore.make(options).pipe(Effect.provideService(SqlClient, client))
+      return { store, stale: () => false }
+    }).pipe(Scope.extend(scope))
+  return ReopeningStore.make({ backend: "pg", location: describeUrl(url), open, retryOpen: options.retryOpen })
+}
+
+/** The server and database of a URL, without credentials, for log lines. */
+const describeUrl = (url: Redacted.Redacted | undefined): string => {
+  if (url === undefined) return "PostgreSQL (client settings)"
+  try {
+    const parsed = new URL(Redacted.value(url))
+    return `postgres://${parsed.host}${parsed.pathname}`
+  } catch {
+    return "PostgreSQL (unparsable URL)"
+  }
+}
 
 /** The PostgreSQL-backed {@link KeyedStore}. */
 export const layer = (options: PgStoreOptions): Layer.Layer<KeyedStore, StateStoreError> => Layer.scoped(KeyedStore, make(options))

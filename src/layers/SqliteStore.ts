@@ -8,10 +8,12 @@ import * as path from "node:path"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { SqlClient } from "@effect/sql/SqlClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
-import { Duration, Effect, ExecutionStrategy, Exit, Layer, Scope } from "effect"
-import { KeyedStore, type NamespaceHandle, type NamespaceOptions } from "../KeyedStore.js"
+import { Duration, Effect, Layer, Scope } from "effect"
+import { KeyedStore } from "../KeyedStore.js"
 import { StateStoreError } from "../StateStoreError.js"
 import { fromSqlError } from "./sqlFailure.js"
+import * as ReopeningStore from "./ReopeningStore.js"
+import type { OpenedDatabase } from "./ReopeningStore.js"
 import * as SqlStore from "./SqlStore.js"
 import type { StoreSettings } from "./storeRules.js"
 
@@ -25,6 +27,12 @@ export interface SqliteStoreOptions extends Partial<StoreSettings> {
    * retries from the fiber with short sleeps (about 300 ms in all) instead of blocking.
    */
   readonly busyTimeout?: Duration.DurationInput | undefined
+  /**
+   * When the file cannot be opened at start: `false` (default) fails building the store;
+   * `true` logs it and retries on use (at most once a second), operations failing with
+   * `Unavailable` meanwhile.
+   */
+  readonly retryOpen?: boolean | undefined
 }
 
 const openFailed = (detail: string, cause?: unknown) =>
@@ -42,7 +50,7 @@ const prepareFile = (filename: string) =>
   })
 
 /** Opens the file as it is now, in `scope`: client, pragmas, migrations, sweeper. */
-const openFile = (filename: string, options: SqliteStoreOptions, scope: Scope.Scope) =>
+const openFile = (filename: string, options: SqliteStoreOptions, scope: Scope.Scope): Effect.Effect<OpenedDatabase, StateStoreError> =>
   Effect.gen(function* () {
     yield* prepareFile(filename)
     const identity = fileIdentity(filename)
@@ -55,7 +63,7 @@ const openFile = (filename: string, options: SqliteStoreOptions, scope: Scope.Sc
       Effect.mapError(fromSqlError("open", "write"))
     )
     const store = yield* SqlStore.make(options).pipe(Effect.provideService(SqlClient, client))
-    return { store, identity }
+    return { store, stale: () => fileIdentity(filename) !== identity }
   }).pipe(Scope.extend(scope))
 
 /** The file's device and inode, or `undefined` when there is no file at the path. */
@@ -68,77 +76,22 @@ const fileIdentity = (filename: string): string | undefined => {
  * Opens the SQLite file: WAL, `synchronous = NORMAL`, busy timeout 0 (retries happen in the
  * fiber), migrations, and the expired-row sweeper, all closed with the scope. Fails with
  * `OpenFailed` (bad path, permissions, not a database) or `SchemaUnsupported` — never with
- * a defect.
+ * a defect — unless `retryOpen` is set.
  *
  * Every operation first checks (one `stat`, about a microsecond) that the path still names
  * the file that was opened. If the file or its directory was removed or replaced, the store
  * reopens the path — recreating it when missing — instead of writing on into a deleted
  * inode; while that fails, operations fail with `Unavailable`.
  */
-export const make = (options: SqliteStoreOptions) =>
-  Effect.gen(function* () {
-    const filename = path.resolve(options.filename)
-    const outer = yield* Effect.scope
-    const openFresh = Effect.gen(function* () {
-      const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
-      return yield* openFile(filename, options, scope).pipe(
-        Effect.map((opened) => ({ ...opened, scope })),
-        Effect.tapError(() => Scope.close(scope, Exit.void))
-      )
-    })
-    let current = yield* openFresh
-    let generation = 0
-    const reopening = yield* Effect.makeSemaphore(1)
-
-    const reopen = reopening.withPermits(1)(
-      Effect.suspend(() => {
-        if (fileIdentity(filename) === current.identity) return Effect.succeed(current)
-        return Effect.gen(function* () {
-          yield* Effect.logWarning(`channel-state: the database file ${filename} was removed or replaced; reopening it`)
-          const fresh = yield* openFresh.pipe(
-            Effect.mapError((error) => new StateStoreError({ ...error, reason: "Unavailable", detail: `reopening after the file was removed or replaced: ${error.detail}` }))
-          )
-          const previous = current
-          current = fresh
-          generation++
-          yield* Scope.close(previous.scope, Exit.void)
-          return fresh
-        })
-      })
-    )
-    const currentStore = Effect.suspend(() => (fileIdentity(filename) === current.identity ? Effect.succeed(current) : reopen))
-
-    const open = <A, I>(namespaceOptions: NamespaceOptions<A, I>): Effect.Effect<NamespaceHandle<A>, StateStoreError> =>
-      Effect.gen(function* () {
-        let opened = { generation, handle: yield* (yield* currentStore).store.open(namespaceOptions) }
-        /** The namespace on the file open now (reopened on the new file after a reopen). */
-        const handle = Effect.flatMap(currentStore, (now) =>
-          opened.generation === generation
-            ? Effect.succeed(opened.handle)
-            : Effect.map(now.store.open(namespaceOptions), (fresh) => {
-                opened = { generation, handle: fresh }
-                return fresh
-              })
-        )
-        const via = <R>(f: (h: NamespaceHandle<A>) => Effect.Effect<R, StateStoreError>) => Effect.flatMap(handle, f)
-        return {
-          owner: opened.handle.owner,
-          namespace: opened.handle.namespace,
-          register: (key, value, writeOptions) => via((h) => h.register(key, value, writeOptions)),
-          registerIfAbsent: (key, value, writeOptions) => via((h) => h.registerIfAbsent(key, value, writeOptions)),
-          lookup: (key) => via((h) => h.lookup(key)),
-          lookupEntry: (key) => via((h) => h.lookupEntry(key)),
-          consume: (key) => via((h) => h.consume(key)),
-          delete: (key) => via((h) => h.delete(key)),
-          writeBatch: (ops) => via((h) => h.writeBatch(ops)),
-          entries: via((h) => h.entries),
-          size: via((h) => h.size),
-          clear: via((h) => h.clear)
-        }
-      })
-
-    return KeyedStore.of({ backend: "sqlite", open })
+export const make = (options: SqliteStoreOptions) => {
+  const filename = path.resolve(options.filename)
+  return ReopeningStore.make({
+    backend: "sqlite",
+    location: filename,
+    open: (scope) => openFile(filename, options, scope),
+    retryOpen: options.retryOpen
   })
+}
 
 /** The SQLite-backed {@link KeyedStore}. */
 export const layer = (options: SqliteStoreOptions): Layer.Layer<KeyedStore, StateStoreError> => Layer.scoped(KeyedStore, make(options))

@@ -1,0 +1,130 @@
+/**
+ * A keyed store that opens its database on demand and again when needed: after the SQLite
+ * file was removed or replaced, or when the database could not be reached at start and has
+ * come back. Namespaces are validated and handed out at once; each operation runs on the
+ * database open at that moment.
+ *
+ * @internal
+ */
+import { Clock, Duration, Effect, ExecutionStrategy, Exit, Scope } from "effect"
+import { KeyedStore, type NamespaceHandle, type NamespaceOptions, type StoreBackend } from "../KeyedStore.js"
+import { StateStoreError } from "../StateStoreError.js"
+import { makeNamespaceRegistry, resolveNamespace } from "./storeRules.js"
+
+/** One opened database: its store, and whether it no longer matches what it was opened from. */
+export interface OpenedDatabase {
+  readonly store: KeyedStore["Type"]
+  /** Checked before every operation, so it must be cheap (one `stat` at most). */
+  readonly stale: () => boolean
+}
+
+export interface ReopeningOptions {
+  readonly backend: StoreBackend
+  /** Where, for log lines (never a password). */
+  readonly location: string
+  /** Opens the database in the given scope. */
+  readonly open: (scope: Scope.Scope) => Effect.Effect<OpenedDatabase, StateStoreError>
+  /**
+   * `false` (default): the first open must succeed, or building the store fails with its
+   * error. `true`: a failed first open is logged and retried on use, operations failing with
+   * `Unavailable` meanwhile — for plugins that must start while the database is down.
+   */
+  readonly retryOpen?: boolean | undefined
+  /** The least time between two failed open attempts (default 1 s); operations in between fail at once. */
+  readonly retryAfter?: Duration.DurationInput | undefined
+}
+
+/** Builds the store in the current scope; every database it opens is closed with it. */
+export const make = (options: ReopeningOptions): Effect.Effect<KeyedStore["Type"], StateStoreError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const outer = yield* Effect.scope
+    const retryAfter = Duration.toMillis(options.retryAfter ?? Duration.seconds(1))
+    const registerNamespace = makeNamespaceRegistry()
+    const opening = yield* Effect.makeSemaphore(1)
+    let current: { readonly db: OpenedDatabase; readonly scope: Scope.CloseableScope } | undefined
+    let generation = 0
+    let lastFailure: { readonly at: number; readonly error: StateStoreError } | undefined
+
+    /** An open failure, as operations see it while the database cannot be opened. */
+    const unavailable = (error: StateStoreError) =>
+      new StateStoreError({
+        ...error,
+        reason: "Unavailable",
+        detail: `cannot open the database at ${options.location} (${error.reason}): ${error.detail}`
+      })
+
+    const openFresh = Effect.gen(function* () {
+      const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
+      const db = yield* options.open(scope).pipe(Effect.tapError(() => Scope.close(scope, Exit.void)))
+      return { db, scope }
+    })
+
+    const connect = opening.withPermits(1)(
+      Effect.gen(function* () {
+        if (current !== undefined && !current.db.stale()) return current
+        const now = yield* Clock.currentTimeMillis
+        if (lastFailure !== undefined && now - lastFailure.at < retryAfter) return yield* Effect.fail(lastFailure.error)
+        if (current !== undefined) {
+          yield* Effect.logWarning(`channel-state: the database at ${options.location} was removed or replaced; reopening it`)
+        }
+        const opened = yield* Effect.either(openFresh)
+        if (opened._tag === "Left") {
+          const error = unavailable(opened.left)
+          if (lastFailure === undefined) yield* Effect.logWarning(`channel-state: ${error.detail}; will retry on use`)
+          lastFailure = { at: now, error }
+          return yield* Effect.fail(error)
+        }
+        if (lastFailure !== undefined) yield* Effect.logInfo(`channel-state: the database at ${options.location} is open again`)
+        lastFailure = undefined
+        const previous = current
+        current = opened.right
+        generation++
+        if (previous !== undefined) yield* Scope.close(previous.scope, Exit.void)
+        return opened.right
+      })
+    )
+    const database = Effect.suspend(() => (current !== undefined && !current.db.stale() ? Effect.succeed(current) : connect))
+
+    const first = yield* Effect.either(openFresh)
+    if (first._tag === "Left") {
+      if (options.retryOpen !== true) return yield* Effect.fail(first.left)
+      lastFailure = { at: yield* Clock.currentTimeMillis, error: unavailable(first.left) }
+      yield* Effect.logWarning(`channel-state: ${lastFailure.error.detail}; will retry on use`)
+    } else {
+      current = first.right
+      generation = 1
+    }
+
+    const open = <A, I>(namespaceOptions: NamespaceOptions<A, I>): Effect.Effect<NamespaceHandle<A>, StateStoreError> =>
+      Effect.gen(function* () {
+        const ns = yield* resolveNamespace(namespaceOptions)
+        yield* registerNamespace(ns)
+        let opened: { readonly generation: number; readonly handle: NamespaceHandle<A> } | undefined
+        /** The namespace on the database open now (opened there on first use after each (re)open). */
+        const handle = Effect.flatMap(database, (db) =>
+          opened !== undefined && opened.generation === generation
+            ? Effect.succeed(opened.handle)
+            : Effect.map(db.db.store.open(namespaceOptions), (fresh) => {
+                opened = { generation, handle: fresh }
+                return fresh
+              })
+        )
+        const via = <R>(f: (h: NamespaceHandle<A>) => Effect.Effect<R, StateStoreError>) => Effect.flatMap(handle, f)
+        return {
+          owner: ns.owner,
+          namespace: ns.namespace,
+          register: (key, value, writeOptions) => via((h) => h.register(key, value, writeOptions)),
+          registerIfAbsent: (key, value, writeOptions) => via((h) => h.registerIfAbsent(key, value, writeOptions)),
+          lookup: (key) => via((h) => h.lookup(key)),
+          lookupEntry: (key) => via((h) => h.lookupEntry(key)),
+          consume: (key) => via((h) => h.consume(key)),
+          delete: (key) => via((h) => h.delete(key)),
+          writeBatch: (ops) => via((h) => h.writeBatch(ops)),
+          entries: via((h) => h.entries),
+          size: via((h) => h.size),
+          clear: via((h) => h.clear)
+        }
+      })
+
+    return KeyedStore.of({ backend: options.backend, open })
+  })
