@@ -1,11 +1,12 @@
 /**
  * Model-based property test: random operation sequences run in lock step on the memory store
  * (the reference model) and on a SQL backend (a fresh database per run), sharing one
- * TestClock. Every result — success values and failure reasons — and the namespace contents
+ * TestClock, with restarts of the SQL store (closed, then reopened on the same database)
+ * in between. Every result — success values and failure reasons — and the namespace contents
  * after every step must agree.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Either, FastCheck as fc, Layer, Option, Schema, TestClock } from "effect"
+import { Context, Effect, Either, Exit, FastCheck as fc, Layer, Option, Schema, Scope, TestClock } from "effect"
 import { type BatchOp, KeyedStore, type NamespaceHandle, type NamespaceOptions, type OverflowPolicy, type WriteOptions } from "../src/KeyedStore.js"
 import * as MemoryStore from "../src/layers/MemoryStore.js"
 import type { StateStoreError } from "../src/StateStoreError.js"
@@ -32,6 +33,7 @@ type Op =
   | { readonly _tag: "lookup" | "lookupEntry" | "consume" | "delete"; readonly key: string }
   | { readonly _tag: "size" | "entries" | "clear" }
   | { readonly _tag: "advance"; readonly millis: number }
+  | { readonly _tag: "restart" }
   | { readonly _tag: "writeBatch"; readonly steps: ReadonlyArray<BatchStep> }
 
 interface Config {
@@ -72,7 +74,8 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 3, arbitrary: fc.record({ _tag: fc.constantFrom("lookup" as const, "lookupEntry" as const, "consume" as const, "delete" as const), key }) },
   { weight: 1, arbitrary: fc.record({ _tag: fc.constantFrom("size" as const, "entries" as const, "clear" as const) }) },
   { weight: 2, arbitrary: fc.record({ _tag: fc.constant("advance" as const), millis: fc.constantFrom(1, 499, 500, 1000, 2500, 60_000) }) },
-  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("writeBatch" as const), steps: fc.array(batchStep, { maxLength: 6 }) }) }
+  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("writeBatch" as const), steps: fc.array(batchStep, { maxLength: 6 }) }) },
+  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("restart" as const) }) }
 )
 
 const config: fc.Arbitrary<Config> = fc.record({
@@ -115,7 +118,7 @@ const batchOps = (steps: ReadonlyArray<BatchStep>, now: number): Array<BatchOp<V
 
 const plainOption = (o: Option.Option<unknown>) => (Option.isSome(o) ? { some: o.value } : "none")
 
-const run = (h: NamespaceHandle<Value>, step: Exclude<Op, { _tag: "advance" }>, now: number): Effect.Effect<Outcome> => {
+const run = (h: NamespaceHandle<Value>, step: Exclude<Op, { _tag: "advance" | "restart" }>, now: number): Effect.Effect<Outcome> => {
   const effect: Effect.Effect<unknown, StateStoreError> = (() => {
     switch (step._tag) {
       case "register":
@@ -158,14 +161,21 @@ const openWith = (context: Context.Context<KeyedStore>, c: Config) => {
 const agreesWithModel = (backend: BackendFactory) =>
   describe(`KeyedStore model check: ${backend.name} against memory`, () => {
     it.scoped.prop(
-      "random operation sequences give the same results as the memory store, step by step",
+      "random operation sequences, with restarts, give the same results as the memory store, step by step",
       { c: config, ops: fc.array(op, { maxLength: 40, size: "max" }) },
       ({ c, ops }) =>
         Effect.gen(function* () {
           const db = yield* backend.fresh
           const settings = { ownerMaxEntries: c.ownerMaxEntries }
           const model = yield* openWith(yield* Layer.build(MemoryStore.layer(settings)), c)
-          const real = yield* openWith(yield* Layer.build(db.store(settings)), c)
+          // The SQL store lives in its own scope, so a restart can close it and open it again.
+          const openReal = Effect.gen(function* () {
+            const scope = yield* Scope.make()
+            const handle = yield* openWith(yield* Layer.buildWithScope(db.store(settings), scope), c)
+            return { scope, handle }
+          })
+          let real = yield* openReal
+          yield* Effect.addFinalizer(() => Scope.close(real.scope, Exit.void))
           const trace: Array<string> = []
           for (const [i, step] of ops.entries()) {
             trace.push(`${i}: ${JSON.stringify(step)}`)
@@ -173,11 +183,16 @@ const agreesWithModel = (backend: BackendFactory) =>
               yield* TestClock.adjust(step.millis)
               continue
             }
+            if (step._tag === "restart") {
+              yield* Scope.close(real.scope, Exit.void)
+              real = yield* openReal
+              continue
+            }
             const now = yield* TestClock.currentTimeMillis
             const expected = yield* run(model, step, now)
-            const actual = yield* run(real, step, now)
+            const actual = yield* run(real.handle, step, now)
             expect(actual, `result of step ${i} at t=${now}ms, config ${JSON.stringify(c)}\n${trace.join("\n")}`).toEqual(expected)
-            const contents = yield* Effect.all([run(model, { _tag: "entries" }, now), run(real, { _tag: "entries" }, now)])
+            const contents = yield* Effect.all([run(model, { _tag: "entries" }, now), run(real.handle, { _tag: "entries" }, now)])
             expect(contents[1], `contents after step ${i} at t=${now}ms, config ${JSON.stringify(c)}\n${trace.join("\n")}`).toEqual(contents[0])
           }
         }),
