@@ -222,10 +222,8 @@ export const makeStoreMirror = <A>(
         enqueue({ _tag: "Register", key, value, createdAt, expiresAt }),
       /** Queues a delete. Sync, O(1), never blocks or throws. */
       delete: (key: string): void => enqueue({ _tag: "Delete", key }),
-      /** The newest change to `key` not yet committed (queued or being written), if any. */
-      pending: (key: string): BatchOp<A> | undefined => newestIn(queue, key) ?? newestIn(inflight, key),
-      /** Flushes now (tests and shutdown); respects the back-off. */
-      flushNow: flush(false)
+      /** The newest change to `key` not yet committed (queued or being written), if any: a scan of the queue, newest first. */
+      pending: (key: string): BatchOp<A> | undefined => newestIn(queue, key) ?? newestIn(inflight, key)
     }
   })
 
