@@ -119,21 +119,29 @@ export const makeMirroredCache = <A>(options: {
         if (hit === undefined) stats.misses++
         return Effect.succeed(Option.map(Option.fromNullable(hit), (e) => e.value))
       }
+      return takeFromStore(mirror, key, hit)
+    })
+
+  /** One-shot with a store: our own unwritten change, or else the store's atomic consume, decides. */
+  const takeFromStore = (m: StoreMirror<A>, key: string, hit: TimedEntry<A> | undefined): Effect.Effect<Option.Option<A>> =>
+    Effect.suspend(() => {
+      // A flush is writing this key right now: once it has, the store decides.
+      if (m.isBeingWritten(key)) return Effect.zipRight(m.settled, takeFromStore(m, key, hit))
       const pending = fromPending(key)
       if (pending === null) return none
       if (pending !== undefined) {
-        // Not in the store yet: it is ours alone. Queue the delete behind the pending write.
-        mirror.delete(key)
+        // Queued, not written: ours alone. The delete joins the same flush, which keeps only it.
+        m.delete(key)
         return Effect.succeed(pending.expiresAt > now() ? Option.some(pending.value) : Option.none())
       }
-      return Effect.map(mirror.guard("consume", mirror.handle.consume(key), STORE_FAILED as typeof STORE_FAILED | Option.Option<A>), (taken) => {
+      return Effect.map(m.guard("consume", m.handle.consume(key), STORE_FAILED as typeof STORE_FAILED | Option.Option<A>), (taken) => {
         if (taken !== STORE_FAILED) {
           if (Option.isSome(taken) && hit === undefined) stats.storeHits++
           if (Option.isNone(taken)) stats.misses++
           return taken
         }
         // Store unavailable: memory answers, and the delete is queued for when it is back.
-        mirror.delete(key)
+        m.delete(key)
         return Option.map(Option.fromNullable(hit), (e) => e.value)
       })
     })

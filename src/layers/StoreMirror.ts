@@ -5,10 +5,11 @@
  *
  * @internal
  */
-import { Clock, Duration, Effect, Option } from "effect"
+import { Clock, Deferred, Duration, Effect, FiberId, Option } from "effect"
 import type { BatchOp, NamespaceHandle } from "../KeyedStore.js"
 import { StateStoreError } from "../StateStoreError.js"
 import type { CacheMetrics } from "./CacheMetrics.js"
+import { lastStepPerKey } from "./storeRules.js"
 
 /** Tuning of the write-behind mirror. Every field has a default. */
 export interface MirrorSettings {
@@ -72,6 +73,8 @@ export const makeStoreMirror = <A>(
     // Plain arrays, swapped out by the flusher: a push is the whole cost on the sync path.
     let queue: Array<BatchOp<A>> = []
     let inflight: Array<BatchOp<A>> | undefined
+    // Completed when the flush writing `inflight` ends (committed, or put back on failure).
+    let inflightSettled: Deferred.Deferred<void> | undefined
     const newestIn = (ops: ReadonlyArray<BatchOp<A>> | undefined, key: string): BatchOp<A> | undefined => {
       if (ops === undefined) return undefined
       for (let i = ops.length - 1; i >= 0; i--) if (ops[i]!.key === key) return ops[i]
@@ -163,8 +166,11 @@ export const makeStoreMirror = <A>(
     const flush = (force: boolean) =>
       Effect.gen(function* () {
         if (queue.length === 0 || (!force && (yield* backingOff))) return
-        const ops = queue
+        // One step per key for the whole flush, so a write and a later delete of the same key
+        // never land in different transactions (a crash between them would resurrect it).
+        const ops = lastStepPerKey(queue)
         inflight = ops
+        inflightSettled = Deferred.unsafeMake(FiberId.none)
         queue = []
         for (let start = 0; start < ops.length; start += settings.maxBatch) {
           const chunk = ops.slice(start, start + settings.maxBatch)
@@ -189,7 +195,17 @@ export const makeStoreMirror = <A>(
           break
         }
         inflight = undefined
-      }).pipe(Effect.ensuring(Effect.sync(() => (inflight = undefined))), Effect.withSpan("StoreMirror.flush", { attributes: annotations }))
+      }).pipe(
+        Effect.ensuring(
+          Effect.suspend(() => {
+            const settled = inflightSettled
+            inflight = undefined
+            inflightSettled = undefined
+            return settled === undefined ? Effect.void : Deferred.succeed(settled, undefined)
+          })
+        ),
+        Effect.withSpan("StoreMirror.flush", { attributes: annotations })
+      )
 
     // Wait for work, let it gather for one interval, write it; what could not be written (or
     // arrived meanwhile) signals the next round.
@@ -223,7 +239,11 @@ export const makeStoreMirror = <A>(
       /** Queues a delete. Sync, O(1), never blocks or throws. */
       delete: (key: string): void => enqueue({ _tag: "Delete", key }),
       /** The newest change to `key` not yet committed (queued or being written), if any: a scan of the queue, newest first. */
-      pending: (key: string): BatchOp<A> | undefined => newestIn(queue, key) ?? newestIn(inflight, key)
+      pending: (key: string): BatchOp<A> | undefined => newestIn(queue, key) ?? newestIn(inflight, key),
+      /** Whether the flush running now is writing a change to `key`. */
+      isBeingWritten: (key: string): boolean => newestIn(inflight, key) !== undefined,
+      /** Waits until the flush running now (if any) has committed or put back its batch. Never fails. */
+      settled: Effect.suspend(() => (inflightSettled === undefined ? Effect.void : Deferred.await(inflightSettled)))
     }
   })
 
