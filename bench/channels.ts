@@ -9,7 +9,7 @@
  *
  * Contenders run in interleaved rounds, their order rotated every round; work that must
  * not be timed (building a fresh runtime, waiting for the flusher) runs in an untimed first
- * step of every round.
+ * step of every round (the harness's `timeInterleaved` with `setup` and `rotate`).
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -22,7 +22,7 @@ import { channelLayers } from "../src/layers/channelCache.js"
 import * as SqliteStore from "../src/layers/SqliteStore.js"
 import type { MirrorSettings } from "../src/layers/StoreMirror.js"
 import type { StateStoreError } from "../src/StateStoreError.js"
-import { type Row, row, type TimingOptions, type Work } from "./harness.js"
+import { median, openRawStoreFile, type Row, row, type TimingOptions, timeInterleaved, type Work } from "./harness.js"
 
 const PLUGIN = "slack"
 const NAMESPACE = Slack.spec.namespace
@@ -45,40 +45,6 @@ type SlackRuntime = ManagedRuntime.ManagedRuntime<Slack.SlackThreadParticipation
 
 const fail = (what: string): never => {
   throw new Error(`bench sanity check failed: ${what}`)
-}
-
-const median = (values: ReadonlyArray<number>): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = sorted.length >> 1
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
-}
-
-/**
- * Like the harness's `timeInterleaved`, with an untimed `setup` step first in every round
- * (building fresh runtimes, waiting for the flusher) and the contenders' order rotated each
- * round, so none always runs first after `setup` (and pays for its garbage or a cold CPU).
- */
-const timeRotating = async <K extends string>(
-  setup: Work,
-  contenders: Readonly<Record<K, Work>>,
-  options: TimingOptions
-): Promise<Record<K, number>> => {
-  const names = Object.keys(contenders) as Array<K>
-  const samples = new Map<K, Array<number>>(names.map((name) => [name, []]))
-  const ops = options.n * (options.perOp ?? 1)
-  for (let round = 0; round < options.warmup + options.rounds; round++) {
-    await setup(round, options.n)
-    for (let k = 0; k < names.length; k++) {
-      const name = names[(round + k) % names.length]!
-      const start = process.hrtime.bigint()
-      await contenders[name](round, options.n)
-      const elapsed = Number(process.hrtime.bigint() - start)
-      if (round >= options.warmup) samples.get(name)!.push(elapsed / ops)
-    }
-  }
-  const result = {} as Record<K, number>
-  for (const name of names) result[name] = median(samples.get(name)!)
-  return result
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
@@ -173,18 +139,6 @@ const mirrorTotals = () => ({
   dropped: Effect.runSync(Metric.value(droppedCounter)).count
 })
 
-/** The store's schema (migrations.ts, SQLite dialect). */
-const CREATE_SCHEMA = `CREATE TABLE channel_state_entries (
-  owner TEXT NOT NULL,
-  namespace TEXT NOT NULL,
-  entry_key TEXT NOT NULL,
-  value_json TEXT NOT NULL,
-  created_at INTEGER NOT NULL,
-  expires_at INTEGER,
-  PRIMARY KEY (owner, namespace, entry_key)
-) WITHOUT ROWID;
-CREATE INDEX channel_state_entries_expires ON channel_state_entries (expires_at);
-CREATE INDEX channel_state_entries_listing ON channel_state_entries (owner, namespace, created_at);`
 const COLUMNS = `INSERT INTO channel_state_entries ("owner","namespace","entry_key","value_json","created_at","expires_at") VALUES `
 const ON_CONFLICT = ` ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET
   value_json = excluded.value_json, created_at = excluded.created_at, expires_at = excluded.expires_at`
@@ -192,15 +146,6 @@ const tuples = (n: number) => Array.from({ length: n }, () => "(?,?,?,?,?,?)").j
 /** The store's multi-row chunk (SqlStore CHUNK). */
 const RAW_CHUNK = 500
 const LIVE = "(expires_at IS NULL OR expires_at > ?)"
-
-/** A raw file like the store's: WAL, synchronous = NORMAL, the same table and indexes. */
-const openRaw = (filename: string) => {
-  const db = new Database(filename)
-  db.pragma("journal_mode = WAL")
-  db.pragma("synchronous = NORMAL")
-  db.exec(CREATE_SCHEMA)
-  return db
-}
 
 const keysIn = (db: Database.Database): Array<string> =>
   db
@@ -256,14 +201,14 @@ const syncRows = async (dir: string): Promise<Array<Row>> => {
         await sleep(5)
       }
     }
-    const times = await timeRotating(
-      settle,
+    const times = await timeInterleaved(
       {
         map: mapLoop(makePlainMap(MEMORY_MAX)),
         memory: memoryLoop(memory),
         persistent: persistentLoop(persistent.service)
       },
-      timing.sync
+      timing.sync,
+      { setup: settle, rotate: true }
     )
     await settle(0, 0)
     const end = mirrorTotals()
@@ -416,7 +361,7 @@ const writeBehindRows = async (dir: string): Promise<Array<Row>> => {
     )
     const record = (await runtime.runPromise(UnboundedThreads)).record
     unbounded = { runtime, record, reader: new Database(unboundedFile, { readonly: true }) }
-    for (const way of RAW_WAYS) raw[way] = openRaw(path.join(dir, "writes", `raw-${way}-${round}.sqlite`))
+    for (const way of RAW_WAYS) raw[way] = await openRawStoreFile(path.join(dir, "writes", `raw-${way}-${round}.sqlite`))
     before = mirrorTotals()
     unboundedBefore = Effect.runSync(Metric.value(unboundedFlushed)).count
   }
@@ -468,8 +413,7 @@ const writeBehindRows = async (dir: string): Promise<Array<Row>> => {
       })
     }
   try {
-    const times = await timeRotating(
-      setup,
+    const times = await timeInterleaved(
       {
         ours: oursWork,
         perRow: rawContender("perRow"),
@@ -477,7 +421,8 @@ const writeBehindRows = async (dir: string): Promise<Array<Row>> => {
         evicting: rawContender("evicting"),
         unbounded: unboundedWork
       },
-      timing.writeBehind
+      timing.writeBehind,
+      { setup, rotate: true }
     )
     await finishRound()
     const baseline = Math.min(times.perRow, times.multiRow)
@@ -555,7 +500,7 @@ const checkRow = async (dir: string): Promise<Row> => {
     }
   }
   try {
-    const times = await timeRotating(setup, { ours: oursWork, raw: rawSelect }, timing.check)
+    const times = await timeInterleaved({ ours: oursWork, raw: rawSelect }, timing.check, { setup, rotate: true })
     return row(
       "check.store_hit_vs_raw",
       "ns/op",

@@ -8,6 +8,9 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import Database from "better-sqlite3"
+import { Effect } from "effect"
+import * as SqliteStore from "../src/layers/SqliteStore.js"
 
 /** One benchmark result. */
 export interface Row {
@@ -40,7 +43,8 @@ export interface TimingOptions {
   readonly perOp?: number
 }
 
-const median = (values: ReadonlyArray<number>): number => {
+/** The median of `values`. */
+export const median = (values: ReadonlyArray<number>): number => {
   const sorted = [...values].sort((a, b) => a - b)
   const mid = sorted.length >> 1
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
@@ -66,26 +70,57 @@ export const timePerOp = async (work: Work, options: TimingOptions): Promise<num
   return median(perRound)
 }
 
+/** What `timeInterleaved` does around the timed work of each round. */
+export interface RoundOptions {
+  /**
+   * Untimed work first in every round (building fresh runtimes, waiting for a flusher);
+   * called with the round number and `n`.
+   */
+  readonly setup?: Work
+  /**
+   * Rotates the contenders' order by one each round, so none always runs first (after
+   * `setup`, paying for its garbage or a cold CPU). Default: the order of `contenders`.
+   */
+  readonly rotate?: boolean
+}
+
 /**
  * Times several contenders with interleaved rounds (round r of each, then round r + 1 …)
  * and returns each one's median time per operation (ns), keyed like `contenders`.
  */
 export const timeInterleaved = async <K extends string>(
   contenders: Readonly<Record<K, Work>>,
-  options: TimingOptions
+  options: TimingOptions,
+  round: RoundOptions = {}
 ): Promise<Record<K, number>> => {
   const names = Object.keys(contenders) as Array<K>
   const samples = new Map<K, Array<number>>(names.map((name) => [name, []]))
   const ops = options.n * (options.perOp ?? 1)
-  for (let round = 0; round < options.warmup + options.rounds; round++) {
-    for (const name of names) {
-      const elapsed = await timeRound(contenders[name], round, options.n)
-      if (round >= options.warmup) samples.get(name)!.push(elapsed / ops)
+  for (let r = 0; r < options.warmup + options.rounds; r++) {
+    await round.setup?.(r, options.n)
+    for (let k = 0; k < names.length; k++) {
+      const name = names[round.rotate ? (r + k) % names.length : k]!
+      const elapsed = await timeRound(contenders[name], r, options.n)
+      if (r >= options.warmup) samples.get(name)!.push(elapsed / ops)
     }
   }
   const result = {} as Record<K, number>
   for (const name of names) result[name] = median(samples.get(name)!)
   return result
+}
+
+/**
+ * Opens `filename` with raw better-sqlite3, on a file made the way the store makes it: the
+ * store opens it once first (directory `0700`, file `0600`, WAL, its migrations: the same
+ * table and indexes) and closes it; the raw connection then sets `synchronous = NORMAL`, as
+ * the store's connection does.
+ */
+export const openRawStoreFile = async (filename: string): Promise<Database.Database> => {
+  await Effect.runPromise(Effect.scoped(Effect.asVoid(SqliteStore.make({ filename }))))
+  const db = new Database(filename)
+  db.pragma("journal_mode = WAL")
+  db.pragma("synchronous = NORMAL")
+  return db
 }
 
 /** Builds a row, computing the ratio. */

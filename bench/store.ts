@@ -13,13 +13,13 @@ import * as Reactivity from "@effect/experimental/Reactivity"
 import { SqlClient } from "@effect/sql/SqlClient"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
-import Database from "better-sqlite3"
+import type Database from "better-sqlite3"
 import { Effect, Layer, ManagedRuntime, Option, Redacted, Schema } from "effect"
 import { type BatchOp, KeyedStore, type NamespaceHandle } from "../src/KeyedStore.js"
 import * as PgStore from "../src/layers/PgStore.js"
 import * as SqliteStore from "../src/layers/SqliteStore.js"
 import type { StateStoreError } from "../src/StateStoreError.js"
-import { type Row, row, type TimingOptions, timeInterleaved, timePerOp, type Work } from "./harness.js"
+import { openRawStoreFile, type Row, row, type TimingOptions, timeInterleaved, timePerOp, type Work } from "./harness.js"
 
 const OWNER = "bench"
 const NAMESPACE = "threads"
@@ -129,19 +129,6 @@ const storeWorks = (runtime: StoreRuntime, handle: NamespaceHandle<Value>): OpWo
 // ---------------------------------------------------------------------------------------
 // baseline: raw better-sqlite3, the statements the store executes, prepared once
 
-const CREATE_TABLE = `CREATE TABLE channel_state_entries (
-  owner TEXT NOT NULL,
-  namespace TEXT NOT NULL,
-  entry_key TEXT NOT NULL,
-  value_json TEXT NOT NULL,
-  created_at INTEGER NOT NULL,
-  expires_at INTEGER,
-  PRIMARY KEY (owner, namespace, entry_key)
-) WITHOUT ROWID`
-const CREATE_INDEXES = [
-  "CREATE INDEX channel_state_entries_expires ON channel_state_entries (expires_at)",
-  "CREATE INDEX channel_state_entries_listing ON channel_state_entries (owner, namespace, created_at)"
-]
 const COLUMNS = `INSERT INTO channel_state_entries ("owner","namespace","entry_key","value_json","created_at","expires_at") VALUES `
 const ON_CONFLICT = ` ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET
   value_json = excluded.value_json, created_at = excluded.created_at, expires_at = excluded.expires_at`
@@ -154,16 +141,6 @@ interface DbRow {
   readonly value_json: string
   readonly created_at: number
   readonly expires_at: number | null
-}
-
-const openRaw = (filename: string) => {
-  fs.mkdirSync(path.dirname(filename), { recursive: true, mode: 0o700 })
-  const db = new Database(filename)
-  db.pragma("journal_mode = WAL")
-  db.pragma("synchronous = NORMAL")
-  db.exec(CREATE_TABLE)
-  for (const index of CREATE_INDEXES) db.exec(index)
-  return db
 }
 
 const rawWorks = (db: Database.Database) => {
@@ -273,7 +250,7 @@ const rawWorks = (db: Database.Database) => {
 const sqliteRows = async (dir: string): Promise<{ rows: Array<Row>; figures: Record<keyof OpWorks, number> }> => {
   const oursFile = path.join(dir, "ours", "state.sqlite")
   const runtime: StoreRuntime = ManagedRuntime.make(SqliteStore.layer({ filename: oursFile, ...storeSettings }))
-  const db = openRaw(path.join(dir, "raw", "raw.sqlite"))
+  const db = await openRawStoreFile(path.join(dir, "raw", "raw.sqlite"))
   try {
     const handle = await openStore(runtime)
     await seedStore(runtime, handle)

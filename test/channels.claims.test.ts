@@ -5,10 +5,8 @@
  * claimed exactly once in total; a release by the winner lets the other instance claim it;
  * a finalized message is a duplicate after a restart.
  */
-import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "@effect/vitest"
 import { type Context, Effect, Exit, Layer, Logger, Scope } from "effect"
 import { BlueBubblesInboundDedupe, type ClaimOutcome } from "../src/channels/BlueBubblesInboundDedupe.js"
@@ -16,8 +14,8 @@ import { FeishuMessageDedupe } from "../src/channels/FeishuMessageDedupe.js"
 import * as PluginRuntime from "../src/PluginRuntime.js"
 import { type BackendFactory, sqlBackends, type TestDatabase, tempDir } from "./support/backends.js"
 import { type ChannelWorkerLine, WORKER_PLUGIN, workerGuid } from "./support/channelClaimWorker.js"
+import { type ChildExit, resultLineOf, spawnJsonLinesChild } from "./support/jsonLinesChild.js"
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const workerScript = path.join("test", "support", "channelClaimWorker.ts")
 
 const MESSAGES = 1000
@@ -190,67 +188,13 @@ const inProcess = (backend: BackendFactory, dedupe: Dedupe) =>
 // ---------------------------------------------------------------------------------------------
 // Two OS processes
 
-interface RunningWorker {
-  readonly ready: Promise<void>
-  readonly done: Promise<{ readonly code: number | null; readonly lines: ReadonlyArray<ChannelWorkerLine>; readonly stderr: string }>
-}
-
-const spawnWorker = (args: ReadonlyArray<string>) =>
-  Effect.map(
-    Effect.acquireRelease(
-      Effect.sync(() => spawn(process.execPath, ["--import", "tsx", workerScript, ...args], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] })),
-      (child) => Effect.sync(() => void (child.exitCode === null && child.signalCode === null && child.kill("SIGKILL")))
-    ),
-    watch
-  )
-
-const watch = (child: ChildProcess): RunningWorker => {
-  const lines: Array<ChannelWorkerLine> = []
-  let stdout = ""
-  let stderr = ""
-  let onReady: () => void = () => {}
-  let onNotReady: (error: Error) => void = () => {}
-  const ready = new Promise<void>((resolve, reject) => {
-    onReady = resolve
-    onNotReady = reject
-  })
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
-    stderr += chunk
-  })
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-    stdout += chunk
-    let newline = stdout.indexOf("\n")
-    while (newline >= 0) {
-      const text = stdout.slice(0, newline)
-      stdout = stdout.slice(newline + 1)
-      newline = stdout.indexOf("\n")
-      try {
-        const line = JSON.parse(text) as ChannelWorkerLine
-        lines.push(line)
-        if (line.type === "ready") onReady()
-      } catch {
-        // not a protocol line
-      }
-    }
-  })
-  const done = new Promise<{ code: number | null; lines: ReadonlyArray<ChannelWorkerLine>; stderr: string }>((resolve) =>
-    child.on("close", (code) => {
-      onNotReady(new Error(`worker exited (code ${code}) before it was ready:\n${JSON.stringify(lines)}\n${stderr}`))
-      resolve({ code, lines, stderr })
-    })
-  )
-  return { ready, done }
-}
-
 type ResultLine = Extract<ChannelWorkerLine, { type: "result" }>
 
-const resultOf = (worker: string, exit: { code: number | null; lines: ReadonlyArray<ChannelWorkerLine>; stderr: string }): ResultLine => {
-  const result = exit.lines.find((line): line is ResultLine => line.type === "result")
-  if (exit.code !== 0 || result === undefined) {
-    throw new Error(`worker ${worker} failed (exit ${exit.code}):\n${exit.lines.map((l) => JSON.stringify(l)).join("\n")}\n${exit.stderr}`)
-  }
-  return result
-}
+const spawnWorker = (args: ReadonlyArray<string>) =>
+  spawnJsonLinesChild<ChannelWorkerLine>(workerScript, args, { isReady: (line) => line.type === "ready", label: "worker" })
+
+const resultOf = (worker: string, exit: ChildExit<ChannelWorkerLine>): ResultLine =>
+  resultLineOf(`worker ${worker}`, exit, (line): line is ResultLine => line.type === "result")
 
 const acrossProcesses = (backend: BackendFactory) =>
   it.scopedLive(

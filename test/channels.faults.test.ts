@@ -425,20 +425,32 @@ const expectHealthy = (tally: Tally) => {
 
 const nothingMissing = { count: 0, perNamespace: {}, examples: [] }
 
+/** The runtime on a new SQLite file (`<temp dir>/state/channel-state.sqlite`), its log lines captured. */
+const openSqliteRuntime = Effect.gen(function* () {
+  const dir = yield* tempDir
+  const stateDir = path.join(dir, "state")
+  const file = path.join(stateDir, "channel-state.sqlite")
+  const logs = captureLogs()
+  const s = yield* Effect.provide(services, yield* openRuntime({ sqlitePath: file }, logs.layer))
+  return { stateDir, file, rows: sqliteRowsOf(file), logs, s }
+})
+
+/** Runs `count` mixed operations tagged `tag`, expects them healthy, and answers which of their writes are missing from `rows`. */
+const trafficMissing = (s: Services, rows: Effect.Effect<ReadonlyArray<StoredRow>>, tag: string, count: number, concurrency: number) =>
+  Effect.gen(function* () {
+    expectHealthy(yield* runTraffic(s, tag, count, concurrency))
+    return yield* awaitRows(rows, expectedKeys(tag, count))
+  })
+
 describe("persistent channel caches under real faults (SQLite)", () => {
   if (chattrWorks) {
     it.scopedLive(
       "database made immutable (chattr +i on directory, file and -wal) while running: memory answers, few log lines, writes land once it is lifted",
       () =>
         Effect.gen(function* () {
-          const dir = yield* tempDir
-          const file = path.join(dir, "state", "channel-state.sqlite")
-          const logs = captureLogs()
-          const s = yield* Effect.provide(services, yield* openRuntime({ sqlitePath: file }, logs.layer))
+          const { file, rows, logs, s } = yield* openSqliteRuntime
 
-          const before = yield* runTraffic(s, "before", 40, 8)
-          expectHealthy(before)
-          expect(yield* awaitRows(sqliteRowsOf(file), expectedKeys("before", 40))).toEqual(nothingMissing)
+          expect(yield* trafficMissing(s, rows, "before", 40, 8)).toEqual(nothingMissing)
           expect(problems(logs.lines)).toEqual([])
 
           // Every COMMIT now fails with SQLITE_IOERR_WRITE; reads still work.
@@ -451,10 +463,8 @@ describe("persistent channel caches under real faults (SQLite)", () => {
           expect(during.duplicates).toBe(200)
 
           yield* fault.lift
-          const after = yield* runTraffic(s, "after", 40, 8)
-          expectHealthy(after)
-          const missingAfter = yield* awaitRows(sqliteRowsOf(file), expectedKeys("after", 40))
-          const missingDuring = yield* awaitRows(sqliteRowsOf(file), expectedKeys("during", 800))
+          const missingAfter = yield* trafficMissing(s, rows, "after", 40, 8)
+          const missingDuring = yield* awaitRows(rows, expectedKeys("during", 800))
           const recoveredLines = logs.lines.filter((line) => line.message.includes("recovered")).length
           const defectLines = logs.lines.filter((line) => line.message.includes("defect")).length
           report("chattr +i", { problemLinesPerNamespace: duringLines, defectLines, recoveredLines, missingAfter, missingDuring })
@@ -476,11 +486,7 @@ describe("persistent channel caches under real faults (SQLite)", () => {
     "chmod 0444 on the file and 0555 on its directory while running is no fault for an open store (descriptors are open; root ignores modes): writes keep landing, nothing is logged",
     () =>
       Effect.gen(function* () {
-        const dir = yield* tempDir
-        const stateDir = path.join(dir, "state")
-        const file = path.join(stateDir, "channel-state.sqlite")
-        const logs = captureLogs()
-        const s = yield* Effect.provide(services, yield* openRuntime({ sqlitePath: file }, logs.layer))
+        const { stateDir, file, rows, logs, s } = yield* openSqliteRuntime
         expectHealthy(yield* runTraffic(s, "before", 20, 4))
         const files = [file, `${file}-wal`, `${file}-shm`]
         yield* Effect.acquireRelease(
@@ -494,9 +500,7 @@ describe("persistent channel caches under real faults (SQLite)", () => {
               for (const f of files) fs.chmodSync(f, 0o600)
             })
         )
-        const during = yield* runTraffic(s, "during", 200, 8)
-        expectHealthy(during)
-        const missing = yield* awaitRows(sqliteRowsOf(file), expectedKeys("during", 200))
+        const missing = yield* trafficMissing(s, rows, "during", 200, 8)
         report("chmod 0444/0555", { uid: process.getuid?.(), problemLines: problems(logs.lines).length, missing })
         expect(missing).toEqual(nothingMissing)
         expect(problems(logs.lines)).toEqual([])
@@ -508,13 +512,8 @@ describe("persistent channel caches under real faults (SQLite)", () => {
     "database directory removed (rm -rf) while running, then recreated: the sync path and reads keep working, and new writes reach the recreated file",
     () =>
       Effect.gen(function* () {
-        const dir = yield* tempDir
-        const stateDir = path.join(dir, "state")
-        const file = path.join(stateDir, "channel-state.sqlite")
-        const logs = captureLogs()
-        const s = yield* Effect.provide(services, yield* openRuntime({ sqlitePath: file }, logs.layer))
-        expectHealthy(yield* runTraffic(s, "before", 40, 8))
-        expect(yield* awaitRows(sqliteRowsOf(file), expectedKeys("before", 40))).toEqual(nothingMissing)
+        const { stateDir, file, rows, logs, s } = yield* openSqliteRuntime
+        expect(yield* trafficMissing(s, rows, "before", 40, 8)).toEqual(nothingMissing)
 
         // SQLite keeps writing the unlinked inode through its open descriptors: no error at all.
         fs.rmSync(stateDir, { recursive: true, force: true })
@@ -527,9 +526,7 @@ describe("persistent channel caches under real faults (SQLite)", () => {
 
         // The operator puts the directory back (empty, as after `rm -rf` and `mkdir`).
         fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 })
-        const after = yield* runTraffic(s, "after", 40, 8)
-        expectHealthy(after)
-        const missingAfter = yield* awaitRows(sqliteRowsOf(file), expectedKeys("after", 40))
+        const missingAfter = yield* trafficMissing(s, rows, "after", 40, 8)
         report("rm -rf state dir", { problemLinesPerNamespace: duringLines, fileExistsAfterRecreate: fs.existsSync(file), missingAfter })
         expect(missingAfter, "writes made after the directory was recreated never reached the file (the store still writes the deleted inode)").toEqual(
           nothingMissing
@@ -542,12 +539,8 @@ describe("persistent channel caches under real faults (SQLite)", () => {
     "file locked by another process (BEGIN EXCLUSIVE) for 3 s: 2 000 mixed operations meanwhile, no exception, the event loop stays responsive, queued writes land after release",
     () =>
       Effect.gen(function* () {
-        const dir = yield* tempDir
-        const file = path.join(dir, "state", "channel-state.sqlite")
-        const logs = captureLogs()
-        const s = yield* Effect.provide(services, yield* openRuntime({ sqlitePath: file }, logs.layer))
-        expectHealthy(yield* runTraffic(s, "before", 40, 8))
-        expect(yield* awaitRows(sqliteRowsOf(file), expectedKeys("before", 40))).toEqual(nothingMissing)
+        const { file, rows, logs, s } = yield* openSqliteRuntime
+        expect(yield* trafficMissing(s, rows, "before", 40, 8)).toEqual(nothingMissing)
 
         const lock = yield* lockHolder(file, 20_000)
         const lockedAt = Date.now()
@@ -562,10 +555,8 @@ describe("persistent channel caches under real faults (SQLite)", () => {
         expect(during.claimed).toBe(1000)
         expect(during.duplicates).toBe(500)
 
-        const after = yield* runTraffic(s, "after", 40, 8)
-        expectHealthy(after)
-        const missingAfter = yield* awaitRows(sqliteRowsOf(file), expectedKeys("after", 40))
-        const missingDuring = yield* awaitRows(sqliteRowsOf(file), expectedKeys("during", 2000))
+        const missingAfter = yield* trafficMissing(s, rows, "after", 40, 8)
+        const missingDuring = yield* awaitRows(rows, expectedKeys("during", 2000))
         report("exclusive lock", {
           lockHeldMs,
           trafficMs,
@@ -598,8 +589,7 @@ if (pgUrl) {
           const logs = captureLogs()
           const s = yield* Effect.provide(services, yield* openRuntime({ pgUrl: url }, logs.layer))
           const rows = pgRows(url)
-          expectHealthy(yield* runTraffic(s, "before", 40, 8))
-          expect(yield* awaitRows(rows, expectedKeys("before", 40))).toEqual(nothingMissing)
+          expect(yield* trafficMissing(s, rows, "before", 40, 8)).toEqual(nothingMissing)
 
           // A separate admin connection to the same database kills every other backend.
           const admin = yield* Layer.build(pgClientLayer(url))
@@ -626,9 +616,7 @@ if (pgUrl) {
           }
           expect(killed.every((n) => n >= 1), `backends killed per round: ${killed}`).toBe(true)
 
-          const after = yield* runTraffic(s, "after", 40, 8)
-          expectHealthy(after)
-          const missingAfter = yield* awaitRows(rows, expectedKeys("after", 40))
+          const missingAfter = yield* trafficMissing(s, rows, "after", 40, 8)
           const missingDuring = yield* awaitRows(rows, allOf(expectedKeys("r0", 300), expectedKeys("r1", 300), expectedKeys("r2", 300)))
           const defectLines = logs.lines.filter((line) => line.message.includes("defect")).length
           report("pg_terminate_backend", { killedPerRound: killed, roundMs, problemLinesPerNamespace: duringLines, defectLines, missingAfter, missingDuring })

@@ -45,6 +45,10 @@ const flushInterval = "100 millis"
 const persistence = (backend: BackendFactory, scenario: ChannelScenario) =>
   describe(`${scenario.channel} on ${backend.name}`, () => {
     const plugin = scenario.channel
+    /** One process lifetime of the plugin with persistence on. */
+    const optedIn = <A, E>(db: TestDatabase, body: Effect.Effect<A, E, PluginRuntime.ChannelServices>) => lifetime(db, plugin, true, body)
+    /** The scenario's rows as stored. */
+    const stored = (db: TestDatabase) => rawRows(db, scenario.namespace)
 
     it.scoped("opt-in off (absent or false): nothing is opened, no file is created, no row is written", () =>
       Effect.gen(function* () {
@@ -62,29 +66,25 @@ const persistence = (backend: BackendFactory, scenario: ChannelScenario) =>
           )
         }
         if (db.backend === "sqlite") expect(fs.existsSync(db.location as string)).toBe(false)
-        expect(yield* rawRows(db, scenario.namespace)).toEqual([])
+        expect(yield* stored(db)).toEqual([])
       })
     )
 
     it.scoped("opt-in on: found after a restart, backfilled into memory, timestamps unchanged", () =>
       Effect.gen(function* () {
         const db = yield* backend.fresh
-        yield* lifetime(
+        yield* optedIn(
           db,
-          plugin,
-          true,
           Effect.gen(function* () {
             yield* scenario.write(0)
             yield* scenario.write(1)
           })
         )
-        const before = yield* rawRows(db, scenario.namespace)
+        const before = yield* stored(db)
         expect(before).toHaveLength(2)
         yield* TestClock.adjust("10 minutes")
-        yield* lifetime(
+        yield* optedIn(
           db,
-          plugin,
-          true,
           Effect.gen(function* () {
             if (scenario.foundSync) expect(yield* scenario.foundSync(0)).toBe(false)
             expect(yield* scenario.found(0)).toBe(true)
@@ -94,7 +94,7 @@ const persistence = (backend: BackendFactory, scenario: ChannelScenario) =>
           })
         )
         // (A dedupe "check" is itself a claim, so it may add rows; the earlier ones must not change.)
-        const after = yield* rawRows(db, scenario.namespace)
+        const after = yield* stored(db)
         expect(after.filter((row) => before.some((b) => b.key === row.key))).toEqual(before)
       })
     )
@@ -102,20 +102,18 @@ const persistence = (backend: BackendFactory, scenario: ChannelScenario) =>
     it.scoped("a queued write is visible before any flush, and disposing at once still writes it", () =>
       Effect.gen(function* () {
         const db = yield* backend.fresh
-        yield* lifetime(
+        yield* optedIn(
           db,
-          plugin,
-          true,
           Effect.gen(function* () {
             yield* scenario.write(0)
             expect(yield* scenario.found(0)).toBe(true)
             if (scenario.channel !== "bluebubbles" && scenario.channel !== "feishu") {
               // Claims are written at once; everything else waits for the flusher (TestClock never moved).
-              expect(yield* rawRows(db, scenario.namespace)).toEqual([])
+              expect(yield* stored(db)).toEqual([])
             }
           })
         )
-        expect((yield* rawRows(db, scenario.namespace)).map((r) => r.key)).toHaveLength(1)
+        expect((yield* stored(db)).map((r) => r.key)).toHaveLength(1)
       })
     )
 
@@ -124,29 +122,25 @@ const persistence = (backend: BackendFactory, scenario: ChannelScenario) =>
       it.scoped("removed (consumed / unregistered / released) entries never come back after a restart", () =>
         Effect.gen(function* () {
           const db = yield* backend.fresh
-          yield* lifetime(
+          yield* optedIn(
             db,
-            plugin,
-            true,
             Effect.gen(function* () {
               yield* scenario.write(0)
               yield* scenario.write(1)
               yield* TestClock.adjust(flushInterval)
-              expect(yield* eventually(rawRows(db, scenario.namespace), (rows) => rows.length === 2)).toHaveLength(2)
+              expect(yield* eventually(stored(db), (rows) => rows.length === 2)).toHaveLength(2)
               yield* remove(0)
               expect(yield* scenario.found(0)).toBe(false)
             })
           )
-          yield* lifetime(
+          yield* optedIn(
             db,
-            plugin,
-            true,
             Effect.gen(function* () {
               expect(yield* scenario.found(0)).toBe(false)
               expect(yield* scenario.found(1)).toBe(true)
             })
           )
-          expect((yield* rawRows(db, scenario.namespace)).map((r) => r.key)).toHaveLength(1)
+          expect((yield* stored(db)).map((r) => r.key)).toHaveLength(1)
         })
       )
     }

@@ -30,6 +30,16 @@ afterAll(async () => {
 
 const modeOf = (file: string) => fs.statSync(file).mode & 0o777
 
+/** `inspect` and `doctor` on `target` (e.g. `["--db", file]`) both say it is not a channel-state database, and exit 1. */
+const expectNotChannelState = async (target: ReadonlyArray<string>) => {
+  const r = await runCli(["inspect", ...target])
+  expect(r.code).toBe(1)
+  expect(r.stderr).toContain("not a channel-state database")
+  const doctor = await runCli(["doctor", ...target])
+  expect(doctor.code).toBe(1)
+  expect(doctor.stdout).toMatch(/^FAIL +schema +not a channel-state database/m)
+}
+
 interface NamespaceJson {
   readonly owner: string
   readonly namespace: string
@@ -386,12 +396,7 @@ describe.concurrent("bad files (SQLite)", () => {
   it("an empty SQLite file is not a channel-state database (and is not turned into one)", async () => {
     const file = path.join(freshDir(), "empty.sqlite")
     fs.writeFileSync(file, "", { mode: 0o600 })
-    const r = await runCli(["inspect", "--db", file])
-    expect(r.code).toBe(1)
-    expect(r.stderr).toContain("not a channel-state database")
-    const doctor = await runCli(["doctor", "--db", file])
-    expect(doctor.code).toBe(1)
-    expect(doctor.stdout).toMatch(/^FAIL +schema +not a channel-state database/m)
+    await expectNotChannelState(["--db", file])
     expect(fs.statSync(file).size).toBe(0)
   })
 
@@ -439,12 +444,7 @@ describe.concurrent("PostgreSQL errors", () => {
     const baseUrl = pgUrl
     it("a database without channel-state tables is reported, not migrated", async () => {
       const url = await pgFixture(baseUrl, [])
-      const r = await runCli(["inspect", "--pg", url])
-      expect(r.code).toBe(1)
-      expect(r.stderr).toContain("not a channel-state database")
-      const doctor = await runCli(["doctor", "--pg", url])
-      expect(doctor.code).toBe(1)
-      expect(doctor.stdout).toMatch(/^FAIL +schema +not a channel-state database/m)
+      await expectNotChannelState(["--pg", url])
       expect((await runCli(["inspect", "--pg", url])).stderr).toContain("not a channel-state database")
     })
   }

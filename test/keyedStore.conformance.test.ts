@@ -27,6 +27,10 @@ const options = (overrides: Partial<NamespaceOptions<Value, unknown>> = {}): Nam
 const withStore = <A, E>(db: TestDatabase, body: Effect.Effect<A, E, KeyedStore>, settings?: Partial<StoreSettings>) =>
   Effect.scoped(Effect.provide(body, db.store(settings)))
 
+/** Runs `body` with a store on a fresh database of `backend`. */
+const withFreshStore = <A, E>(backend: BackendFactory, body: Effect.Effect<A, E, KeyedStore>, settings?: Partial<StoreSettings>) =>
+  Effect.flatMap(backend.fresh, (db) => withStore(db, body, settings))
+
 const open = (overrides: Partial<NamespaceOptions<Value, unknown>> = {}) =>
   Effect.flatMap(KeyedStore, (store) => store.open(options(overrides)))
 
@@ -39,311 +43,275 @@ const failure = <A>(effect: Effect.Effect<A, StateStoreError, KeyedStore>) =>
 const conformance = (backend: BackendFactory) =>
   describe(`KeyedStore conformance: ${backend.name}`, () => {
     it.scoped("register, lookup, lookupEntry and upsert", () =>
-      Effect.gen(function* () {
-        const db = yield* backend.fresh
-        yield* withStore(
-          db,
-          Effect.gen(function* () {
-            const h = yield* open({ ttl: "1 hour" })
-            expect(yield* h.lookup("k")).toEqual(Option.none())
-            yield* h.register("k", { n: 1 })
-            expect(yield* h.lookup("k")).toEqual(Option.some({ n: 1 }))
-            yield* TestClock.adjust("1 second")
-            yield* h.register("k", { n: 2, text: "two" })
-            const entry = yield* h.lookupEntry("k")
-            expect(Option.getOrThrow(entry)).toEqual({ key: "k", value: { n: 2, text: "two" }, createdAt: 1000, expiresAt: 1000 + 3_600_000 })
-            expect(yield* h.size).toBe(1)
-          })
-        )
-      })
+      withFreshStore(
+        backend,
+        Effect.gen(function* () {
+          const h = yield* open({ ttl: "1 hour" })
+          expect(yield* h.lookup("k")).toEqual(Option.none())
+          yield* h.register("k", { n: 1 })
+          expect(yield* h.lookup("k")).toEqual(Option.some({ n: 1 }))
+          yield* TestClock.adjust("1 second")
+          yield* h.register("k", { n: 2, text: "two" })
+          const entry = yield* h.lookupEntry("k")
+          expect(Option.getOrThrow(entry)).toEqual({ key: "k", value: { n: 2, text: "two" }, createdAt: 1000, expiresAt: 1000 + 3_600_000 })
+          expect(yield* h.size).toBe(1)
+        })
+      )
     )
 
     it.scoped("registerIfAbsent is true only for the first live writer; an expired row counts as absent", () =>
-      Effect.gen(function* () {
-        const db = yield* backend.fresh
-        yield* withStore(
-          db,
-          Effect.gen(function* () {
-            const h = yield* open()
-            expect(yield* h.registerIfAbsent("claim", { n: 1 }, { ttl: "10 seconds" })).toBe(true)
-            expect(yield* h.registerIfAbsent("claim", { n: 2 })).toBe(false)
-            expect(yield* h.lookup("claim")).toEqual(Option.some({ n: 1 }))
-            yield* TestClock.adjust("10 seconds")
-            expect(yield* h.registerIfAbsent("claim", { n: 3 })).toBe(true)
-            expect(yield* h.lookup("claim")).toEqual(Option.some({ n: 3 }))
-          })
-        )
-      })
+      withFreshStore(
+        backend,
+        Effect.gen(function* () {
+          const h = yield* open()
+          expect(yield* h.registerIfAbsent("claim", { n: 1 }, { ttl: "10 seconds" })).toBe(true)
+          expect(yield* h.registerIfAbsent("claim", { n: 2 })).toBe(false)
+          expect(yield* h.lookup("claim")).toEqual(Option.some({ n: 1 }))
+          yield* TestClock.adjust("10 seconds")
+          expect(yield* h.registerIfAbsent("claim", { n: 3 })).toBe(true)
+          expect(yield* h.lookup("claim")).toEqual(Option.some({ n: 3 }))
+        })
+      )
     )
 
     it.scoped("consume is a one-shot get-and-delete; delete says whether a live row went", () =>
-      Effect.gen(function* () {
-        const db = yield* backend.fresh
-        yield* withStore(
-          db,
-          Effect.gen(function* () {
-            const h = yield* open()
-            yield* h.register("once", { n: 7 })
-            expect(yield* h.consume("once")).toEqual(Option.some({ n: 7 }))
-            expect(yield* h.consume("once")).toEqual(Option.none())
-            expect(yield* h.lookup("once")).toEqual(Option.none())
-            yield* h.register("d", { n: 1 })
-            expect(yield* h.delete("d")).toBe(true)
-            expect(yield* h.delete("d")).toBe(false)
-            yield* h.register("gone", { n: 1 }, { ttl: "1 second" })
-            yield* TestClock.adjust("2 seconds")
-            expect(yield* h.delete("gone")).toBe(false)
-            expect(yield* h.consume("gone")).toEqual(Option.none())
-          })
-        )
-      })
+      withFreshStore(
+        backend,
+        Effect.gen(function* () {
+          const h = yield* open()
+          yield* h.register("once", { n: 7 })
+          expect(yield* h.consume("once")).toEqual(Option.some({ n: 7 }))
+          expect(yield* h.consume("once")).toEqual(Option.none())
+          expect(yield* h.lookup("once")).toEqual(Option.none())
+          yield* h.register("d", { n: 1 })
+          expect(yield* h.delete("d")).toBe(true)
+          expect(yield* h.delete("d")).toBe(false)
+          yield* h.register("gone", { n: 1 }, { ttl: "1 second" })
+          yield* TestClock.adjust("2 seconds")
+          expect(yield* h.delete("gone")).toBe(false)
+          expect(yield* h.consume("gone")).toEqual(Option.none())
+        })
+      )
     )
 
     it.scoped("entries, size and clear are scoped to one namespace of one owner", () =>
-      Effect.gen(function* () {
-        const db = yield* backend.fresh
-        yield* withStore(
-          db,
-          Effect.gen(function* () {
-            const a = yield* open()
-            const sibling = yield* open({ namespace: "other" })
-            const otherOwner = yield* open({ owner: "plugin-b" })
-            yield* a.register("x", { n: 1 })
-            yield* TestClock.adjust("1 millis")
-            yield* a.register("y", { n: 2 })
-            yield* sibling.register("x", { n: 10 })
-            yield* otherOwner.register("x", { n: 20 })
-            expect((yield* a.entries).map((e) => [e.key, e.value.n])).toEqual([
-              ["x", 1],
-              ["y", 2]
-            ])
-            expect(yield* a.clear).toBe(2)
-            expect(yield* a.size).toBe(0)
-            expect(yield* sibling.lookup("x")).toEqual(Option.some({ n: 10 }))
-            expect(yield* otherOwner.lookup("x")).toEqual(Option.some({ n: 20 }))
-          })
-        )
-      })
+      withFreshStore(
+        backend,
+        Effect.gen(function* () {
+          const a = yield* open()
+          const sibling = yield* open({ namespace: "other" })
+          const otherOwner = yield* open({ owner: "plugin-b" })
+          yield* a.register("x", { n: 1 })
+          yield* TestClock.adjust("1 millis")
+          yield* a.register("y", { n: 2 })
+          yield* sibling.register("x", { n: 10 })
+          yield* otherOwner.register("x", { n: 20 })
+          expect((yield* a.entries).map((e) => [e.key, e.value.n])).toEqual([
+            ["x", 1],
+            ["y", 2]
+          ])
+          expect(yield* a.clear).toBe(2)
+          expect(yield* a.size).toBe(0)
+          expect(yield* sibling.lookup("x")).toEqual(Option.some({ n: 10 }))
+          expect(yield* otherOwner.lookup("x")).toEqual(Option.some({ n: 20 }))
+        })
+      )
     )
 
     it.scoped("expired rows are invisible to every read; a per-write ttl overrides the namespace default", () =>
-      Effect.gen(function* () {
-        const db = yield* backend.fresh
-        yield* withStore(
-          db,
-          Effect.gen(function* () {
-            const h = yield* open({ ttl: "1 minute" })
-            yield* h.register("short", { n: 1 }, { ttl: "5 seconds" })
-            yield* h.register("default", { n: 2 })
-            yield* h.register("absolute", { n: 3 }, { expiresAt: 30_000 })
-            yield* TestClock.adjust("5 seconds")
-            expect(yield* h.lookup("short")).toEqual(Option.none())
-            expect(yield* h.lookup("default")).toEqual(Option.some({ n: 2 }))
-            expect(yield* h.size).toBe(2)
-            yield* TestClock.adjust("25 seconds")
-            expect((yield* h.entries).map((e) => e.key)).toEqual(["default"])
-            yield* TestClock.adjust("30 seconds")
-            expect(yield* h.entries).toEqual([])
-            expect(yield* h.size).toBe(0)
-          })
-        )
-      })
+      withFreshStore(
+        backend,
+        Effect.gen(function* () {
+          const h = yield* open({ ttl: "1 minute" })
+          yield* h.register("short", { n: 1 }, { ttl: "5 seconds" })
+          yield* h.register("default", { n: 2 })
+          yield* h.register("absolute", { n: 3 }, { expiresAt: 30_000 })
+          yield* TestClock.adjust("5 seconds")
+          expect(yield* h.lookup("short")).toEqual(Option.none())
+          expect(yield* h.lookup("default")).toEqual(Option.some({ n: 2 }))
+          expect(yield* h.size).toBe(2)
+          yield* TestClock.adjust("25 seconds")
+          expect((yield* h.entries).map((e) => e.key)).toEqual(["default"])
+          yield* TestClock.adjust("30 seconds")
+          expect(yield* h.entries).toEqual([])
+          expect(yield* h.size).toBe(0)
+        })
+      )
     )
 
     it.scoped("evict-oldest drops expired rows first, then the oldest live rows", () =>
-      Effect.gen(function* () {
-        const db = yield* backend.fresh
-        yield* withStore(
-          db,
-          Effect.gen(function* () {
-            const h = yield* open({ maxEntries: 3 })
-            yield* h.register("expiring", { n: 0 }, { ttl: "1 second" })
-            for (const key of ["a", "b", "c"]) {
-              yield* TestClock.adjust("1 second")
-              yield* h.register(key, { n: 1 })
-            }
+      withFreshStore(
+        backend,
+        Effect.gen(function* () {
+          const h = yield* open({ maxEntries: 3 })
+          yield* h.register("expiring", { n: 0 }, { ttl: "1 second" })
+          for (const key of ["a", "b", "c"]) {
             yield* TestClock.adjust("1 second")
-            yield* h.register("d", { n: 1 })
-            expect((yield* h.entries).map((e) => e.key)).toEqual(["b", "c", "d"])
-            yield* h.register("b", { n: 2 })
-            expect(yield* h.size).toBe(3)
-          })
-        )
-      })
+            yield* h.register(key, { n: 1 })
+          }
+          yield* TestClock.adjust("1 second")
+          yield* h.register("d", { n: 1 })
+          expect((yield* h.entries).map((e) => e.key)).toEqual(["b", "c", "d"])
+          yield* h.register("b", { n: 2 })
+          expect(yield* h.size).toBe(3)
+        })
+      )
     )
 
     it.scoped("reject-new refuses a new key when full and leaves stored rows alone", () =>
-      Effect.gen(function* () {
-        const db = yield* backend.fresh
-        yield* withStore(
-          db,
-          Effect.gen(function* () {
-            const h = yield* open({ maxEntries: 2, overflow: "reject-new" })
-            yield* h.register("a", { n: 1 })
-            yield* h.register("b", { n: 2 })
-            const error = yield* failure(h.register("c", { n: 3 }))
-            expect(error.reason).toBe("LimitExceeded")
-            expect(error.message).toContain("namespace is full")
-            expect(yield* failure(h.registerIfAbsent("c", { n: 3 }))).toMatchObject({ reason: "LimitExceeded" })
-            yield* h.register("a", { n: 10 })
-            expect((yield* h.entries).map((e) => [e.key, e.value.n])).toEqual([
-              ["a", 10],
-              ["b", 2]
-            ])
-          })
-        )
-      })
+      withFreshStore(
+        backend,
+        Effect.gen(function* () {
+          const h = yield* open({ maxEntries: 2, overflow: "reject-new" })
+          yield* h.register("a", { n: 1 })
+          yield* h.register("b", { n: 2 })
+          const error = yield* failure(h.register("c", { n: 3 }))
+          expect(error.reason).toBe("LimitExceeded")
+          expect(error.message).toContain("namespace is full")
+          expect(yield* failure(h.registerIfAbsent("c", { n: 3 }))).toMatchObject({ reason: "LimitExceeded" })
+          yield* h.register("a", { n: 10 })
+          expect((yield* h.entries).map((e) => [e.key, e.value.n])).toEqual([
+            ["a", 10],
+            ["b", 2]
+          ])
+        })
+      )
     )
 
     it.scoped("the per-owner cap rejects, and never evicts a sibling namespace", () =>
-      Effect.gen(function* () {
-        const db = yield* backend.fresh
-        yield* withStore(
-          db,
-          Effect.gen(function* () {
-            const one = yield* open({ namespace: "one" })
-            const two = yield* open({ namespace: "two" })
-            const stranger = yield* open({ owner: "plugin-b" })
-            for (const key of ["a", "b", "c"]) yield* one.register(key, { n: 1 })
-            yield* two.register("a", { n: 2 })
-            yield* two.register("b", { n: 2 })
-            const error = yield* failure(two.register("c", { n: 2 }))
-            expect(error).toMatchObject({ reason: "LimitExceeded", owner: "plugin-a", namespace: "two" })
-            expect(yield* failure(two.writeBatch([{ _tag: "Register", key: "z", value: { n: 1 }, createdAt: 0, expiresAt: undefined }]))).toMatchObject({
-              reason: "LimitExceeded"
-            })
-            expect(yield* one.size).toBe(3)
-            expect(yield* two.size).toBe(2)
-            yield* stranger.register("c", { n: 3 })
-            yield* two.register("a", { n: 20 })
-            expect(yield* two.lookup("a")).toEqual(Option.some({ n: 20 }))
-          }),
-          { ownerMaxEntries: 5 }
-        )
-      })
+      withFreshStore(
+        backend,
+        Effect.gen(function* () {
+          const one = yield* open({ namespace: "one" })
+          const two = yield* open({ namespace: "two" })
+          const stranger = yield* open({ owner: "plugin-b" })
+          for (const key of ["a", "b", "c"]) yield* one.register(key, { n: 1 })
+          yield* two.register("a", { n: 2 })
+          yield* two.register("b", { n: 2 })
+          const error = yield* failure(two.register("c", { n: 2 }))
+          expect(error).toMatchObject({ reason: "LimitExceeded", owner: "plugin-a", namespace: "two" })
+          expect(yield* failure(two.writeBatch([{ _tag: "Register", key: "z", value: { n: 1 }, createdAt: 0, expiresAt: undefined }]))).toMatchObject({
+            reason: "LimitExceeded"
+          })
+          expect(yield* one.size).toBe(3)
+          expect(yield* two.size).toBe(2)
+          yield* stranger.register("c", { n: 3 })
+          yield* two.register("a", { n: 20 })
+          expect(yield* two.lookup("a")).toEqual(Option.some({ n: 20 }))
+        }),
+        { ownerMaxEntries: 5 }
+      )
     )
 
     it.scoped("bad input is a typed InvalidInput naming the problem; nothing stored changes", () =>
-      Effect.gen(function* () {
-        const db = yield* backend.fresh
-        yield* withStore(
-          db,
-          Effect.gen(function* () {
-            const store = yield* KeyedStore
-            const h = yield* open()
-            const anything = yield* store.open({ owner: "plugin-a", namespace: "raw", schema: Schema.Unknown, maxEntries: 10 })
-            yield* h.register("keep", { n: 1 })
-            yield* anything.register("keep", { quote: "'\"%_😀\u0000" })
+      withFreshStore(
+        backend,
+        Effect.gen(function* () {
+          const store = yield* KeyedStore
+          const h = yield* open()
+          const anything = yield* store.open({ owner: "plugin-a", namespace: "raw", schema: Schema.Unknown, maxEntries: 10 })
+          yield* h.register("keep", { n: 1 })
+          yield* anything.register("keep", { quote: "'\"%_😀\u0000" })
 
-            const cases: Array<[Effect.Effect<unknown, StateStoreError, KeyedStore>, string]> = [
-              [store.open(options({ namespace: "Bad Name" })), "namespace"],
-              [store.open(options({ namespace: "a".repeat(129) })), "128"],
-              [store.open(options({ owner: "" })), "owner"],
-              [store.open(options({ maxEntries: 0 })), "maxEntries"],
-              [store.open(options({ ttl: -5 })), "ttl"],
-              [h.register("", { n: 1 }), "empty"],
-              [h.register("a".repeat(513), { n: 1 }), "513 bytes"],
-              [h.register("nul\u0000key", { n: 1 }), "NUL"],
-              [h.register("lone\uD800", { n: 1 }), "lone surrogate"],
-              [h.register("\uDC00", { n: 1 }), "lone surrogate"],
-              [h.register("keep", { n: "one" } as unknown as Value), "schema"],
-              [anything.register("big", "x".repeat(64 * 1024)), "bytes of JSON"],
-              [anything.register("nan", Number.NaN), "non-finite"],
-              [anything.register("date", new Date(0)), "Date"],
-              [anything.register("map", new Map()), "Map"],
-              [anything.register("fn", () => 1), "function"],
-              [anything.register("deep", deep(65)), "deeper than 64"],
-              [anything.register("cycle", cyclic()), "deeper than 64"]
-            ]
-            for (const [effect, mentions] of cases) {
-              const error = yield* failure(effect)
-              expect(error.reason).toBe("InvalidInput")
-              expect(error.message).toContain(mentions)
-            }
-            yield* h.register("a".repeat(512), { n: 512 })
-            yield* anything.register("edge", "x".repeat(64 * 1024 - 2))
-            yield* anything.register("deep-ok", deep(64))
-            expect(yield* h.lookup("keep")).toEqual(Option.some({ n: 1 }))
-            expect(yield* anything.lookup("keep")).toEqual(Option.some({ quote: "'\"%_😀\u0000" }))
-            expect(yield* anything.lookup("edge")).toEqual(Option.some("x".repeat(64 * 1024 - 2)))
-          })
-        )
-      })
+          const cases: Array<[Effect.Effect<unknown, StateStoreError, KeyedStore>, string]> = [
+            [store.open(options({ namespace: "Bad Name" })), "namespace"],
+            [store.open(options({ namespace: "a".repeat(129) })), "128"],
+            [store.open(options({ owner: "" })), "owner"],
+            [store.open(options({ maxEntries: 0 })), "maxEntries"],
+            [store.open(options({ ttl: -5 })), "ttl"],
+            [h.register("", { n: 1 }), "empty"],
+            [h.register("a".repeat(513), { n: 1 }), "513 bytes"],
+            [h.register("nul\u0000key", { n: 1 }), "NUL"],
+            [h.register("lone\uD800", { n: 1 }), "lone surrogate"],
+            [h.register("\uDC00", { n: 1 }), "lone surrogate"],
+            [h.register("keep", { n: "one" } as unknown as Value), "schema"],
+            [anything.register("big", "x".repeat(64 * 1024)), "bytes of JSON"],
+            [anything.register("nan", Number.NaN), "non-finite"],
+            [anything.register("date", new Date(0)), "Date"],
+            [anything.register("map", new Map()), "Map"],
+            [anything.register("fn", () => 1), "function"],
+            [anything.register("deep", deep(65)), "deeper than 64"],
+            [anything.register("cycle", cyclic()), "deeper than 64"]
+          ]
+          for (const [effect, mentions] of cases) {
+            const error = yield* failure(effect)
+            expect(error.reason).toBe("InvalidInput")
+            expect(error.message).toContain(mentions)
+          }
+          yield* h.register("a".repeat(512), { n: 512 })
+          yield* anything.register("edge", "x".repeat(64 * 1024 - 2))
+          yield* anything.register("deep-ok", deep(64))
+          expect(yield* h.lookup("keep")).toEqual(Option.some({ n: 1 }))
+          expect(yield* anything.lookup("keep")).toEqual(Option.some({ quote: "'\"%_😀\u0000" }))
+          expect(yield* anything.lookup("edge")).toEqual(Option.some("x".repeat(64 * 1024 - 2)))
+        })
+      )
     )
 
     it.scoped("reopening a namespace with different options is an error; the same options are fine", () =>
-      Effect.gen(function* () {
-        const db = yield* backend.fresh
-        yield* withStore(
-          db,
-          Effect.gen(function* () {
-            yield* open({ maxEntries: 5 })
-            yield* open({ maxEntries: 5 })
-            const error = yield* failure(open({ maxEntries: 6 }))
-            expect(error.reason).toBe("InvalidInput")
-            expect(error.message).toContain("different options")
-            expect(yield* failure(open({ maxEntries: 5, schema: Schema.String as unknown as Schema.Schema<Value, unknown> }))).toMatchObject({
-              reason: "InvalidInput"
-            })
+      withFreshStore(
+        backend,
+        Effect.gen(function* () {
+          yield* open({ maxEntries: 5 })
+          yield* open({ maxEntries: 5 })
+          const error = yield* failure(open({ maxEntries: 6 }))
+          expect(error.reason).toBe("InvalidInput")
+          expect(error.message).toContain("different options")
+          expect(yield* failure(open({ maxEntries: 5, schema: Schema.String as unknown as Schema.Schema<Value, unknown> }))).toMatchObject({
+            reason: "InvalidInput"
           })
-        )
-      })
+        })
+      )
     )
 
     it.scoped("writeBatch applies the last step per key with explicit timestamps, all or nothing", () =>
-      Effect.gen(function* () {
-        const db = yield* backend.fresh
-        yield* withStore(
-          db,
-          Effect.gen(function* () {
-            const h = yield* open()
-            yield* h.register("old", { n: 0 })
-            yield* TestClock.adjust("1 minute")
-            yield* h.writeBatch([
-              { _tag: "Register", key: "a", value: { n: 1 }, createdAt: 5, expiresAt: 120_000 },
-              { _tag: "Register", key: "b", value: { n: 2 }, createdAt: 6, expiresAt: undefined },
-              { _tag: "Delete", key: "old" },
-              { _tag: "Register", key: "a", value: { n: 11 }, createdAt: 7, expiresAt: 120_000 },
-              { _tag: "Register", key: "c", value: { n: 3 }, createdAt: 8, expiresAt: undefined },
-              { _tag: "Delete", key: "c" }
+      withFreshStore(
+        backend,
+        Effect.gen(function* () {
+          const h = yield* open()
+          yield* h.register("old", { n: 0 })
+          yield* TestClock.adjust("1 minute")
+          yield* h.writeBatch([
+            { _tag: "Register", key: "a", value: { n: 1 }, createdAt: 5, expiresAt: 120_000 },
+            { _tag: "Register", key: "b", value: { n: 2 }, createdAt: 6, expiresAt: undefined },
+            { _tag: "Delete", key: "old" },
+            { _tag: "Register", key: "a", value: { n: 11 }, createdAt: 7, expiresAt: 120_000 },
+            { _tag: "Register", key: "c", value: { n: 3 }, createdAt: 8, expiresAt: undefined },
+            { _tag: "Delete", key: "c" }
+          ])
+          expect(yield* h.entries).toEqual([
+            { key: "b", value: { n: 2 }, createdAt: 6, expiresAt: undefined },
+            { key: "a", value: { n: 11 }, createdAt: 7, expiresAt: 120_000 }
+          ])
+          const error = yield* failure(
+            h.writeBatch([
+              { _tag: "Register", key: "z", value: { n: 1 }, createdAt: 1, expiresAt: undefined },
+              { _tag: "Register", key: "", value: { n: 1 }, createdAt: 1, expiresAt: undefined }
             ])
-            expect(yield* h.entries).toEqual([
-              { key: "b", value: { n: 2 }, createdAt: 6, expiresAt: undefined },
-              { key: "a", value: { n: 11 }, createdAt: 7, expiresAt: 120_000 }
-            ])
-            const error = yield* failure(
-              h.writeBatch([
-                { _tag: "Register", key: "z", value: { n: 1 }, createdAt: 1, expiresAt: undefined },
-                { _tag: "Register", key: "", value: { n: 1 }, createdAt: 1, expiresAt: undefined }
-              ])
-            )
-            expect(error.reason).toBe("InvalidInput")
-            expect(yield* h.lookup("z")).toEqual(Option.none())
-          })
-        )
-      })
+          )
+          expect(error.reason).toBe("InvalidInput")
+          expect(yield* h.lookup("z")).toEqual(Option.none())
+        })
+      )
     )
 
     it.scoped("50 concurrent registerIfAbsent of one key: exactly one wins; 50 concurrent consumes: one value", () =>
-      Effect.gen(function* () {
-        const db = yield* backend.fresh
-        yield* withStore(
-          db,
-          Effect.gen(function* () {
-            const h = yield* open()
-            const claims = yield* Effect.all(
-              Array.from({ length: 50 }, (_, i) => h.registerIfAbsent("race", { n: i })),
-              { concurrency: "unbounded" }
-            )
-            expect(claims.filter(Boolean)).toHaveLength(1)
-            const consumed = yield* Effect.all(
-              Array.from({ length: 50 }, () => h.consume("race")),
-              { concurrency: "unbounded" }
-            )
-            expect(consumed.filter(Option.isSome)).toHaveLength(1)
-          })
-        )
-      })
+      withFreshStore(
+        backend,
+        Effect.gen(function* () {
+          const h = yield* open()
+          const claims = yield* Effect.all(
+            Array.from({ length: 50 }, (_, i) => h.registerIfAbsent("race", { n: i })),
+            { concurrency: "unbounded" }
+          )
+          expect(claims.filter(Boolean)).toHaveLength(1)
+          const consumed = yield* Effect.all(
+            Array.from({ length: 50 }, () => h.consume("race")),
+            { concurrency: "unbounded" }
+          )
+          expect(consumed.filter(Option.isSome)).toHaveLength(1)
+        })
+      )
     )
   })
 
@@ -360,6 +328,13 @@ const cyclic = () => {
 }
 
 for (const backend of backends) conformance(backend)
+
+/** How many rows the entries table holds (every owner, expired ones too), read with plain SQL. */
+const countEntries = (db: TestDatabase) =>
+  Effect.provide(
+    Effect.flatMap(SqlClient, (sql) => sql<{ n: number | string }>`SELECT count(*) AS n FROM channel_state_entries`),
+    db.sql!
+  ).pipe(Effect.map((rows) => Number(rows[0]?.n)))
 
 /** What only a database that outlives the store can show. */
 const durability = (backend: BackendFactory) =>
@@ -429,7 +404,6 @@ const durability = (backend: BackendFactory) =>
         const db = yield* backend.fresh
         yield* withStore(db, Effect.flatMap(open(), (h) => h.register("k", { n: 1 })))
         const future = SCHEMA_VERSION + 1
-        const countRows = Effect.flatMap(SqlClient, (sql) => sql<{ n: number | string }>`SELECT count(*) AS n FROM channel_state_entries`)
         yield* Effect.provide(
           Effect.flatMap(SqlClient, (sql) => sql`INSERT INTO channel_state_migrations (migration_id, name) VALUES (${future}, ${"from_the_future"})`),
           db.sql!
@@ -439,18 +413,14 @@ const durability = (backend: BackendFactory) =>
         const error = Exit.isFailure(exit) ? exit.cause : undefined
         expect(String(error)).toContain("SchemaUnsupported")
         expect(String(error)).toContain(`schema version ${future}`)
-        const rows = yield* Effect.provide(countRows, db.sql!)
-        expect(Number(rows[0]?.n)).toBe(1)
+        expect(yield* countEntries(db)).toBe(1)
       })
     )
 
     it.scoped("the sweeper deletes expired rows in bounded batches on its interval (TestClock)", () =>
       Effect.gen(function* () {
         const db = yield* backend.fresh
-        const countAll = Effect.provide(
-          Effect.flatMap(SqlClient, (sql) => sql<{ n: number | string }>`SELECT count(*) AS n FROM channel_state_entries`),
-          db.sql!
-        ).pipe(Effect.map((rows) => Number(rows[0]?.n)))
+        const countAll = countEntries(db)
         yield* withStore(
           db,
           Effect.gen(function* () {

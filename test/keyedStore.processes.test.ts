@@ -4,10 +4,8 @@
  * claims and one-shot keys. Every claim must be won exactly once and every one-shot value
  * handed out exactly once, across both processes.
  */
-import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Option } from "effect"
 import { KeyedStore } from "../src/KeyedStore.js"
@@ -23,74 +21,16 @@ import {
   type WorkerLine
 } from "./support/claimProtocol.js"
 import { type BackendFactory, sqlBackends, tempDir } from "./support/backends.js"
+import { type ChildExit, resultLineOf, spawnJsonLinesChild } from "./support/jsonLinesChild.js"
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const workerScript = path.join("test", "support", "claimWorker.ts")
-
-interface RunningWorker {
-  readonly name: string
-  /** Resolves when the worker printed its ready line (its store is open). */
-  readonly ready: Promise<void>
-  /** Resolves with every JSON line, the exit code and stderr once the worker exits. */
-  readonly done: Promise<{ readonly code: number | null; readonly lines: ReadonlyArray<WorkerLine>; readonly stderr: string }>
-}
 
 /** Spawns a worker; it is killed with the scope if it is still running then. */
 const spawnWorker = (name: string, args: ReadonlyArray<string>) =>
-  Effect.map(
-    Effect.acquireRelease(
-      Effect.sync(() => spawn(process.execPath, ["--import", "tsx", workerScript, ...args], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] })),
-      (child) => Effect.sync(() => void (child.exitCode === null && child.signalCode === null && child.kill("SIGKILL")))
-    ),
-    (child): RunningWorker => watch(name, child)
-  )
+  spawnJsonLinesChild<WorkerLine>(workerScript, args, { isReady: (line) => line.type === "ready", label: `worker ${name}` })
 
-const watch = (name: string, child: ChildProcess): RunningWorker => {
-  const lines: Array<WorkerLine> = []
-  let stdout = ""
-  let stderr = ""
-  let onReady: () => void = () => {}
-  let onNotReady: (error: Error) => void = () => {}
-  const ready = new Promise<void>((resolve, reject) => {
-    onReady = resolve
-    onNotReady = reject
-  })
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
-    stderr += chunk
-  })
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-    stdout += chunk
-    let newline = stdout.indexOf("\n")
-    while (newline >= 0) {
-      const text = stdout.slice(0, newline)
-      stdout = stdout.slice(newline + 1)
-      newline = stdout.indexOf("\n")
-      let line: WorkerLine | undefined
-      try {
-        line = JSON.parse(text) as WorkerLine
-      } catch {
-        continue // a log line, not part of the protocol
-      }
-      lines.push(line)
-      if (line.type === "ready") onReady()
-    }
-  })
-  const done = new Promise<{ code: number | null; lines: ReadonlyArray<WorkerLine>; stderr: string }>((resolve) =>
-    child.on("close", (code) => {
-      onNotReady(new Error(`worker ${name} exited (code ${code}) before it was ready:\n${JSON.stringify(lines)}\n${stderr}`))
-      resolve({ code, lines, stderr })
-    })
-  )
-  return { name, ready, done }
-}
-
-const resultOf = (worker: string, exit: { code: number | null; lines: ReadonlyArray<WorkerLine>; stderr: string }): ResultLine => {
-  const result = exit.lines.find((line): line is ResultLine => line.type === "result")
-  if (exit.code !== 0 || result === undefined) {
-    throw new Error(`worker ${worker} failed (exit ${exit.code}):\n${exit.lines.map((l) => JSON.stringify(l)).join("\n")}\n${exit.stderr}`)
-  }
-  return result
-}
+const resultOf = (worker: string, exit: ChildExit<WorkerLine>): ResultLine =>
+  resultLineOf(`worker ${worker}`, exit, (line): line is ResultLine => line.type === "result")
 
 const processes = (backend: BackendFactory) =>
   describe(`KeyedStore across processes: ${backend.name}`, () => {
