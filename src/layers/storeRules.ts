@@ -35,6 +35,9 @@ export interface ResolvedNamespace<A> {
   readonly owner: string
   readonly namespace: string
   readonly schema: Schema.Schema<A, unknown>
+  /** The schema's encoder and decoder, built once per namespace. */
+  readonly encode: (value: unknown) => Either.Either<unknown, ParseResult.ParseIssue>
+  readonly decode: (value: unknown) => Either.Either<A, ParseResult.ParseIssue>
   readonly maxEntries: number
   readonly ttlMillis: number | undefined
   readonly overflow: OverflowPolicy
@@ -87,6 +90,8 @@ export const resolveNamespace = <A, I>(
       owner: options.owner,
       namespace: options.namespace,
       schema: options.schema as Schema.Schema<A, unknown>,
+      encode: ParseResult.encodeUnknownEither(options.schema as Schema.Schema<A, unknown>),
+      decode: ParseResult.decodeUnknownEither(options.schema as Schema.Schema<A, unknown>),
       maxEntries: options.maxEntries,
       ttlMillis: ttl.right,
       overflow
@@ -172,7 +177,7 @@ export const encodeValue = <A>(
   value: A
 ): Either.Either<string, StateStoreError> => {
   const at = { owner: ns.owner, namespace: ns.namespace, key }
-  const encoded = ParseResult.encodeUnknownEither(ns.schema)(value)
+  const encoded = ns.encode(value)
   if (Either.isLeft(encoded)) {
     // Name where it failed, never what the value was: values may hold user content.
     const path = ParseResult.ArrayFormatter.formatIssueSync(encoded.left)[0]?.path ?? []
@@ -197,7 +202,7 @@ export const decodeValue = <A>(ns: ResolvedNamespace<A>, operation: string, key:
   } catch {
     return Either.left(corrupt("stored value is not valid JSON; the row was removed"))
   }
-  return Either.mapLeft(ParseResult.decodeUnknownEither(ns.schema)(parsed), () =>
+  return Either.mapLeft(ns.decode(parsed), () =>
     corrupt("stored value no longer matches the namespace schema; the row was removed")
   )
 }
