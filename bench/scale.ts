@@ -30,6 +30,7 @@ import { type Duration, Effect, ManagedRuntime, Option } from "effect"
 import { Participation } from "../src/channels/SlackThreadParticipation.js"
 import { KeyedStore, type NamespaceHandle } from "../src/KeyedStore.js"
 import * as SqliteStore from "../src/layers/SqliteStore.js"
+import { defaultStoreSettings } from "../src/layers/storeRules.js"
 import type { StateStoreError } from "../src/StateStoreError.js"
 import { mergeResults, printTable, type Row } from "./harness.js"
 
@@ -51,7 +52,8 @@ const STEP_MS = 60
 const SAMPLES = 5_000
 const WARMUP = 500
 const COLD_RUNS = 3
-const SWEEP_BATCH = 500
+// The store's own default: the bench measures what plugins get.
+const SWEEP_BATCH = defaultStoreSettings.sweepBatchSize
 /** Raw baseline sweep batches, deleting rows expired earlier than the 500 000 the store sweeps. */
 const BASELINE_BATCHES = 5
 /** Every 400th row (i % 400 === 1) is the baseline's: 2 500 rows, i.e. BASELINE_BATCHES × 500. */
