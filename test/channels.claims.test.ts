@@ -14,7 +14,7 @@ import { FeishuMessageDedupe } from "../src/channels/FeishuMessageDedupe.js"
 import * as PluginRuntime from "../src/PluginRuntime.js"
 import { type BackendFactory, sqlBackends, type TestDatabase, tempDir } from "./support/backends.js"
 import { type ChannelWorkerLine, WORKER_PLUGIN, workerGuid } from "./support/channelClaimWorker.js"
-import { type ChildExit, resultLineOf, spawnJsonLinesChild } from "./support/jsonLinesChild.js"
+import { type ChildExit, resultLineOf, spawnLineProcess } from "./support/lineProcess.js"
 
 const workerScript = path.join("test", "support", "channelClaimWorker.ts")
 
@@ -190,8 +190,7 @@ const inProcess = (backend: BackendFactory, dedupe: Dedupe) =>
 
 type ResultLine = Extract<ChannelWorkerLine, { type: "result" }>
 
-const spawnWorker = (args: ReadonlyArray<string>) =>
-  spawnJsonLinesChild<ChannelWorkerLine>(workerScript, args, { isReady: (line) => line.type === "ready", label: "worker" })
+const spawnWorker = (args: ReadonlyArray<string>) => spawnLineProcess<ChannelWorkerLine>(workerScript, args)
 
 const resultOf = (worker: string, exit: ChildExit<ChannelWorkerLine>): ResultLine =>
   resultLineOf(`worker ${worker}`, exit, (line): line is ResultLine => line.type === "result")
@@ -210,9 +209,12 @@ const acrossProcesses = (backend: BackendFactory) =>
 
         const names = ["worker-a", "worker-b"]
         const workers = yield* Effect.forEach(names, (name) => spawnWorker([backend.name, db.location!, goFile, name, String(MESSAGES), name === "worker-b" ? "descending" : "ascending"]))
-        yield* Effect.promise(() => Promise.all(workers.map((w) => w.ready))).pipe(Effect.timeout("40 seconds"), Effect.orDie)
+        yield* Effect.forEach(workers, (w) => w.ready((line) => line.type === "ready", "worker"), { concurrency: "unbounded", discard: true }).pipe(
+          Effect.timeout("40 seconds"),
+          Effect.orDie
+        )
         fs.writeFileSync(goFile, "go")
-        const exits = yield* Effect.promise(() => Promise.all(workers.map((w) => w.done))).pipe(Effect.timeout("40 seconds"), Effect.orDie)
+        const exits = yield* Effect.forEach(workers, (w) => w.exit, { concurrency: "unbounded" }).pipe(Effect.timeout("40 seconds"), Effect.orDie)
         const [a, b] = exits.map((exit, i) => resultOf(names[i]!, exit)) as [ResultLine, ResultLine]
 
         const union = new Set([...a.won, ...b.won])

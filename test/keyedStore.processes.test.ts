@@ -21,13 +21,12 @@ import {
   type WorkerLine
 } from "./support/claimProtocol.js"
 import { type BackendFactory, sqlBackends, tempDir } from "./support/backends.js"
-import { type ChildExit, resultLineOf, spawnJsonLinesChild } from "./support/jsonLinesChild.js"
+import { type ChildExit, resultLineOf, spawnLineProcess } from "./support/lineProcess.js"
 
 const workerScript = path.join("test", "support", "claimWorker.ts")
 
 /** Spawns a worker; it is killed with the scope if it is still running then. */
-const spawnWorker = (name: string, args: ReadonlyArray<string>) =>
-  spawnJsonLinesChild<WorkerLine>(workerScript, args, { isReady: (line) => line.type === "ready", label: `worker ${name}` })
+const spawnWorker = (args: ReadonlyArray<string>) => spawnLineProcess<WorkerLine>(workerScript, args)
 
 const resultOf = (worker: string, exit: ChildExit<WorkerLine>): ResultLine =>
   resultLineOf(`worker ${worker}`, exit, (line): line is ResultLine => line.type === "result")
@@ -64,11 +63,14 @@ const processes = (backend: BackendFactory) =>
           )
 
           const names = ["worker-a", "worker-b"]
-          const workers = yield* Effect.forEach(names, (name) => spawnWorker(name, [backend.name, db.location!, goFile, name]))
+          const workers = yield* Effect.forEach(names, (name) => spawnWorker([backend.name, db.location!, goFile, name]))
           // Start barrier: both stores are open before either worker may begin.
-          yield* Effect.promise(() => Promise.all(workers.map((w) => w.ready))).pipe(Effect.timeout("40 seconds"), Effect.orDie)
+          yield* Effect.forEach(workers, (w, i) => w.ready((line) => line.type === "ready", `worker ${names[i]}`), { concurrency: "unbounded", discard: true }).pipe(
+            Effect.timeout("40 seconds"),
+            Effect.orDie
+          )
           fs.writeFileSync(goFile, "go")
-          const exits = yield* Effect.promise(() => Promise.all(workers.map((w) => w.done))).pipe(Effect.timeout("50 seconds"), Effect.orDie)
+          const exits = yield* Effect.forEach(workers, (w) => w.exit, { concurrency: "unbounded" }).pipe(Effect.timeout("50 seconds"), Effect.orDie)
           const results = exits.map((exit, i) => resultOf(names[i]!, exit))
 
           for (const result of results) expect(result.failures, `${result.worker} had failing operations`).toEqual([])
