@@ -60,7 +60,7 @@ for (const backend of backends) {
           const before = snapshot(yield* h.entries)
           const refused = [
             h.register("keep", "x".repeat(MAX_VALUE_BYTES - 1)),
-            h.register("é".repeat(MAX_KEY_BYTES / 2) + "x", 1),
+            h.register(`${"é".repeat(MAX_KEY_BYTES / 2)}x`, 1),
             h.register("keep", Number.POSITIVE_INFINITY),
             h.register("keep", { date: new Date(0) }),
             h.register("keep", new Set([1])),
