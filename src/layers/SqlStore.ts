@@ -67,7 +67,9 @@ const retryUnavailable = <A, R>(effect: Effect.Effect<A, StateStoreError, R>) =>
 /**
  * Writes re-count a namespace (and its owner) only when an upper bound of its live rows —
  * the last exact count plus rows inserted since — could be past a limit, and at least every
- * this many inserts, so rows written by other processes are noticed too.
+ * this many inserts (or the namespace's `maxEntries`, if larger), so rows written by other
+ * processes are noticed too. A count reads every row of the namespace, so recounting every
+ * `maxEntries` inserts keeps its cost constant per insert.
  */
 const RECOUNT_EVERY = 10_000
 
@@ -149,13 +151,14 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
       const { owner, namespace } = ns
       let namespaceBound = Number.POSITIVE_INFINITY
       let insertsSinceCount = 0
+      const recountEvery = Math.max(RECOUNT_EVERY, ns.maxEntries)
       const estimates = {
         add: (inserted: number) => {
           namespaceBound += inserted
           insertsSinceCount += inserted
           const ownerBound = (ownerBounds.get(owner) ?? Number.POSITIVE_INFINITY) + inserted
           ownerBounds.set(owner, ownerBound)
-          return { namespace: namespaceBound, owner: ownerBound, recount: insertsSinceCount >= RECOUNT_EVERY }
+          return { namespace: namespaceBound, owner: ownerBound, recount: insertsSinceCount >= recountEvery }
         },
         counted: (namespaceLive: number, ownerLive: number) => {
           namespaceBound = namespaceLive

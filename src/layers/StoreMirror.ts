@@ -72,7 +72,7 @@ export const makeStoreMirror = <A>(
 
     // Plain arrays, swapped out by the flusher: a push is the whole cost on the sync path.
     let queue: Array<BatchOp<A>> = []
-    let inflight: Array<BatchOp<A>> | undefined
+    let inflight: ReadonlyArray<BatchOp<A>> | undefined
     // Completed when the flush writing `inflight` ends (committed, or put back on failure).
     let inflightSettled: Deferred.Deferred<void> | undefined
     const newestIn = (ops: ReadonlyArray<BatchOp<A>> | undefined, key: string): BatchOp<A> | undefined => {

@@ -241,7 +241,11 @@ export const oldestFirst = (a: { createdAt: number; key: string }, b: { createdA
   a.createdAt - b.createdAt || Buffer.compare(Buffer.from(a.key, "utf8"), Buffer.from(b.key, "utf8"))
 
 /** Collapses a batch to its last step per key (each key placed where its last step was). */
-export const lastStepPerKey = <T extends { readonly key: string }>(ops: ReadonlyArray<T>): Array<T> => {
+export const lastStepPerKey = <T extends { readonly key: string }>(ops: ReadonlyArray<T>): ReadonlyArray<T> => {
+  // Most batches (a flush is already collapsed) name each key once: then they are their own answer.
+  const seen = new Set<string>()
+  for (const op of ops) seen.add(op.key)
+  if (seen.size === ops.length) return ops
   const last = new Map<string, T>()
   for (const op of ops) {
     last.delete(op.key)
