@@ -56,8 +56,8 @@ const COLD_RUNS = 3
 const SWEEP_BATCH = defaultStoreSettings.sweepBatchSize
 /** Raw baseline sweep batches, deleting rows expired earlier than the 500 000 the store sweeps. */
 const BASELINE_BATCHES = 5
-/** Every 400th row (i % 400 === 1) is the baseline's: 2 500 rows, i.e. BASELINE_BATCHES × 500. */
-const BASELINE_EVERY = 400
+/** Every BASELINE_EVERY-th row (i % BASELINE_EVERY === 1) is the baseline's: BASELINE_BATCHES × SWEEP_BATCH rows. */
+const BASELINE_EVERY = BIG / (BASELINE_BATCHES * SWEEP_BATCH)
 /** A key that stays live through every phase (odd, and not a baseline row). */
 const COLD_KEY_INDEX = 777_777
 
