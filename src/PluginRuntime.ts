@@ -24,6 +24,7 @@ import type { StateStoreError } from "./StateStoreError.js"
 
 /** The channel caches, by name. */
 export type ChannelName = "slack" | "discord" | "msteams" | "matrix" | "bluebubbles" | "feishu"
+/** Every channel cache name, in the order the runtime merges their layers. */
 export const channelNames: ReadonlyArray<ChannelName> = ["slack", "discord", "msteams", "matrix", "bluebubbles", "feishu"]
 
 /** Every channel service a plugin runtime provides. */

@@ -19,7 +19,9 @@ export const spec: CacheSpec<ClaimState, typeof ClaimState.Encoded> = {
   storeMaxEntries: 50_000,
   ttl: Duration.days(7)
 }
+/** How long an unfinalized claim blocks other claimers (reference: 30 min). */
 export const CLAIM_TTL = Duration.minutes(30)
+/** How long a finalized message answers `Duplicate` (reference: 7 days). */
 export const COMMITTED_TTL = Duration.days(7)
 
 /** An inbound message to dedupe. Edits (`edited: true`) are tracked apart from the original. */

@@ -31,6 +31,7 @@ export const ComponentEntry = Schema.Struct({
   modalId: Schema.optional(Schema.String),
   ...Common
 })
+/** A stored component, with its registration timestamps. */
 export type ComponentEntry = typeof ComponentEntry.Type
 
 /** A registered modal. */
@@ -48,14 +49,17 @@ export const ModalEntry = Schema.Struct({
   ),
   ...Common
 })
+/** A stored modal, with its registration timestamps. */
 export type ModalEntry = typeof ModalEntry.Type
 
 /** What a caller registers: the entry without its timestamps (and messageId, set per batch). */
 export type NewComponent = Omit<ComponentEntry, "createdAt" | "expiresAt">
+/** A modal as registered (timestamps are added by `register`). */
 export type NewModal = Omit<ModalEntry, "createdAt" | "expiresAt">
 
 /** Reference constants: 30 min per registration; 500 rows per registry in the store. */
 export const DEFAULT_TTL = Duration.minutes(30)
+/** The component registry: namespace `discord.components`, 5 000 in memory, 500 in the store. */
 export const componentSpec: CacheSpec<ComponentEntry, typeof ComponentEntry.Encoded> = {
   feature: "components",
   namespace: "discord.components",
@@ -64,6 +68,7 @@ export const componentSpec: CacheSpec<ComponentEntry, typeof ComponentEntry.Enco
   storeMaxEntries: 500,
   ttl: DEFAULT_TTL
 }
+/** The modal registry: namespace `discord.modals`, 5 000 in memory, 500 in the store. */
 export const modalSpec: CacheSpec<ModalEntry, typeof ModalEntry.Encoded> = {
   feature: "modals",
   namespace: "discord.modals",

@@ -18,7 +18,9 @@ export const spec: CacheSpec<ClaimState, typeof ClaimState.Encoded> = {
   storeMaxEntries: 10_000,
   ttl: Duration.hours(24)
 }
+/** How long an in-flight claim blocks redeliveries (reference: 5 min). */
 export const IN_FLIGHT_TTL = Duration.minutes(5)
+/** How long a processed message answers `Duplicate` (reference: 24 h). */
 export const PROCESSED_TTL = Duration.hours(24)
 
 /** A Feishu event: the dedupe namespace (e.g. app or tenant) and the message id. */

@@ -7,11 +7,14 @@
 import { Context, Duration, Effect, Option, Schema } from "effect"
 import { type CacheSpec, channelLayers, ttlMillisOr } from "../layers/channelCache.js"
 
+/** What a reaction decides: ✅ allow-once, ♾️ allow-always, ❌ deny. */
 export const Decision = Schema.Literal("allow-once", "allow-always", "deny")
+/** @see Decision */
 export type Decision = typeof Decision.Type
 
 /** What a reaction target resolves to. */
 export const ApprovalTarget = Schema.Struct({ approvalId: Schema.String, allowedDecisions: Schema.Array(Decision) })
+/** @see ApprovalTarget */
 export type ApprovalTarget = typeof ApprovalTarget.Type
 
 /** Reference constants: 24 h; 5 000 prompts in memory, 1 000 in the store. */

@@ -8,7 +8,9 @@ import { Context, Duration, Effect, Option, Schema } from "effect"
 import { BoundedTtlMap } from "../layers/BoundedTtlMap.js"
 import { type CacheSpec, channelLayers } from "../layers/channelCache.js"
 
+/** What is remembered about a sent message: when it was sent (epoch ms, kept across restarts). */
 export const SentMessage = Schema.Struct({ sentAt: Schema.Number })
+/** @see SentMessage */
 export type SentMessage = typeof SentMessage.Type
 
 /** Reference constants: 24 h; memory pruned past 200 messages per conversation; 1 000 in the store. */
@@ -20,6 +22,7 @@ export const spec: CacheSpec<SentMessage, typeof SentMessage.Encoded> = {
   storeMaxEntries: 1000,
   ttl: Duration.hours(24)
 }
+/** Sent messages kept in memory per conversation; older ones are forgotten from memory only. */
 export const MAX_PER_CONVERSATION = 200
 /** Conversations whose per-conversation order is tracked at once (oldest forgotten first). */
 export const MAX_TRACKED_CONVERSATIONS = 5000

@@ -10,6 +10,7 @@ import type { MirroredCache } from "../layers/MirroredCache.js"
 
 /** What is remembered about a thread. `repliedAt` is epoch ms and survives restarts unchanged. */
 export const Participation = Schema.Struct({ agentId: Schema.optional(Schema.String), repliedAt: Schema.Number })
+/** @see Participation */
 export type Participation = typeof Participation.Type
 
 /** Reference constants: 24 h TTL, 5 000 threads in memory, 1 000 in the store. */

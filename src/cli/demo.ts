@@ -129,6 +129,7 @@ const statsTable = (): string => {
   )
 }
 
+/** Where the demo keeps its state, and whether it prints the counters. */
 export interface DemoOptions {
   readonly db?: string | undefined
   readonly pg?: string | undefined

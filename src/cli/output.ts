@@ -29,10 +29,12 @@ export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<Readonl
 export const isoTime = (millis: number | null | undefined): string =>
   millis === null || millis === undefined || !Number.isFinite(millis) ? "-" : new Date(millis).toISOString()
 
+/** Writes a line to stdout. */
 export const print = (text: string): void => {
   process.stdout.write(`${text}\n`)
 }
 
+/** Writes a failure (and its hint) to stderr, as `channel-state: …`. */
 export const printError = (failure: CliFailure): void => {
   process.stderr.write(`channel-state: ${failure.message}\n${failure.hint ? `  ${failure.hint}\n` : ""}`)
 }

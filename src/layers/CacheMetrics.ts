@@ -99,4 +99,5 @@ export const makeCacheMetrics = (plugin: string, namespace: string) => {
   return { stats, publish, count, failure, flushed }
 }
 
+/** @see makeCacheMetrics */
 export type CacheMetrics = ReturnType<typeof makeCacheMetrics>

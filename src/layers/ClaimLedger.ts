@@ -10,6 +10,7 @@ import { MAX_KEY_BYTES } from "./storeRules.js"
 
 /** A claim as stored: in flight (`claimed`) or done (`committed`), with when that happened (epoch ms). */
 export const ClaimState = Schema.Struct({ status: Schema.Literal("claimed", "committed"), at: Schema.Number })
+/** @see ClaimState */
 export type ClaimState = typeof ClaimState.Type
 
 /** What a claim answered. */

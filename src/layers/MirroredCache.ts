@@ -14,6 +14,7 @@ import type { StoreMirror } from "./StoreMirror.js"
 /** Reads the current time synchronously (the layer's `Clock`, so `TestClock` drives it). */
 export type Now = () => number
 
+/** A channel cache's memory fast path, with the store behind it when persistence is on. */
 export interface MirroredCache<A> {
   /** The current time in epoch ms, from the cache's clock. */
   readonly now: Now
@@ -57,6 +58,7 @@ export type ClaimAttempt<A> = { readonly _tag: "Won" } | { readonly _tag: "Held"
 
 const STORE_FAILED = Symbol("store failed")
 
+/** Builds the cache; without `mirror` it is memory only (nothing is opened or written). */
 export const makeMirroredCache = <A>(options: {
   readonly maxEntries: number
   readonly now: Now

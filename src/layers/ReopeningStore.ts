@@ -18,6 +18,7 @@ export interface OpenedDatabase {
   readonly stale: () => boolean
 }
 
+/** What to open, and whether a failed first open is retried later. */
 export interface ReopeningOptions {
   readonly backend: StoreBackend
   /** Where, for log lines (never a password). */

@@ -30,6 +30,7 @@ export interface MirrorSettings {
   readonly failureLogInterval: Duration.DurationInput
 }
 
+/** The defaults of {@link MirrorSettings}. */
 export const defaultMirrorSettings: MirrorSettings = {
   flushInterval: Duration.millis(100),
   maxBatch: 1000,
@@ -247,4 +248,5 @@ export const makeStoreMirror = <A>(
     }
   })
 
+/** A running mirror: the guard, the write-behind queue, and what is pending. */
 export type StoreMirror<A> = Effect.Effect.Success<ReturnType<typeof makeStoreMirror<A>>>

@@ -8,10 +8,15 @@ import { Duration, Effect, Either, Option, ParseResult, Schema } from "effect"
 import type { NamespaceOptions, OverflowPolicy, WriteOptions } from "../KeyedStore.js"
 import { StateStoreError } from "../StateStoreError.js"
 
+/** Owners and namespaces: lowercase letters, digits, `.`, `_`, `-`; not starting with a symbol. */
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]*$/
+/** The longest owner or namespace, in UTF-8 bytes. */
 export const MAX_NAME_BYTES = 128
+/** The longest key, in UTF-8 bytes. */
 export const MAX_KEY_BYTES = 512
+/** The largest encoded value, in bytes of JSON. */
 export const MAX_VALUE_BYTES = 64 * 1024
+/** The deepest nesting of an encoded value. */
 export const MAX_VALUE_DEPTH = 64
 
 /** Store-wide settings shared by all backends. */
@@ -24,6 +29,7 @@ export interface StoreSettings {
   readonly sweepBatchSize: number
 }
 
+/** The defaults of {@link StoreSettings}. */
 export const defaultStoreSettings: StoreSettings = {
   ownerMaxEntries: 50_000,
   sweepInterval: Duration.minutes(1),
