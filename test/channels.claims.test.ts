@@ -232,9 +232,26 @@ const acrossProcesses = (backend: BackendFactory) =>
     60_000
   )
 
+/** Asking whether a message was processed must not make this instance treat it as held. */
+const askingDoesNotHold = (backend: BackendFactory) =>
+  it.scopedLive("Feishu hasProcessed on a message claimed elsewhere, then released there: this instance can claim it at once", () =>
+    Effect.gen(function* () {
+      const db = yield* backend.fresh
+      const [a, b] = [yield* openInstance(db, "feishu"), yield* openInstance(db, "feishu")]
+      const message = { namespace: "app", messageId: "om_asked" }
+      const first = yield* a.run(Effect.flatMap(FeishuMessageDedupe, (f) => f.beginProcessing(message)))
+      expect(first._tag).toBe("Claimed")
+      expect(yield* b.run(Effect.flatMap(FeishuMessageDedupe, (f) => f.hasProcessed(message)))).toBe(false)
+      if (first._tag === "Claimed") yield* first.release
+      const second = yield* b.run(Effect.flatMap(FeishuMessageDedupe, (f) => f.beginProcessing(message)))
+      expect(second._tag).toBe("Claimed")
+    })
+  )
+
 for (const backend of sqlBackends) {
   describe(`claims across instances: ${backend.name}`, () => {
     for (const dedupe of dedupes) inProcess(backend, dedupe)
     acrossProcesses(backend)
+    askingDoesNotHold(backend)
   })
 }

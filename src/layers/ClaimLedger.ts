@@ -69,8 +69,11 @@ export const makeClaimLedger = (
     finalize,
     /** Drops the claim so `key` can be claimed again. Never fails. */
     release,
-    /** Whether `key` was finalized (memory, then store). Never fails. */
+    /**
+     * Whether `key` was finalized (memory, then store). A claim read from the store is not
+     * cached: it may be released there at any moment. Never fails.
+     */
     isCommitted: (key: string) =>
-      Effect.map(cache.lookup(key), (found) => Option.isSome(found) && found.value.value.status === "committed")
+      Effect.map(cache.peek(key), (found) => Option.isSome(found) && found.value.value.status === "committed")
   }
 }

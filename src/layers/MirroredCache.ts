@@ -31,6 +31,8 @@ export interface MirroredCache<A> {
    * original timestamps. A store failure reads as a miss. Never fails.
    */
   readonly lookup: (key: string) => Effect.Effect<Option.Option<TimedEntry<A>>>
+  /** Like `lookup`, but a store hit is not put back in memory (for entries another process may still change). Never fails. */
+  readonly peek: (key: string) => Effect.Effect<Option.Option<TimedEntry<A>>>
   /**
    * One-shot get-and-delete. With a store, the store's atomic consume decides (so two
    * instances never both get it); if the store fails, memory answers. Never fails.
@@ -83,7 +85,8 @@ export const makeMirroredCache = <A>(options: {
     return { value: pending.value, createdAt: pending.createdAt, expiresAt: pending.expiresAt ?? Number.POSITIVE_INFINITY }
   }
 
-  const lookup = (key: string): Effect.Effect<Option.Option<TimedEntry<A>>> =>
+  /** Memory, then queued writes, then the store; `backfill` puts a store hit back in memory. */
+  const read = (key: string, backfill: boolean): Effect.Effect<Option.Option<TimedEntry<A>>> =>
     Effect.suspend(() => {
       const hit = get(key)
       if (hit !== undefined) return Effect.succeed(Option.some(hit))
@@ -108,10 +111,12 @@ export const makeMirroredCache = <A>(options: {
           createdAt: found.value.createdAt,
           expiresAt: found.value.expiresAt ?? Number.POSITIVE_INFINITY
         }
+        if (!backfill) return Effect.as(metrics.count("storeHits"), Option.some(entry))
         memory.set(key, entry)
         return Effect.as(Effect.zipRight(metrics.count("storeHits"), metrics.count("backfills")), Option.some(entry))
       })
     })
+  const lookup = (key: string) => read(key, true)
 
   const take = (key: string): Effect.Effect<Option.Option<A>> =>
     Effect.suspend(() => {
@@ -185,11 +190,7 @@ export const makeMirroredCache = <A>(options: {
         if (result) return claimLocally(false)
         // Held elsewhere: report what the store holds, without copying it into memory — it
         // may be released there, and memory must not keep answering "held" for its TTL.
-        return Effect.map(mirror.guard("lookup", mirror.handle.lookupEntry(key), Option.none()), (found) =>
-          held(
-            Option.map(found, (e) => ({ value: e.value, createdAt: e.createdAt, expiresAt: e.expiresAt ?? Number.POSITIVE_INFINITY }))
-          )
-        )
+        return Effect.map(read(key, false), held)
       })
     })
 
@@ -208,6 +209,7 @@ export const makeMirroredCache = <A>(options: {
       memory.delete(key)
     },
     lookup,
+    peek: (key) => read(key, false),
     take,
     claim,
     write: (key, value, createdAt, expiresAt) =>
