@@ -5,7 +5,7 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { expect, it } from "@effect/vitest"
+import { afterAll, expect, it } from "@effect/vitest"
 import { Effect, Layer, Schema, TestClock } from "effect"
 import {
   createPluginState,
@@ -17,7 +17,15 @@ import {
   SqliteStore
 } from "../src/index.js"
 
-const tempFile = () => path.join(fs.mkdtempSync(path.join(os.tmpdir(), "channel-state-readme-")), "state.sqlite")
+const tempDirs: Array<string> = []
+const tempFile = () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "channel-state-readme-"))
+  tempDirs.push(dir)
+  return path.join(dir, "state.sqlite")
+}
+afterAll(() => {
+  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true })
+})
 const gatewayConfig = (pluginId: string, flag: unknown) => ({ plugins: { entries: { [pluginId]: { config: { experimentalPersistentState: flag } } } } })
 
 it("Effect plugin entrypoint: record, has, check across a restart", async () => {
