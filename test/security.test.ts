@@ -107,7 +107,8 @@ describe("no SQL text is built from input", () => {
     }
     // Generated placeholders only; a number computed by our own code; a clamped integer.
     const reviewed = [
-      "layers/SqlStore.ts: upsertStatement(rows.length), params)",
+      "layers/SqlStore.ts: claimStatement, [...rowParams([row]), now])",
+      "layers/SqlStore.ts: upsertStatement(rows.length), rowParams(rows))",
       // biome-ignore lint/suspicious/noTemplateCurlyInString: source text, not a template
       "layers/SqliteStore.ts: `PRAGMA busy_timeout = ${busyMillis}`), client`PRAGMA synchronous = NORMAL`]).pipe(",
       // biome-ignore lint/suspicious/noTemplateCurlyInString: source text, not a template

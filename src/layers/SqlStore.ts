@@ -144,6 +144,11 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
       return text
     }
 
+    /** The one-row upsert that only replaces an expired row: a claim (`RETURNING` a row when it won). */
+    const claimStatement = `${upsertStatement(1)}
+          WHERE channel_state_entries.expires_at IS NOT NULL AND channel_state_entries.expires_at <= ${placeholder(7)}
+          RETURNING entry_key`
+
     // Upper bounds of live rows per owner (shared by its namespaces) — see enforceCaps.
     const ownerBounds = new Map<string, number>()
 
@@ -218,11 +223,12 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
         return Either.right({ owner, namespace, entry_key: key, value_json: json.right, created_at: createdAt, expires_at: expiresAt ?? null })
       }
 
-      const upsert = (rows: ReadonlyArray<InsertRow>) => {
+      const rowParams = (rows: ReadonlyArray<InsertRow>): Array<unknown> => {
         const params: Array<unknown> = []
         for (const row of rows) params.push(row.owner, row.namespace, row.entry_key, row.value_json, row.created_at, row.expires_at)
-        return sql.unsafe(upsertStatement(rows.length), params)
+        return params
       }
+      const upsert = (rows: ReadonlyArray<InsertRow>) => sql.unsafe(upsertStatement(rows.length), rowParams(rows))
 
       /**
        * Applies the overflow policy and the owner cap after `inserted` rows were written,
@@ -310,11 +316,7 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
         registerIfAbsent: (key, value, options) =>
           writing("registerIfAbsent", key, value, options, (row, now) =>
             Effect.gen(function* () {
-              const claimed = yield* sql`INSERT INTO channel_state_entries ${sql.insert(row)}
-                ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET
-                  value_json = excluded.value_json, created_at = excluded.created_at, expires_at = excluded.expires_at
-                WHERE channel_state_entries.expires_at IS NOT NULL AND channel_state_entries.expires_at <= ${now}
-                RETURNING entry_key`
+              const claimed = yield* sql.unsafe(claimStatement, [...rowParams([row]), now])
               if (claimed.length === 0) return false
               yield* enforceCaps("registerIfAbsent", now, 1)
               return true
