@@ -65,7 +65,8 @@ export const make = (options: ReopeningOptions): Effect.Effect<KeyedStore["Type"
         if (current !== undefined && !current.db.stale()) return current
         const now = yield* Clock.currentTimeMillis
         if (lastFailure !== undefined && now - lastFailure.at < retryAfter) return yield* Effect.fail(lastFailure.error)
-        if (current !== undefined) {
+        // Said once per outage: while reopening keeps failing, the failure itself is what is logged.
+        if (current !== undefined && lastFailure === undefined) {
           yield* Effect.logWarning(`channel-state: the database at ${options.location} was removed or replaced; reopening it`)
         }
         const opened = yield* Effect.either(openFresh)
