@@ -10,7 +10,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import Database from "better-sqlite3"
 import { Effect } from "effect"
-import * as SqliteStore from "../src/layers/SqliteStore.js"
+import * as SqliteStore from "../src/layers/store/SqliteStore.js"
 
 /** One benchmark result. */
 export interface Row {

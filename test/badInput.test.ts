@@ -6,7 +6,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Option, Schema } from "effect"
 import { KeyedStore, type StoredEntry } from "../src/KeyedStore.js"
-import { MAX_KEY_BYTES, MAX_VALUE_BYTES } from "../src/layers/storeRules.js"
+import { MAX_KEY_BYTES, MAX_VALUE_BYTES } from "../src/layers/store/storeRules.js"
 import { backends } from "./support/backends.js"
 
 const AWKWARD_KEYS = [

@@ -8,7 +8,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Either, Exit, FastCheck as fc, Layer, Option, Schema, Scope, TestClock } from "effect"
 import { type BatchOp, KeyedStore, type NamespaceHandle, type NamespaceOptions, type OverflowPolicy, type WriteOptions } from "../src/KeyedStore.js"
-import * as MemoryStore from "../src/layers/MemoryStore.js"
+import * as MemoryStore from "../src/layers/store/MemoryStore.js"
 import type { StateStoreError } from "../src/StateStoreError.js"
 import { type BackendFactory, sqlBackends } from "./support/backends.js"
 

@@ -8,7 +8,7 @@ import * as path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Option, Schema } from "effect"
 import { KeyedStore } from "../src/KeyedStore.js"
-import * as SqliteStore from "../src/layers/SqliteStore.js"
+import * as SqliteStore from "../src/layers/store/SqliteStore.js"
 import { StateStoreError } from "../src/StateStoreError.js"
 import { tempDir } from "./support/backends.js"
 

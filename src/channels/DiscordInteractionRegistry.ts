@@ -6,7 +6,7 @@
  */
 import { Context, Duration, Effect, Option, Schema } from "effect"
 import { type CacheSpec, channelLayers, ttlMillisOr } from "../layers/channelCache.js"
-import type { MirroredCache } from "../layers/MirroredCache.js"
+import type { MirroredCache } from "../layers/mirror/MirroredCache.js"
 
 const Common = {
   callbackData: Schema.optional(Schema.String),

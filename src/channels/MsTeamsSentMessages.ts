@@ -5,7 +5,7 @@
  * @module
  */
 import { Context, Duration, Effect, Option, Schema } from "effect"
-import { BoundedTtlMap } from "../layers/BoundedTtlMap.js"
+import { BoundedTtlMap } from "../layers/mirror/BoundedTtlMap.js"
 import { type CacheSpec, channelLayers } from "../layers/channelCache.js"
 
 /** What is remembered about a sent message: when it was sent (epoch ms, kept across restarts). */

@@ -6,7 +6,7 @@
  */
 import { Context, Duration, Effect, Option, Schema } from "effect"
 import { type CacheSpec, channelLayers } from "../layers/channelCache.js"
-import type { MirroredCache } from "../layers/MirroredCache.js"
+import type { MirroredCache } from "../layers/mirror/MirroredCache.js"
 
 /** What is remembered about a thread. `repliedAt` is epoch ms and survives restarts unchanged. */
 export const Participation = Schema.Struct({ agentId: Schema.optional(Schema.String), repliedAt: Schema.Number })

@@ -6,7 +6,7 @@
  * @internal
  */
 import { Clock, Effect } from "effect"
-import { type AdminEntry, listEntries, type NamespaceSummary, summary } from "../layers/StoreAdmin.js"
+import { type AdminEntry, listEntries, type NamespaceSummary, summary } from "../layers/store/StoreAdmin.js"
 import { type Command, storeOptions } from "./command.js"
 import { nameFlag } from "./flags.js"
 import { backendName, describeTarget, targetOf, withDatabase } from "./openDatabase.js"

@@ -6,7 +6,7 @@
  */
 import * as readline from "node:readline"
 import { Effect } from "effect"
-import { type PurgeCounts, purge, purgePreview } from "../layers/StoreAdmin.js"
+import { type PurgeCounts, purge, purgePreview } from "../layers/store/StoreAdmin.js"
 import { type Command, storeOptions } from "./command.js"
 import { nameFlag } from "./flags.js"
 import { backendName, describeTarget, targetOf, withDatabase } from "./openDatabase.js"

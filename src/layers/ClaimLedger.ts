@@ -5,8 +5,8 @@
  * @internal
  */
 import { Duration, Effect, Option, Schema } from "effect"
-import type { MirroredCache } from "./MirroredCache.js"
-import { MAX_KEY_BYTES } from "./storeRules.js"
+import type { MirroredCache } from "./mirror/MirroredCache.js"
+import { MAX_KEY_BYTES } from "./store/storeRules.js"
 
 /** A claim as stored: in flight (`claimed`) or done (`committed`), with when that happened (epoch ms). */
 export const ClaimState = Schema.Struct({ status: Schema.Literal("claimed", "committed"), at: Schema.Number })

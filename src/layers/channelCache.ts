@@ -7,10 +7,10 @@
 import type { ConfigError, Context, Schema, Scope } from "effect"
 import { Duration, Effect, Layer, Option } from "effect"
 import { KeyedStore } from "../KeyedStore.js"
-import { makeCacheMetrics } from "./CacheMetrics.js"
-import { makeMirroredCache, type MirroredCache } from "./MirroredCache.js"
+import { makeCacheMetrics } from "./mirror/CacheMetrics.js"
+import { makeMirroredCache, type MirroredCache } from "./mirror/MirroredCache.js"
 import { layerFromConfig } from "../PersistenceConfig.js"
-import { type MirrorSettings, makeStoreMirror } from "./StoreMirror.js"
+import { type MirrorSettings, makeStoreMirror } from "./mirror/StoreMirror.js"
 
 /** What a channel cache is: its namespace, value schema and the reference bounds. */
 export interface CacheSpec<A, I> {

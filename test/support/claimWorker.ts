@@ -8,8 +8,8 @@
 import * as fs from "node:fs"
 import { Effect, Either, Layer, Option } from "effect"
 import { KeyedStore, type NamespaceHandle } from "../../src/KeyedStore.js"
-import * as PgStore from "../../src/layers/PgStore.js"
-import * as SqliteStore from "../../src/layers/SqliteStore.js"
+import * as PgStore from "../../src/layers/store/PgStore.js"
+import * as SqliteStore from "../../src/layers/store/SqliteStore.js"
 import type { StateStoreError } from "../../src/StateStoreError.js"
 import {
   CLAIM_KEYS,

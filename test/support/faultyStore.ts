@@ -5,7 +5,7 @@
  */
 import { Effect, Layer } from "effect"
 import { KeyedStore, type NamespaceHandle } from "../../src/KeyedStore.js"
-import * as MemoryStore from "../../src/layers/MemoryStore.js"
+import * as MemoryStore from "../../src/layers/store/MemoryStore.js"
 import { StateStoreError } from "../../src/StateStoreError.js"
 
 export const makeFaultyStoreLayer = (failureRate: number, seed = 42) => {

@@ -5,7 +5,7 @@
  * @internal
  */
 import { Effect, Schedule } from "effect"
-import type { StateStoreError } from "../StateStoreError.js"
+import type { StateStoreError } from "../../StateStoreError.js"
 import type { StoreSettings } from "./storeRules.js"
 
 /**

@@ -8,7 +8,7 @@ import { Effect, Option } from "effect"
 import type { TimedEntry } from "./BoundedTtlMap.js"
 import { BoundedTtlMap } from "./BoundedTtlMap.js"
 import type { CacheMetrics } from "./CacheMetrics.js"
-import type { StateStoreError } from "../StateStoreError.js"
+import type { StateStoreError } from "../../StateStoreError.js"
 import type { StoreMirror } from "./StoreMirror.js"
 
 /** Reads the current time synchronously (the layer's `Clock`, so `TestClock` drives it). */

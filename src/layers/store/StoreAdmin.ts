@@ -12,8 +12,8 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, Effect, Option, Schema } from "effect"
-import { KeyedStore } from "../KeyedStore.js"
-import { StateStoreError } from "../StateStoreError.js"
+import { KeyedStore } from "../../KeyedStore.js"
+import { StateStoreError } from "../../StateStoreError.js"
 import { ENTRIES_TABLE, SCHEMA_VERSION, storedSchemaVersion } from "./migrations.js"
 import { fromSqlError } from "./sqlFailure.js"
 

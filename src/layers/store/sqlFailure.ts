@@ -6,8 +6,8 @@
  * @internal
  */
 import type { SqlError } from "@effect/sql/SqlError"
-import type { StateStoreErrorReason } from "../StateStoreError.js"
-import { StateStoreError } from "../StateStoreError.js"
+import type { StateStoreErrorReason } from "../../StateStoreError.js"
+import { StateStoreError } from "../../StateStoreError.js"
 
 interface DriverError {
   readonly code?: unknown

@@ -5,8 +5,8 @@
  * @internal
  */
 import { Duration, Effect, Either, Option, ParseResult, Schema } from "effect"
-import type { NamespaceOptions, OverflowPolicy, WriteOptions } from "../KeyedStore.js"
-import { StateStoreError } from "../StateStoreError.js"
+import type { NamespaceOptions, OverflowPolicy, WriteOptions } from "../../KeyedStore.js"
+import { StateStoreError } from "../../StateStoreError.js"
 
 /** Owners and namespaces: lowercase letters, digits, `.`, `_`, `-`; not starting with a symbol. */
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]*$/

@@ -6,10 +6,10 @@
  * @internal
  */
 import { Clock, Deferred, Duration, Effect, FiberId, Option } from "effect"
-import type { BatchOp, NamespaceHandle } from "../KeyedStore.js"
-import { StateStoreError } from "../StateStoreError.js"
+import type { BatchOp, NamespaceHandle } from "../../KeyedStore.js"
+import { StateStoreError } from "../../StateStoreError.js"
 import type { CacheMetrics } from "./CacheMetrics.js"
-import { lastStepPerKey } from "./storeRules.js"
+import { lastStepPerKey } from "../store/storeRules.js"
 
 /** Tuning of the write-behind mirror. Every field has a default. */
 export interface MirrorSettings {

@@ -7,7 +7,7 @@
 import * as Migrator from "@effect/sql/Migrator"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { Effect } from "effect"
-import { StateStoreError } from "../StateStoreError.js"
+import { StateStoreError } from "../../StateStoreError.js"
 
 /** The table that records applied migrations. */
 export const MIGRATIONS_TABLE = "channel_state_migrations"

@@ -6,7 +6,7 @@
  * @internal
  */
 import { Effect, Metric, MetricBoundaries } from "effect"
-import type { StateStoreErrorReason } from "../StateStoreError.js"
+import type { StateStoreErrorReason } from "../../StateStoreError.js"
 
 const counter = (name: string, description: string) => Metric.counter(name, { description, incremental: true })
 

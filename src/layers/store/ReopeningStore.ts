@@ -7,8 +7,8 @@
  * @internal
  */
 import { Clock, Duration, Effect, ExecutionStrategy, Exit, Scope } from "effect"
-import { KeyedStore, type NamespaceHandle, type NamespaceOptions, type StoreBackend } from "../KeyedStore.js"
-import { StateStoreError } from "../StateStoreError.js"
+import { KeyedStore, type NamespaceHandle, type NamespaceOptions, type StoreBackend } from "../../KeyedStore.js"
+import { StateStoreError } from "../../StateStoreError.js"
 import { makeNamespaceRegistry, resolveNamespace } from "./storeRules.js"
 
 /** One opened database: its store, and whether it no longer matches what it was opened from. */

@@ -8,9 +8,9 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import { Array as Arr, Clock, Effect, Either, Layer, Option, Schedule } from "effect"
-import type { BatchOp, NamespaceHandle, NamespaceOptions, StoredEntry, WriteOptions } from "../KeyedStore.js"
-import { KeyedStore, type StoreBackend } from "../KeyedStore.js"
-import { StateStoreError } from "../StateStoreError.js"
+import type { BatchOp, NamespaceHandle, NamespaceOptions, StoredEntry, WriteOptions } from "../../KeyedStore.js"
+import { KeyedStore, type StoreBackend } from "../../KeyedStore.js"
+import { StateStoreError } from "../../StateStoreError.js"
 import { migrate } from "./migrations.js"
 import { fromSqlError } from "./sqlFailure.js"
 import {

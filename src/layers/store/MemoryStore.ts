@@ -5,9 +5,9 @@
  * @module
  */
 import { Clock, Effect, Either, Layer, Option } from "effect"
-import type { BatchOp, NamespaceHandle, NamespaceOptions, StoredEntry, WriteOptions } from "../KeyedStore.js"
-import { KeyedStore } from "../KeyedStore.js"
-import { StateStoreError } from "../StateStoreError.js"
+import type { BatchOp, NamespaceHandle, NamespaceOptions, StoredEntry, WriteOptions } from "../../KeyedStore.js"
+import { KeyedStore } from "../../KeyedStore.js"
+import { StateStoreError } from "../../StateStoreError.js"
 import {
   checkKey,
   decodeValue,
