@@ -33,8 +33,14 @@ export interface NamespaceOptions<A, I = unknown> {
   readonly overflow?: OverflowPolicy | undefined
 }
 
-/** Per-write options. `expiresAt` wins over `ttl`; both fall back to the namespace TTL. */
+/**
+ * Per-write options. `expiresAt` wins over `ttl`; both fall back to the namespace TTL.
+ * Timestamps are whole epoch milliseconds from 0 to 8.64e15 (the largest JS `Date`);
+ * fractions are rounded to the nearest millisecond on every backend, anything else is
+ * `InvalidInput`.
+ */
 export interface WriteOptions {
+  /** Rounded to whole milliseconds; at least 1 ms. */
   readonly ttl?: Duration.DurationInput | undefined
   /** When the entry was created, in epoch milliseconds (default: now). Kept across restarts. */
   readonly createdAt?: number | undefined
@@ -60,25 +66,64 @@ export type BatchOp<A> =
       readonly value: A
       readonly createdAt: number
       readonly expiresAt: number | undefined
+      /**
+       * Makes the step conditional: it lands only when `key` has no live row, or its live
+       * row's value equals this one (compared as the Schema's JSON encoding). How a queued
+       * claim or finalize lands without overwriting another holder's claim.
+       */
+      readonly ifAbsentOr?: A | undefined
     }
-  | { readonly _tag: "Delete"; readonly key: string }
+  | {
+      readonly _tag: "Delete"
+      readonly key: string
+      /** Makes the step conditional: the row is deleted only while its live value equals this one. */
+      readonly ifEqual?: A | undefined
+    }
+
+/** A step of a batch the store refused, and why (`InvalidInput` or `LimitExceeded`). */
+export interface RefusedWrite {
+  readonly key: string
+  readonly error: StateStoreError
+}
+
+/** What a {@link NamespaceHandle.writeBatch} did not write. */
+export interface WriteBatchResult {
+  /** Steps refused on their own; every other step landed. Empty when all landed. */
+  readonly refused: ReadonlyArray<RefusedWrite>
+}
 
 /**
  * A namespace opened for one owner. Every member is an `Effect` that fails only with
- * {@link StateStoreError}; none of them blocks the event loop for longer than one short
- * backend wait (a locked SQLite file is retried from the fiber, not waited on).
+ * {@link StateStoreError} (never a defect, file-system failures included); none of them
+ * blocks the event loop for longer than one statement. Contention — a SQLite file locked by
+ * another process, a PostgreSQL deadlock or serialization failure — is retried from the
+ * fiber until the store's `lockWait` (default 5 s) and then fails with `Busy`.
  * Expired rows are invisible to every read.
+ *
+ * Caps are exact under any number of writers and processes: every write that can add a row
+ * runs under the namespace's lock (SQLite `BEGIN IMMEDIATE`; a PostgreSQL advisory lock),
+ * so after every committed write a namespace holds at most `maxEntries` rows.
  */
 export interface NamespaceHandle<A> {
   readonly owner: string
   readonly namespace: string
-  /** Upsert. Atomic; applies the overflow policy and the owner cap (failing with `LimitExceeded`, nothing changed). */
+  /** Upsert. Atomic; applies the overflow policy and the owner cap, if one is set (failing with `LimitExceeded`, nothing changed). */
   readonly register: (key: string, value: A, options?: WriteOptions) => Effect.Effect<void, StateStoreError>
   /**
    * Atomic claim: `true` only for the first live writer of `key` (an expired row counts as
-   * absent). Safe across processes sharing the database.
+   * absent). Safe across processes sharing the database. On PostgreSQL the database's clock
+   * decides whether the row has expired, and stamps a claim written with a `ttl`.
    */
   readonly registerIfAbsent: (key: string, value: A, options?: WriteOptions) => Effect.Effect<boolean, StateStoreError>
+  /**
+   * Atomic compare-and-set: replaces the live row of `key` with `value` only while its value
+   * equals `expected` (compared as the Schema's JSON encoding — put a unique token in values
+   * that must not be mistaken for an earlier, equal one). `false`, nothing changed, when the
+   * row is absent, expired or holds anything else.
+   */
+  readonly replaceIfEqual: (key: string, expected: A, value: A, options?: WriteOptions) => Effect.Effect<boolean, StateStoreError>
+  /** Atomic compare-and-delete: deletes the live row of `key` only while its value equals `expected`; `true` when it did. */
+  readonly deleteIfEqual: (key: string, expected: A) => Effect.Effect<boolean, StateStoreError>
   /** The live value, if any. A row that no longer decodes fails with `Corrupt` and is removed. */
   readonly lookup: (key: string) => Effect.Effect<Option.Option<A>, StateStoreError>
   /** Like `lookup`, with the stored timestamps. */
@@ -88,10 +133,14 @@ export interface NamespaceHandle<A> {
   /** Deletes the row; `true` when it was live. */
   readonly delete: (key: string) => Effect.Effect<boolean, StateStoreError>
   /**
-   * Applies register/delete steps in one transaction (the last step per key wins), with
-   * explicit timestamps. All or nothing. This is how write-behind mirrors flush.
+   * Applies register/delete steps with explicit timestamps in one transaction: the last step
+   * per key wins, deletes are applied first, rows are written in key order. A step the store
+   * refuses (bad key or value: `InvalidInput`; a full `reject-new` namespace or owner:
+   * `LimitExceeded`) is refused alone and returned; every other step lands. The batch as a
+   * whole fails only when the database does (then nothing of it is written). This is how
+   * write-behind mirrors flush.
    */
-  readonly writeBatch: (ops: ReadonlyArray<BatchOp<A>>) => Effect.Effect<void, StateStoreError>
+  readonly writeBatch: (ops: ReadonlyArray<BatchOp<A>>) => Effect.Effect<WriteBatchResult, StateStoreError>
   /** Live rows of this namespace, oldest first. Corrupt rows are removed and reported as `Corrupt`. */
   readonly entries: Effect.Effect<ReadonlyArray<StoredEntry<A>>, StateStoreError>
   /** Number of live rows in this namespace. */

@@ -8,8 +8,11 @@ import { Schema } from "effect"
 /**
  * Why a store operation failed.
  *
- * - `Unavailable`: the backend cannot be reached or is busy (locked SQLite file, dropped
- *   PostgreSQL connection); retrying later may succeed.
+ * - `Unavailable`: the backend cannot be reached (dropped PostgreSQL connection, server
+ *   down, a SQLite file that cannot be opened or read); retrying later may succeed.
+ * - `Busy`: contention, not an outage — the SQLite file stayed locked by another process, or
+ *   PostgreSQL kept reporting a deadlock or serialization failure, for the whole of the
+ *   store's `lockWait` (it is retried from the fiber until then).
  * - `OpenFailed`: the database could not be opened or prepared (bad path, permissions,
  *   not a database file).
  * - `SchemaUnsupported`: the database was written by a newer version of channel-state.
@@ -20,6 +23,7 @@ import { Schema } from "effect"
  */
 export const StateStoreErrorReason = Schema.Literal(
   "Unavailable",
+  "Busy",
   "OpenFailed",
   "SchemaUnsupported",
   "WriteFailed",

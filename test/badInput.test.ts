@@ -64,17 +64,21 @@ for (const backend of backends) {
             h.register("keep", Number.POSITIVE_INFINITY),
             h.register("keep", { date: new Date(0) }),
             h.register("keep", new Set([1])),
-            h.registerIfAbsent("", 1),
-            h.writeBatch([
-              { _tag: "Register", key: "fine", value: 1, createdAt: 0, expiresAt: undefined },
-              { _tag: "Register", key: "keep", value: () => 1, createdAt: 0, expiresAt: undefined }
-            ])
+            h.registerIfAbsent("", 1)
           ]
           for (const attempt of refused) {
             const result = yield* Effect.either(attempt)
             expect(Either.isLeft(result) && result.left.reason).toBe("InvalidInput")
           }
           expect(snapshot(yield* h.entries)).toEqual(before)
+          // In a batch, the bad step is refused alone: "keep" keeps its value, the good step lands.
+          const batch = yield* h.writeBatch([
+            { _tag: "Register", key: "fine", value: 1, createdAt: 0, expiresAt: undefined },
+            { _tag: "Register", key: "keep", value: () => 1, createdAt: 0, expiresAt: undefined }
+          ])
+          expect(batch.refused.map((r) => [r.key, r.error.reason])).toEqual([["keep", "InvalidInput"]])
+          expect(yield* h.lookup("keep")).toEqual(Option.some({ n: 1 }))
+          expect(yield* h.lookup("fine")).toEqual(Option.some(1))
           const wrong = yield* Effect.either(store.open({ owner: "O", namespace: "limits", schema: Schema.Unknown, maxEntries: 1 }))
           expect(Either.isLeft(wrong) && wrong.left.message).toContain("owner")
         }).pipe(Effect.provide(db.store()), Effect.scoped)

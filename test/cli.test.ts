@@ -8,6 +8,7 @@ import * as path from "node:path"
 import type { SqlClient } from "@effect/sql/SqlClient"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { pgUrl } from "./support/backends.js"
+import { SCHEMA_VERSION } from "../src/layers/store/migrations.js"
 import {
   closeResources,
   expectedSummary,
@@ -209,7 +210,7 @@ for (const backend of backends) {
     it("--json reports the same numbers (bytes in UTF-8, not characters)", async () => {
       const { flags } = await backend.fixture()
       const report = await summaryOf(flags)
-      expect(report.database).toMatchObject({ backend: backend.name, schemaVersion: 1 })
+      expect(report.database).toMatchObject({ backend: backend.name, schemaVersion: SCHEMA_VERSION })
       expect(report.namespaces.map((n) => ({ owner: n.owner, namespace: n.namespace, live: n.live, expired: n.expired, bytes: n.bytes }))).toEqual(
         expectedSummary(fixtureRows)
       )
@@ -268,11 +269,11 @@ for (const backend of backends) {
       for (const args of [["inspect"], ["purge", "--owner", "alpha", "--yes"]]) {
         const r = await runCli([...args, ...fixture.flags])
         expect(r.code, args[0]).toBe(1)
-        expect(r.stderr).toContain("written by a newer channel-state (schema 99, this knows 1)")
+        expect(r.stderr).toContain(`written by a newer channel-state (schema 99, this knows ${SCHEMA_VERSION})`)
       }
       const doctor = await runCli(["doctor", ...fixture.flags])
       expect(doctor.code).toBe(1)
-      expect(doctor.stdout).toMatch(/^FAIL +schema +written by a newer channel-state \(schema 99, this knows 1\)/m)
+      expect(doctor.stdout).toMatch(new RegExp(`^FAIL +schema +written by a newer channel-state \\(schema 99, this knows ${SCHEMA_VERSION}\\)`, "m"))
       expect(doctor.stdout).toMatch(/^skip +probe/m)
     })
   })
@@ -342,7 +343,7 @@ for (const backend of backends) {
       const r = await runCli(["doctor", ...flags])
       expect(r.code, r.stdout).toBe(0)
       expect(r.stdout).not.toContain("FAIL")
-      expect(r.stdout).toMatch(/^ok +schema +version 1/m)
+      expect(r.stdout).toMatch(new RegExp(`^ok +schema +version ${SCHEMA_VERSION}`, "m"))
       expect(r.stdout).toMatch(/^ok +probe +wrote, read back and deleted a row as owner "channel-state\.doctor"/m)
       if (backend.name === "sqlite") {
         for (const check of ["file", "permissions", "integrity", "journal mode"]) expect(r.stdout).toMatch(new RegExp(`^ok +${check} `, "m"))

@@ -178,7 +178,7 @@ const conformance = (backend: BackendFactory) =>
       )
     )
 
-    it.scoped("the per-owner cap rejects, and never evicts a sibling namespace", () =>
+    it.scoped("an owner cap, when set, rejects new rows alone and never evicts a sibling namespace", () =>
       withFreshStore(
         backend,
         Effect.gen(function* () {
@@ -190,16 +190,59 @@ const conformance = (backend: BackendFactory) =>
           yield* two.register("b", { n: 2 })
           const error = yield* failure(two.register("c", { n: 2 }))
           expect(error).toMatchObject({ reason: "LimitExceeded", owner: "plugin-a", namespace: "two" })
-          expect(yield* failure(two.writeBatch([{ _tag: "Register", key: "z", value: { n: 1 }, createdAt: 0, expiresAt: undefined }]))).toMatchObject({
-            reason: "LimitExceeded"
-          })
+          const batch = yield* two.writeBatch([
+            { _tag: "Register", key: "z", value: { n: 1 }, createdAt: 0, expiresAt: undefined },
+            { _tag: "Register", key: "a", value: { n: 21 }, createdAt: 0, expiresAt: undefined }
+          ])
+          expect(batch.refused.map((r) => [r.key, r.error.reason])).toEqual([["z", "LimitExceeded"]])
+          expect(yield* two.lookup("a")).toEqual(Option.some({ n: 21 }))
           expect(yield* one.size).toBe(3)
           expect(yield* two.size).toBe(2)
           yield* stranger.register("c", { n: 3 })
           yield* two.register("a", { n: 20 })
           expect(yield* two.lookup("a")).toEqual(Option.some({ n: 20 }))
+          // Room comes back when the owner's rows expire or go.
+          yield* one.delete("a")
+          yield* two.register("c", { n: 2 })
+          expect(yield* two.size).toBe(3)
         }),
         { ownerMaxEntries: 5 }
+      )
+    )
+
+    it.scoped("without an owner cap (the default) an owner's namespaces are bounded only by their own maxEntries", () =>
+      withFreshStore(
+        backend,
+        Effect.gen(function* () {
+          const one = yield* open({ namespace: "one", maxEntries: 30 })
+          const two = yield* open({ namespace: "two", maxEntries: 30 })
+          const rows = (prefix: string) =>
+            Array.from({ length: 40 }, (_, i) => ({ _tag: "Register" as const, key: `${prefix}${i}`, value: { n: i }, createdAt: i, expiresAt: undefined }))
+          expect((yield* one.writeBatch(rows("x"))).refused).toEqual([])
+          expect((yield* two.writeBatch(rows("y"))).refused).toEqual([])
+          expect([yield* one.size, yield* two.size]).toEqual([30, 30])
+        })
+      )
+    )
+
+    it.scoped("a reject-new batch writes as many new keys as fit and refuses the rest alone", () =>
+      withFreshStore(
+        backend,
+        Effect.gen(function* () {
+          const h = yield* open({ maxEntries: 3, overflow: "reject-new" })
+          yield* h.register("a", { n: 1 })
+          yield* h.register("gone", { n: 0 }, { ttl: "1 second" })
+          yield* TestClock.adjust("2 seconds")
+          const result = yield* h.writeBatch(
+            ["e", "d", "c", "b", "a"].map((key) => ({ _tag: "Register" as const, key, value: { n: 9 }, createdAt: 5, expiresAt: undefined }))
+          )
+          // "a" exists (an update always fits); two of the new keys fit, in key order.
+          expect(result.refused.map((r) => [r.key, r.error.reason])).toEqual([
+            ["d", "LimitExceeded"],
+            ["e", "LimitExceeded"]
+          ])
+          expect((yield* h.entries).map((e) => e.key).sort()).toEqual(["a", "b", "c"])
+        })
       )
     )
 
@@ -264,14 +307,14 @@ const conformance = (backend: BackendFactory) =>
       )
     )
 
-    it.scoped("writeBatch applies the last step per key with explicit timestamps, all or nothing", () =>
+    it.scoped("writeBatch applies the last step per key with explicit timestamps", () =>
       withFreshStore(
         backend,
         Effect.gen(function* () {
           const h = yield* open()
           yield* h.register("old", { n: 0 })
           yield* TestClock.adjust("1 minute")
-          yield* h.writeBatch([
+          const result = yield* h.writeBatch([
             { _tag: "Register", key: "a", value: { n: 1 }, createdAt: 5, expiresAt: 120_000 },
             { _tag: "Register", key: "b", value: { n: 2 }, createdAt: 6, expiresAt: undefined },
             { _tag: "Delete", key: "old" },
@@ -279,18 +322,146 @@ const conformance = (backend: BackendFactory) =>
             { _tag: "Register", key: "c", value: { n: 3 }, createdAt: 8, expiresAt: undefined },
             { _tag: "Delete", key: "c" }
           ])
+          expect(result.refused).toEqual([])
           expect(yield* h.entries).toEqual([
             { key: "b", value: { n: 2 }, createdAt: 6, expiresAt: undefined },
             { key: "a", value: { n: 11 }, createdAt: 7, expiresAt: 120_000 }
           ])
-          const error = yield* failure(
-            h.writeBatch([
-              { _tag: "Register", key: "z", value: { n: 1 }, createdAt: 1, expiresAt: undefined },
-              { _tag: "Register", key: "", value: { n: 1 }, createdAt: 1, expiresAt: undefined }
-            ])
+        })
+      )
+    )
+
+    it.scoped("a step the store refuses is refused alone: the rest of its batch, deletes first of all, lands", () =>
+      withFreshStore(
+        backend,
+        Effect.gen(function* () {
+          const h = yield* open()
+          for (const key of ["x", "y"]) yield* h.register(key, { n: 0 })
+          const result = yield* h.writeBatch([
+            { _tag: "Register", key: "good-1", value: { n: 1 }, createdAt: 1, expiresAt: undefined },
+            { _tag: "Register", key: "k".repeat(513), value: { n: 1 }, createdAt: 1, expiresAt: undefined },
+            { _tag: "Delete", key: "x" },
+            { _tag: "Register", key: "bad-value", value: { n: "one" } as unknown as Value, createdAt: 1, expiresAt: undefined },
+            { _tag: "Register", key: "too-late", value: { n: 1 }, createdAt: 1, expiresAt: 9e15 },
+            { _tag: "Register", key: "fraction", value: { n: 1 }, createdAt: 1.4, expiresAt: 1_000_000.6 },
+            { _tag: "Delete", key: "" },
+            { _tag: "Delete", key: "y" },
+            { _tag: "Register", key: "good-2", value: { n: 2 }, createdAt: 2, expiresAt: undefined }
+          ])
+          expect(result.refused.map((r) => [r.key.slice(0, 8), r.error.reason])).toEqual([
+            ["kkkkkkkk", "InvalidInput"],
+            ["bad-valu", "InvalidInput"],
+            ["too-late", "InvalidInput"],
+            ["", "InvalidInput"]
+          ])
+          expect((yield* h.entries).map((e) => [e.key, e.createdAt, e.expiresAt])).toEqual([
+            ["fraction", 1, 1_000_001],
+            ["good-1", 1, undefined],
+            ["good-2", 2, undefined]
+          ])
+        })
+      )
+    )
+
+    it.scoped("replaceIfEqual and deleteIfEqual act only while the live value is the one expected", () =>
+      withFreshStore(
+        backend,
+        Effect.gen(function* () {
+          const h = yield* open()
+          yield* h.register("lease", { n: 1, text: "token-a" }, { ttl: "10 seconds" })
+          expect(yield* h.replaceIfEqual("lease", { n: 1, text: "token-b" }, { n: 2 })).toBe(false)
+          expect(yield* h.deleteIfEqual("lease", { n: 1 })).toBe(false)
+          expect(yield* h.lookup("lease")).toEqual(Option.some({ n: 1, text: "token-a" }))
+          expect(yield* h.replaceIfEqual("lease", { n: 1, text: "token-a" }, { n: 2, text: "token-c" }, { ttl: "10 seconds" })).toBe(true)
+          expect(yield* h.deleteIfEqual("lease", { n: 1, text: "token-a" })).toBe(false)
+          expect(yield* h.lookup("lease")).toEqual(Option.some({ n: 2, text: "token-c" }))
+          yield* TestClock.adjust("10 seconds")
+          // Expired: equal, but no longer live.
+          expect(yield* h.replaceIfEqual("lease", { n: 2, text: "token-c" }, { n: 3 })).toBe(false)
+          expect(yield* h.deleteIfEqual("lease", { n: 2, text: "token-c" })).toBe(false)
+          yield* h.register("gone", { n: 5 })
+          expect(yield* h.deleteIfEqual("gone", { n: 5 })).toBe(true)
+          expect(yield* h.lookup("gone")).toEqual(Option.none())
+          expect(yield* h.replaceIfEqual("missing", { n: 1 }, { n: 2 })).toBe(false)
+          expect(yield* h.lookup("missing")).toEqual(Option.none())
+        })
+      )
+    )
+
+    it.scoped("conditional batch steps: ifAbsentOr writes over nothing or the expected value, ifEqual deletes only that", () =>
+      withFreshStore(
+        backend,
+        Effect.gen(function* () {
+          const h = yield* open()
+          yield* h.register("mine", { n: 1, text: "me" })
+          yield* h.register("theirs", { n: 1, text: "them" })
+          yield* h.register("del-mine", { n: 1, text: "me" })
+          yield* h.register("del-theirs", { n: 1, text: "them" })
+          const me = { n: 1, text: "me" }
+          const result = yield* h.writeBatch([
+            { _tag: "Register", key: "mine", value: { n: 2 }, createdAt: 1, expiresAt: undefined, ifAbsentOr: me },
+            { _tag: "Register", key: "theirs", value: { n: 2 }, createdAt: 1, expiresAt: undefined, ifAbsentOr: me },
+            { _tag: "Register", key: "absent", value: { n: 2 }, createdAt: 1, expiresAt: undefined, ifAbsentOr: me },
+            { _tag: "Delete", key: "del-mine", ifEqual: me },
+            { _tag: "Delete", key: "del-theirs", ifEqual: me }
+          ])
+          expect(result.refused).toEqual([])
+          expect((yield* h.entries).map((e) => [e.key, e.value]).sort()).toEqual([
+            ["absent", { n: 2 }],
+            ["del-theirs", { n: 1, text: "them" }],
+            ["mine", { n: 2 }],
+            ["theirs", { n: 1, text: "them" }]
+          ])
+        })
+      )
+    )
+
+    it.scoped("timestamps are whole epoch ms within the largest Date on every backend; fractions round the same way", () =>
+      withFreshStore(
+        backend,
+        Effect.gen(function* () {
+          const h = yield* open()
+          const refused: Array<[string, Effect.Effect<unknown, StateStoreError, KeyedStore>]> = [
+            ["1e12 days", h.register("a", { n: 1 }, { ttl: Duration.days(1e12) })],
+            ["MAX_VALUE ms", h.register("a", { n: 1 }, { ttl: Number.MAX_VALUE })],
+            ["infinite", h.register("a", { n: 1 }, { ttl: Duration.infinity })],
+            ["under 1 ms", h.register("a", { n: 1 }, { ttl: "0.4 millis" })],
+            ["expiresAt past the largest Date", h.register("a", { n: 1 }, { expiresAt: 8.64e15 + 1 })],
+            ["expiresAt NaN", h.register("a", { n: 1 }, { expiresAt: Number.NaN })],
+            ["createdAt negative", h.register("a", { n: 1 }, { createdAt: -1 })],
+            ["claim with 1e12 days", h.registerIfAbsent("a", { n: 1 }, { ttl: Duration.days(1e12) })],
+            ["createdAt + ttl past the largest Date", h.register("a", { n: 1 }, { createdAt: 8.64e15 - 10, ttl: "1 second" })]
+          ]
+          for (const [label, effect] of refused) {
+            const error = yield* failure(effect)
+            expect([label, error.reason]).toEqual([label, "InvalidInput"])
+          }
+          expect(yield* h.size).toBe(0)
+          yield* h.register("third", { n: 1 }, { ttl: Duration.seconds(1000 / 3) })
+          yield* h.register("edge", { n: 1 }, { createdAt: 0, expiresAt: 8.64e15 })
+          yield* h.register("half", { n: 1 }, { createdAt: 2.5, expiresAt: 10.5 })
+          expect(yield* h.registerIfAbsent("rounded-claim", { n: 1 }, { ttl: "1.5 millis" })).toBe(true)
+          const entry = (key: string) => Effect.map(h.lookupEntry(key), (e) => Option.map(e, (x) => [x.createdAt, x.expiresAt]))
+          expect(yield* entry("third")).toEqual(Option.some([0, 333_333]))
+          expect(yield* entry("edge")).toEqual(Option.some([0, 8.64e15]))
+          expect(yield* entry("half")).toEqual(Option.some([3, 11]))
+          expect(yield* entry("rounded-claim")).toEqual(Option.some([0, 2]))
+        })
+      )
+    )
+
+    it.scoped("20 concurrent writers never leave a reject-new namespace over its bound", () =>
+      withFreshStore(
+        backend,
+        Effect.gen(function* () {
+          const h = yield* open({ maxEntries: 3, overflow: "reject-new" })
+          const results = yield* Effect.all(
+            Array.from({ length: 20 }, (_, i) => Effect.either(h.register(`w${i}`, { n: i }))),
+            { concurrency: "unbounded" }
           )
-          expect(error.reason).toBe("InvalidInput")
-          expect(yield* h.lookup("z")).toEqual(Option.none())
+          expect(results.filter(Either.isRight)).toHaveLength(3)
+          expect(results.filter(Either.isLeft).map((r) => (Either.isLeft(r) ? r.left.reason : ""))).toEqual(Array(17).fill("LimitExceeded"))
+          expect(yield* h.size).toBe(3)
         })
       )
     )

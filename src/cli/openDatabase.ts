@@ -102,9 +102,9 @@ const openFailed = (detail: string, cause?: unknown) => new StateStoreError({ re
 
 /** A driver error while opening, in words: unreachable server, refused login, missing database… */
 const openError = (target: Target) => (error: SqlError) => {
-  const { unavailable, detail } = classify(error)
+  const { kind, detail } = classify(error)
   return new StateStoreError({
-    reason: unavailable ? "Unavailable" : "OpenFailed",
+    reason: kind === "busy" ? "Busy" : kind === "unavailable" ? "Unavailable" : "OpenFailed",
     operation: "open",
     detail: target.backend === "pg" ? `cannot connect to PostgreSQL at ${redactUrl(target.url)}: ${detail}` : detail,
     cause: error.cause

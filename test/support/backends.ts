@@ -97,7 +97,9 @@ export const pgBackend = (baseUrl: string): BackendFactory => ({
   name: "pg",
   fresh: Effect.map(freshPgDatabase(baseUrl), ({ url }) => ({
     backend: "pg" as const,
-    store: (settings?: Partial<StoreSettings>) => PgStore.layer({ url, ...settings }),
+    // TestClock drives time in these suites: the database clock (the production default) is
+    // tested on its own, with real time and skewed processes.
+    store: (settings?: Partial<StoreSettings>) => PgStore.layer({ url, clock: "application", ...settings }),
     sql: pgClientLayer(url),
     location: url
   }))

@@ -26,6 +26,8 @@ export const makeFaultyStoreLayer = (failureRate: number, seed = 42) => {
     namespace: h.namespace,
     register: (key, value, options) => maybeFail("register", h.register(key, value, options)),
     registerIfAbsent: (key, value, options) => maybeFail("registerIfAbsent", h.registerIfAbsent(key, value, options)),
+    replaceIfEqual: (key, expected, value, options) => maybeFail("replaceIfEqual", h.replaceIfEqual(key, expected, value, options)),
+    deleteIfEqual: (key, expected) => maybeFail("deleteIfEqual", h.deleteIfEqual(key, expected)),
     lookup: (key) => maybeFail("lookup", h.lookup(key)),
     lookupEntry: (key) => maybeFail("lookup", h.lookupEntry(key)),
     consume: (key) => maybeFail("consume", h.consume(key)),

@@ -14,10 +14,9 @@ import type { StateStoreError } from "../../StateStoreError.js"
 import { fromSqlError } from "./sqlFailure.js"
 import * as ReopeningStore from "./ReopeningStore.js"
 import * as SqlStore from "./SqlStore.js"
-import type { StoreSettings } from "./storeRules.js"
 
 /** How to reach PostgreSQL: a URL (`postgres://user@host:5432/db`) or `@effect/sql-pg` client settings. */
-export interface PgStoreOptions extends Partial<StoreSettings> {
+export interface PgStoreOptions extends SqlStore.SqlStoreOptions {
   readonly url?: string | Redacted.Redacted | undefined
   readonly client?: Omit<PgClient.PgClientConfig, "url"> | undefined
   /**

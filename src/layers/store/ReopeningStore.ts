@@ -9,6 +9,7 @@
 import { Clock, Duration, Effect, ExecutionStrategy, Exit, Scope } from "effect"
 import { KeyedStore, type NamespaceHandle, type NamespaceOptions, type StoreBackend } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
+import { unexpectedFailure } from "./sqlHandle.js"
 import { makeNamespaceRegistry, resolveNamespace } from "./storeRules.js"
 
 /** One opened database: its store, and whether it no longer matches what it was opened from. */
@@ -45,6 +46,14 @@ export const make = (options: ReopeningOptions): Effect.Effect<KeyedStore["Type"
     let current: { readonly db: OpenedDatabase; readonly scope: Scope.CloseableScope } | undefined
     let generation = 0
     let lastFailure: { readonly at: number; readonly error: StateStoreError } | undefined
+    // Set when the store's scope closes: later operations fail at once instead of reopening.
+    let closed = false
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        closed = true
+      })
+    )
+    const closedError = new StateStoreError({ reason: "Unavailable", operation: "open", detail: `the store at ${options.location} is closed (its runtime was disposed)` })
 
     /** An open failure, as operations see it while the database cannot be opened. */
     const unavailable = (error: StateStoreError) =>
@@ -85,7 +94,9 @@ export const make = (options: ReopeningOptions): Effect.Effect<KeyedStore["Type"
         return opened.right
       })
     )
-    const database = Effect.suspend(() => (current !== undefined && !current.db.stale() ? Effect.succeed(current) : connect))
+    const database = Effect.suspend(() =>
+      closed ? Effect.fail(closedError) : current !== undefined && !current.db.stale() ? Effect.succeed(current) : connect
+    )
 
     const first = yield* Effect.either(openFresh)
     if (first._tag === "Left") {
@@ -111,12 +122,16 @@ export const make = (options: ReopeningOptions): Effect.Effect<KeyedStore["Type"
                 return fresh
               })
         )
-        const via = <R>(f: (h: NamespaceHandle<A>) => Effect.Effect<R, StateStoreError>) => Effect.flatMap(handle, f)
+        // Every failure is typed: a throw from a file-system check becomes a failure too, never a defect.
+        const via = <R>(f: (h: NamespaceHandle<A>) => Effect.Effect<R, StateStoreError>) =>
+          Effect.catchAllDefect(Effect.flatMap(handle, f), (defect) => Effect.fail(unexpectedFailure("open", "write", defect, { owner: ns.owner, namespace: ns.namespace })))
         return {
           owner: ns.owner,
           namespace: ns.namespace,
           register: (key, value, writeOptions) => via((h) => h.register(key, value, writeOptions)),
           registerIfAbsent: (key, value, writeOptions) => via((h) => h.registerIfAbsent(key, value, writeOptions)),
+          replaceIfEqual: (key, expected, value, writeOptions) => via((h) => h.replaceIfEqual(key, expected, value, writeOptions)),
+          deleteIfEqual: (key, expected) => via((h) => h.deleteIfEqual(key, expected)),
           lookup: (key) => via((h) => h.lookup(key)),
           lookupEntry: (key) => via((h) => h.lookupEntry(key)),
           consume: (key) => via((h) => h.consume(key)),

@@ -7,6 +7,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { SqlClient } from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Duration, Effect, Layer, Scope } from "effect"
 import { KeyedStore } from "../../KeyedStore.js"
@@ -15,10 +16,11 @@ import { fromSqlError } from "./sqlFailure.js"
 import * as ReopeningStore from "./ReopeningStore.js"
 import type { OpenedDatabase } from "./ReopeningStore.js"
 import * as SqlStore from "./SqlStore.js"
-import type { StoreSettings } from "./storeRules.js"
+import { retryTransient } from "./retry.js"
+import { defaultStoreSettings } from "./storeRules.js"
 
 /** Where and how to open the SQLite file. */
-export interface SqliteStoreOptions extends Partial<StoreSettings> {
+export interface SqliteStoreOptions extends SqlStore.SqlStoreOptions {
   /** The database file. Missing directories are created `0700`, a missing file `0600`. */
   readonly filename: string
   /**
@@ -38,6 +40,12 @@ export interface SqliteStoreOptions extends Partial<StoreSettings> {
 const openFailed = (detail: string, cause?: unknown) =>
   new StateStoreError({ reason: "OpenFailed", operation: "open", detail, cause })
 
+/** A driver error while opening: contention and outages as such, anything else (not a database, read-only…) `OpenFailed`. */
+const openError = (error: SqlError): StateStoreError => {
+  const typed = fromSqlError("open", "write")(error)
+  return typed.reason === "WriteFailed" ? new StateStoreError({ ...typed, reason: "OpenFailed" }) : typed
+}
+
 /** Creates the directory (`0700`) and file (`0600`) when missing; existing ones keep their modes. */
 const prepareFile = (filename: string) =>
   Effect.try({
@@ -54,22 +62,31 @@ const openFile = (filename: string, options: SqliteStoreOptions, scope: Scope.Sc
   Effect.gen(function* () {
     yield* prepareFile(filename)
     const identity = fileIdentity(filename)
-    const client = yield* SqliteClient.make({ filename }).pipe(
+    // WAL is switched on below, after the busy timeout: the client's own switch would run
+    // under better-sqlite3's 5 s default, waiting on the event loop while another process
+    // holds a fresh file.
+    const client = yield* SqliteClient.make({ filename, disableWAL: true }).pipe(
       Effect.provide(Reactivity.layer),
       Effect.catchAllDefect((cause) => Effect.fail(openFailed(`cannot open ${filename} as a SQLite database: ${String((cause as Error)?.message ?? cause)}`, cause)))
     )
     const busyMillis = Math.max(0, Math.round(Duration.toMillis(options.busyTimeout ?? Duration.zero)))
-    yield* Effect.all([client.unsafe(`PRAGMA busy_timeout = ${busyMillis}`), client`PRAGMA synchronous = NORMAL`]).pipe(
-      Effect.mapError(fromSqlError("open", "write"))
+    yield* client.unsafe(`PRAGMA busy_timeout = ${busyMillis}`).pipe(Effect.mapError(openError))
+    yield* Effect.all([client`PRAGMA journal_mode = WAL`, client`PRAGMA synchronous = NORMAL`]).pipe(
+      Effect.mapError(openError),
+      retryTransient(Duration.toMillis(options.lockWait ?? defaultStoreSettings.lockWait))
     )
     const store = yield* SqlStore.make(options).pipe(Effect.provideService(SqlClient, client))
     return { store, stale: () => fileIdentity(filename) !== identity }
   }).pipe(Scope.extend(scope))
 
-/** The file's device and inode, or `undefined` when there is no file at the path. */
+/** The file's device and inode, or `undefined` when the path names no file (missing, or a directory on the way was replaced by a file). */
 const fileIdentity = (filename: string): string | undefined => {
-  const stat = fs.statSync(filename, { throwIfNoEntry: false })
-  return stat === undefined ? undefined : `${stat.dev}:${stat.ino}`
+  try {
+    const stat = fs.statSync(filename, { throwIfNoEntry: false })
+    return stat === undefined ? undefined : `${stat.dev}:${stat.ino}`
+  } catch {
+    return undefined
+  }
 }
 
 /**

@@ -1,7 +1,8 @@
 /**
  * Turns driver errors (better-sqlite3, pg) into {@link StateStoreError}s with a reason a
- * caller can act on: busy and connection problems are `Unavailable` (worth retrying),
- * everything else is a read or write failure with a plain explanation.
+ * caller can act on: contention is `Busy` (waited out by the store), connection problems are
+ * `Unavailable` (worth retrying), everything else is a read or write failure with a plain
+ * explanation.
  *
  * @internal
  */
@@ -19,36 +20,43 @@ const driverError = (error: SqlError): DriverError => {
   return typeof cause === "object" && cause !== null ? (cause as DriverError) : {}
 }
 
-const UNAVAILABLE_SQLITE = ["SQLITE_BUSY", "SQLITE_LOCKED"]
+const BUSY_SQLITE = ["SQLITE_BUSY", "SQLITE_LOCKED"]
+/** PostgreSQL: serialization failure, deadlock, lock not available. */
+const BUSY_PG = ["40001", "40P01", "55P03"]
 const UNAVAILABLE_NODE = ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EHOSTUNREACH"]
 
-/** What went wrong, in words an operator can act on, plus whether a retry may help. */
-export const classify = (error: SqlError): { unavailable: boolean; detail: string } => {
+/** How a driver failure is treated: waited out (`busy`), retried briefly (`unavailable`), or reported as it is. */
+export type FailureKind = "busy" | "unavailable" | "failed"
+
+/** What went wrong, in words an operator can act on, plus whether waiting or retrying may help. */
+export const classify = (error: SqlError): { kind: FailureKind; detail: string } => {
   const { code, message } = driverError(error)
   const text = typeof message === "string" ? message : error.message
   const codeText = typeof code === "string" ? code : ""
-  if (UNAVAILABLE_SQLITE.some((c) => codeText.startsWith(c))) {
-    return { unavailable: true, detail: `the database is locked by another connection or process (${codeText})` }
+  if (BUSY_SQLITE.some((c) => codeText.startsWith(c))) {
+    return { kind: "busy", detail: `the database is locked by another connection or process (${codeText})` }
   }
-  if (codeText.startsWith("SQLITE_READONLY")) return { unavailable: false, detail: `the database is read-only (${codeText}): check file and directory permissions` }
-  if (codeText.startsWith("SQLITE_FULL")) return { unavailable: false, detail: `the database or disk is full (${codeText})` }
-  if (codeText === "SQLITE_NOTADB") return { unavailable: false, detail: "the file is not a SQLite database (SQLITE_NOTADB): run `channel-state doctor`" }
-  if (codeText.startsWith("SQLITE_CORRUPT")) return { unavailable: false, detail: `the database file is damaged (${codeText}): run \`channel-state doctor\`` }
+  if (BUSY_PG.includes(codeText)) return { kind: "busy", detail: `the transaction conflicted with another one (${codeText}: ${text})` }
+  if (codeText.startsWith("SQLITE_READONLY")) return { kind: "failed", detail: `the database is read-only (${codeText}): check file and directory permissions` }
+  if (codeText.startsWith("SQLITE_FULL")) return { kind: "failed", detail: `the database or disk is full (${codeText})` }
+  if (codeText === "SQLITE_NOTADB") return { kind: "failed", detail: "the file is not a SQLite database (SQLITE_NOTADB): run `channel-state doctor`" }
+  if (codeText.startsWith("SQLITE_CORRUPT")) return { kind: "failed", detail: `the database file is damaged (${codeText}): run \`channel-state doctor\`` }
   if (codeText.startsWith("SQLITE_IOERR") || codeText.startsWith("SQLITE_CANTOPEN")) {
-    return { unavailable: true, detail: `the database file cannot be read or written (${codeText}): check that it and its directory exist and are writable` }
+    return { kind: "unavailable", detail: `the database file cannot be read or written (${codeText}): check that it and its directory exist and are writable` }
   }
   // PostgreSQL: class 08 (connection exception), 57P0x (shutdown, terminated), 53 (resources).
-  if (/^(08|57P0|53)/.test(codeText) || UNAVAILABLE_NODE.includes(codeText) || /Connection terminated|connection error|timeout/i.test(text)) {
-    return { unavailable: true, detail: `the database server is unreachable or dropped the connection (${codeText || text})` }
+  if (/^(08|57P0|53)/.test(codeText) || UNAVAILABLE_NODE.includes(codeText) || /Connection terminated|connection error|timeout|pool after calling end/i.test(text)) {
+    return { kind: "unavailable", detail: `the database server is unreachable or dropped the connection (${codeText || text})` }
   }
-  return { unavailable: false, detail: codeText ? `${codeText}: ${text}` : text }
+  return { kind: "failed", detail: codeText ? `${codeText}: ${text}` : text }
 }
 
-/** Maps a driver error of `operation` to a typed store error. `kind` picks the non-retryable reason. */
+/** Maps a driver error of `operation` to a typed store error. `kind` picks the reason of a plain failure. */
 export const fromSqlError =
   (operation: string, kind: "read" | "write", where: { owner?: string; namespace?: string; key?: string } = {}) =>
   (error: SqlError): StateStoreError => {
-    const { unavailable, detail } = classify(error)
-    const reason: StateStoreErrorReason = unavailable ? "Unavailable" : kind === "read" ? "ReadFailed" : "WriteFailed"
-    return new StateStoreError({ reason, operation, detail, cause: error.cause, ...where })
+    const classified = classify(error)
+    const reason: StateStoreErrorReason =
+      classified.kind === "busy" ? "Busy" : classified.kind === "unavailable" ? "Unavailable" : kind === "read" ? "ReadFailed" : "WriteFailed"
+    return new StateStoreError({ reason, operation, detail: classified.detail, cause: error.cause, ...where })
   }

@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import { createHash } from "node:crypto"
 import { Duration, Effect, Either, Option, ParseResult, Schema } from "effect"
 import type { NamespaceOptions, OverflowPolicy, WriteOptions } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
@@ -19,10 +20,25 @@ export const MAX_VALUE_BYTES = 64 * 1024
 /** The deepest nesting of an encoded value. */
 export const MAX_VALUE_DEPTH = 64
 
+/** The latest instant a timestamp may name: the largest JS `Date` (8.64e15 ms), which also fits a PostgreSQL BIGINT. */
+export const MAX_EPOCH_MILLIS = 8_640_000_000_000_000
+
 /** Store-wide settings shared by all backends. */
 export interface StoreSettings {
-  /** Live rows one owner may hold across all its namespaces (default 50 000). */
-  readonly ownerMaxEntries: number
+  /**
+   * Live rows one owner may hold across all its namespaces; none by default. Every namespace
+   * is bounded by its own `maxEntries`, so an owner's total is bounded already; an aggregate
+   * cap can only refuse a namespace that is within its own bound (OpenClaw dropped its
+   * aggregate limit after exactly that starved a namespace). When set, it is exact and a full
+   * owner refuses new rows (`LimitExceeded`) — it never evicts a sibling namespace.
+   */
+  readonly ownerMaxEntries: number | undefined
+  /**
+   * How long an operation waits out contention — a SQLite file locked by another process, a
+   * PostgreSQL deadlock or serialization failure — retrying from the fiber with short sleeps
+   * (the event loop keeps running), before failing with `Busy` (default 5 s).
+   */
+  readonly lockWait: Duration.DurationInput
   /** How often the background sweeper deletes expired rows (default 1 minute). */
   readonly sweepInterval: Duration.DurationInput
   /** Rows deleted per sweep statement (default 200: one batch blocks the event loop about 10 ms). */
@@ -31,7 +47,8 @@ export interface StoreSettings {
 
 /** The defaults of {@link StoreSettings}. */
 export const defaultStoreSettings: StoreSettings = {
-  ownerMaxEntries: 50_000,
+  ownerMaxEntries: undefined,
+  lockWait: Duration.seconds(5),
   sweepInterval: Duration.minutes(1),
   sweepBatchSize: 200
 }
@@ -61,13 +78,33 @@ const checkName = (what: "owner" | "namespace", name: unknown): string | undefin
   return undefined
 }
 
-const ttlToMillis = (ttl: Duration.DurationInput | undefined): Either.Either<number | undefined, string> => {
+/**
+ * A TTL in whole milliseconds: fractions are rounded to the nearest millisecond (the same on
+ * every backend); it must come to at least 1 ms and at most {@link MAX_EPOCH_MILLIS}.
+ */
+export const ttlToMillis = (ttl: Duration.DurationInput | undefined): Either.Either<number | undefined, string> => {
   if (ttl === undefined) return Either.right(undefined)
-  const decoded = Duration.decodeUnknown(ttl)
-  if (Option.isNone(decoded)) return Either.left(`ttl ${String(ttl)} is not a duration`)
-  const millis = Duration.toMillis(decoded.value)
-  if (!(millis > 0) || !Number.isFinite(millis)) return Either.left(`ttl must be a positive finite duration`)
-  return Either.right(Math.ceil(millis))
+  // A plain number is milliseconds; one too large for Duration (which throws on it) is out of range anyway.
+  if (typeof ttl === "number" && !(Math.abs(ttl) <= MAX_EPOCH_MILLIS)) return Either.left(`ttl must be a duration from 1 ms to ${MAX_EPOCH_MILLIS} ms, got ${String(ttl)}`)
+  let decoded: Option.Option<Duration.Duration>
+  try {
+    decoded = Duration.decodeUnknown(ttl)
+  } catch {
+    decoded = Option.none()
+  }
+  if (Option.isNone(decoded)) return Either.left(`ttl ${String(ttl)} is not a duration (or is too large for one)`)
+  const millis = Math.round(Duration.toMillis(decoded.value))
+  if (!(millis >= 1) || millis > MAX_EPOCH_MILLIS) {
+    return Either.left(`ttl must be a duration from 1 ms to ${MAX_EPOCH_MILLIS} ms (after rounding to whole milliseconds), got ${Duration.format(decoded.value)}`)
+  }
+  return Either.right(millis)
+}
+
+/** An epoch-ms timestamp as stored: rounded to a whole millisecond, within 0 … {@link MAX_EPOCH_MILLIS}; `undefined` if it cannot be one. */
+export const epochMillis = (value: unknown): number | undefined => {
+  if (typeof value !== "number" || !Number.isFinite(value)) return undefined
+  const rounded = Math.round(value)
+  return rounded >= 0 && rounded <= MAX_EPOCH_MILLIS ? rounded : undefined
 }
 
 /** Validates namespace options; fails with `InvalidInput` naming the bad field. */
@@ -213,26 +250,35 @@ export const decodeValue = <A>(ns: ResolvedNamespace<A>, operation: string, key:
   )
 }
 
-/** Resolves the timestamps of a write: explicit `expiresAt`, else `ttl`, else the namespace TTL. */
+/**
+ * Resolves the timestamps of a write: explicit `expiresAt`, else `ttl`, else the namespace
+ * TTL. Timestamps are whole epoch milliseconds (fractions rounded to the nearest) from 0 to
+ * {@link MAX_EPOCH_MILLIS}, the same rule on every backend; anything else is `InvalidInput`.
+ */
 export const writeTimes = <A>(
   ns: ResolvedNamespace<A>,
   operation: string,
   now: number,
   options: WriteOptions | undefined
 ): Either.Either<{ createdAt: number; expiresAt: number | undefined }, StateStoreError> => {
-  const createdAt = options?.createdAt ?? now
-  if (!Number.isSafeInteger(createdAt) || createdAt < 0) {
-    return Either.left(invalid(operation, `createdAt must be epoch milliseconds`, { owner: ns.owner, namespace: ns.namespace }))
-  }
+  const at = { owner: ns.owner, namespace: ns.namespace }
+  const range = `epoch milliseconds from 0 to ${MAX_EPOCH_MILLIS}`
+  const createdAt = epochMillis(options?.createdAt ?? now)
+  if (createdAt === undefined) return Either.left(invalid(operation, `createdAt must be ${range}, got ${String(options?.createdAt)}`, at))
   if (options?.expiresAt !== undefined) {
-    return Number.isSafeInteger(options.expiresAt)
-      ? Either.right({ createdAt, expiresAt: options.expiresAt })
-      : Either.left(invalid(operation, `expiresAt must be epoch milliseconds`, { owner: ns.owner, namespace: ns.namespace }))
+    const expiresAt = epochMillis(options.expiresAt)
+    return expiresAt === undefined
+      ? Either.left(invalid(operation, `expiresAt must be ${range}, got ${String(options.expiresAt)}`, at))
+      : Either.right({ createdAt, expiresAt })
   }
   const ttl = ttlToMillis(options?.ttl)
-  if (Either.isLeft(ttl)) return Either.left(invalid(operation, ttl.left, { owner: ns.owner, namespace: ns.namespace }))
+  if (Either.isLeft(ttl)) return Either.left(invalid(operation, ttl.left, at))
   const millis = ttl.right ?? ns.ttlMillis
-  return Either.right({ createdAt, expiresAt: millis === undefined ? undefined : createdAt + millis })
+  if (millis === undefined) return Either.right({ createdAt, expiresAt: undefined })
+  if (createdAt + millis > MAX_EPOCH_MILLIS) {
+    return Either.left(invalid(operation, `the expiry (createdAt + ttl) would be past ${MAX_EPOCH_MILLIS}, the largest date`, at))
+  }
+  return Either.right({ createdAt, expiresAt: createdAt + millis })
 }
 
 /** Whether a row with this expiry is live at `now`. */
@@ -260,3 +306,22 @@ export const lastStepPerKey = <T extends { readonly key: string }>(ops: Readonly
   return [...last.values()]
 }
 
+
+/** The prefix of a key stored as a digest of the caller's id (see {@link storageKey}). */
+export const DIGEST_PREFIX = "#sha256:"
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is exactly what it looks for
+const NEEDS_A_LOOK = /[\u0000\uD800-\uDFFF]/
+
+/**
+ * The key a channel cache stores an external id under: the id itself when the store takes
+ * it as a key, else `#sha256:` + the SHA-256 of the id's UTF-16 code units (71 characters).
+ * A channel cache never refuses an id for its length or content: ids past 512 bytes, or with
+ * NUL or lone surrogates, are tracked by their digest. Sync; the common case (a short id)
+ * costs a length check and one regular-expression test.
+ */
+export const storageKey = (key: string): string => {
+  if (key.length > 0 && key.length <= MAX_KEY_BYTES / 3 && !NEEDS_A_LOOK.test(key)) return key
+  if (key.length > 0 && !key.includes("\u0000") && !LONE_SURROGATE.test(key) && utf8Bytes(key) <= MAX_KEY_BYTES) return key
+  return `${DIGEST_PREFIX}${createHash("sha256").update(key, "utf16le").digest("hex")}`
+}

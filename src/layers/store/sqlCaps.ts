@@ -1,0 +1,94 @@
+/**
+ * Caps, enforced inside the write's transaction (which holds the namespace's lock) from the
+ * trigger-kept row counts: a write reads one counter row, and only a namespace (or owner)
+ * over its bound pays for making room. Counts include expired rows not yet swept, so the live
+ * rows are never more than the bound.
+ *
+ * @internal
+ */
+import type { SqlClient } from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Effect } from "effect"
+import { StateStoreError } from "../../StateStoreError.js"
+import { execute, type SqlText, type Statements } from "./sqlStatements.js"
+import type { ResolvedNamespace } from "./storeRules.js"
+
+interface CountRow {
+  readonly row_count: number | string
+  readonly owner_rows?: number | string | null
+}
+
+/** The cap checks of one namespace, run inside its write transactions. */
+export const makeCaps = <A>(sql: SqlClient, statements: Statements, ns: ResolvedNamespace<A>, ownerMaxEntries: number | undefined) => {
+  const at = { owner: ns.owner, namespace: ns.namespace }
+  const exec = (q: SqlText) => execute(sql, q)
+  const countsQuery = statements.counts(ownerMaxEntries !== undefined)
+  const readCounts = Effect.map(execute<CountRow>(sql, countsQuery), (rows) => ({
+    namespace: Number(rows[0]?.row_count ?? 0),
+    owner: Number(rows[0]?.owner_rows ?? 0)
+  }))
+
+  /** The `LimitExceeded` of a full namespace (`reject-new`) or owner. */
+  const full = (operation: string, key: string | undefined, what: "namespace" | "owner") =>
+    new StateStoreError({
+      reason: "LimitExceeded",
+      operation,
+      detail:
+        what === "namespace"
+          ? `namespace is full (${ns.maxEntries} live entries, overflow "reject-new")`
+          : `owner holds ${ownerMaxEntries} live entries, its cap (other namespaces are never evicted for it)`,
+      ...at,
+      ...(key === undefined ? {} : { key })
+    })
+
+  /**
+   * After rows may have been added: when the namespace holds more than `maxEntries` rows,
+   * drops its expired rows, then (`evict-oldest`) the oldest rows or (`reject-new`) fails
+   * with `LimitExceeded` so the transaction rolls back. Then the owner cap, when one is set:
+   * drops the owner's expired rows, then fails if it is still over.
+   */
+  const enforce = (operation: string, now: number, key?: string): Effect.Effect<void, StateStoreError | SqlError> =>
+    Effect.gen(function* () {
+      let counts = yield* readCounts
+      if (counts.namespace > ns.maxEntries) {
+        yield* exec(statements.deleteExpired(now))
+        counts = yield* readCounts
+        if (counts.namespace > ns.maxEntries) {
+          if (ns.overflow === "reject-new") return yield* full(operation, key, "namespace")
+          yield* exec(statements.evictOldest(counts.namespace - ns.maxEntries))
+          if (ownerMaxEntries !== undefined) counts = yield* readCounts
+        }
+      }
+      if (ownerMaxEntries !== undefined && counts.owner > ownerMaxEntries) {
+        yield* exec(statements.deleteOwnerExpired(now))
+        counts = yield* readCounts
+        if (counts.owner > ownerMaxEntries) return yield* full(operation, key, "owner")
+      }
+    })
+
+  /**
+   * How many of `fresh` new keys may be added now (after dropping expired rows): all of them
+   * in an `evict-oldest` namespace without an owner cap; else as many as the `reject-new`
+   * namespace and the owner have room for (rows an `evict-oldest` namespace evicts to make
+   * room do not grow the owner).
+   */
+  const room = (now: number, fresh: number): Effect.Effect<number, SqlError> =>
+    Effect.gen(function* () {
+      if (ns.overflow === "evict-oldest" && ownerMaxEntries === undefined) return fresh
+      yield* exec(statements.deleteExpired(now))
+      if (ownerMaxEntries !== undefined) yield* exec(statements.deleteOwnerExpired(now))
+      const counts = yield* readCounts
+      const namespaceFree = Math.max(0, ns.maxEntries - counts.namespace)
+      const ownerFree = ownerMaxEntries === undefined ? Number.POSITIVE_INFINITY : Math.max(0, ownerMaxEntries - counts.owner)
+      if (ns.overflow === "reject-new") return Math.min(fresh, namespaceFree, ownerFree)
+      return namespaceFree <= ownerFree ? fresh : Math.min(fresh, ownerFree)
+    })
+
+  /** Whether writes must ask {@link room} first: a `reject-new` namespace, or an owner cap. */
+  const refusesWhenFull = ns.overflow === "reject-new" || ownerMaxEntries !== undefined
+
+  return { enforce, room, refusesWhenFull, full }
+}
+
+/** The cap checks of one namespace. */
+export type Caps = ReturnType<typeof makeCaps>

@@ -1,0 +1,227 @@
+/**
+ * Every statement the SQL store runs on the entries table, as text plus parameters, in the
+ * SQL SQLite and PostgreSQL share (`ON CONFLICT … DO UPDATE … WHERE`, `… RETURNING`). All of
+ * them are parameterised: only placeholders, column names and the clock expression are
+ * written into the text, never a value.
+ *
+ * Which clock decides: with `databaseClock` (PostgreSQL's default) "now" is the database's
+ * own time, evaluated in the statement, so every instance agrees on expiry whatever
+ * its host clock says; otherwise it is the caller's `now` (Effect's `Clock`), passed as a
+ * parameter.
+ *
+ * @internal
+ */
+import type { SqlClient } from "@effect/sql/SqlClient"
+import type { StoreBackend } from "../../KeyedStore.js"
+
+/** What the statements are written for. */
+export interface StatementDialect {
+  readonly backend: Exclude<StoreBackend, "memory">
+  /** "now" is the database's clock, read in each statement. */
+  readonly databaseClock: boolean
+}
+
+/** A statement: its text (placeholders only) and its parameters. */
+export interface SqlText {
+  readonly text: string
+  readonly params: ReadonlyArray<unknown>
+}
+
+/** Runs a statement: the one place statement texts reach the driver. */
+export const execute = <R extends object = Record<string, unknown>>(sql: SqlClient, statement: SqlText) => sql.unsafe<R>(statement.text, statement.params)
+
+/** The database server's time in epoch milliseconds. */
+const DATABASE_NOW = {
+  pg: "floor(extract(epoch from clock_timestamp()) * 1000)::bigint",
+  sqlite: "CAST(unixepoch('subsec') * 1000 AS INTEGER)"
+} as const
+
+/** Collects parameters in the order their placeholders appear in the text. */
+class Params {
+  readonly values: Array<unknown> = []
+  constructor(
+    private readonly dialect: StatementDialect,
+    private readonly nowValue: number
+  ) {}
+  /** The placeholder of one more parameter. */
+  v(value: unknown): string {
+    this.values.push(value)
+    return this.dialect.backend === "pg" ? `$${this.values.length}` : "?"
+  }
+  /** "Now" in epoch ms: the database's clock, or the caller's as a parameter. */
+  now(): string {
+    return this.dialect.databaseClock ? DATABASE_NOW[this.dialect.backend] : this.v(this.nowValue)
+  }
+}
+
+/** When a row is stamped: explicit epoch ms, or by the statement's clock ("now", plus a TTL in ms when it has one). */
+export type RowTimes =
+  | { readonly _tag: "At"; readonly createdAt: number; readonly expiresAt: number | null }
+  | { readonly _tag: "FromNow"; readonly ttlMillis: number | null }
+
+/** A row to write, validated and encoded. */
+export interface RowToWrite {
+  readonly key: string
+  readonly json: string
+  readonly times: RowTimes
+}
+
+/** A row as read back (PostgreSQL BIGINTs arrive as strings). */
+export interface DbRow {
+  readonly entry_key: string
+  readonly value_json: string
+  readonly created_at: number | string
+  readonly expires_at: number | string | null
+}
+
+/** A deleted row, with whether it was live when deleted (SQLite answers 0/1). */
+export interface DeletedRow extends DbRow {
+  readonly live: boolean | number
+}
+
+const COLUMNS = "owner, namespace, entry_key, value_json, created_at, expires_at"
+const SET_ALL = "value_json = excluded.value_json, created_at = excluded.created_at, expires_at = excluded.expires_at"
+const E = "channel_state_entries"
+
+/** The statements of one namespace. */
+export const makeStatements = (dialect: StatementDialect, owner: string, namespace: string) => {
+  const start = (now: number) => new Params(dialect, now)
+  const inNamespace = (p: Params) => `owner = ${p.v(owner)} AND namespace = ${p.v(namespace)}`
+  const live = (p: Params) => `(expires_at IS NULL OR expires_at > ${p.now()})`
+  /** The created_at and expires_at of a row, as SQL: placeholders, or the clock (+ a TTL placeholder). */
+  const timeParts = (p: Params, t: RowTimes): readonly [string, string] => {
+    if (t._tag === "At") return [p.v(t.createdAt), p.v(t.expiresAt)]
+    const created = p.now()
+    if (t.ttlMillis === null) return [created, "NULL"]
+    const stamp = p.now()
+    return [created, `${stamp} + ${p.v(t.ttlMillis)}`]
+  }
+  const times = (p: Params, t: RowTimes) => timeParts(p, t).join(", ")
+  const tuple = (p: Params, row: RowToWrite) => `(${p.v(owner)}, ${p.v(namespace)}, ${p.v(row.key)}, ${p.v(row.json)}, ${times(p, row.times)})`
+  const done = (p: Params, text: string): SqlText => ({ text, params: p.values })
+  const upsertPrefix = (p: Params, row: RowToWrite) =>
+    `INSERT INTO ${E} (${COLUMNS}) VALUES ${tuple(p, row)} ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET ${SET_ALL}`
+
+  // Multi-row upserts are built once per row count: a batch then costs one parameter array.
+  const upsertTexts = new Map<number, string>()
+  const placeholder = dialect.backend === "pg" ? (i: number) => `$${i}` : (_: number) => "?"
+  const upsertText = (rows: number): string => {
+    let text = upsertTexts.get(rows)
+    if (text === undefined) {
+      const tuples = Array.from({ length: rows }, (_, r) => `(${Array.from({ length: 6 }, (_, c) => placeholder(r * 6 + c + 1)).join(", ")})`)
+      text = `INSERT INTO ${E} (${COLUMNS}) VALUES ${tuples.join(", ")} ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET ${SET_ALL}`
+      upsertTexts.set(rows, text)
+    }
+    return text
+  }
+
+  return {
+    /** Upserts rows with explicit timestamps, in one statement. */
+    upsertMany: (rows: ReadonlyArray<{ readonly key: string; readonly json: string; readonly createdAt: number; readonly expiresAt: number | null }>): SqlText => {
+      const params: Array<unknown> = []
+      for (const row of rows) params.push(owner, namespace, row.key, row.json, row.createdAt, row.expiresAt)
+      return { text: upsertText(rows.length), params }
+    },
+    /** Upserts one row. */
+    upsert: (now: number, row: RowToWrite): SqlText => {
+      const p = start(now)
+      return done(p, upsertPrefix(p, row))
+    },
+    /**
+     * Writes `row` only where the key has no live row — or, with `orEqualTo`, where its live
+     * value is that JSON. Returns a row when it wrote. A claim is this without `orEqualTo`.
+     */
+    upsertIfAbsent: (now: number, row: RowToWrite, orEqualTo?: string): SqlText => {
+      const p = start(now)
+      const prefix = upsertPrefix(p, row)
+      const expired = `(${E}.expires_at IS NOT NULL AND ${E}.expires_at <= ${p.now()})`
+      const condition = orEqualTo === undefined ? expired : `(${expired} OR ${E}.value_json = ${p.v(orEqualTo)})`
+      return done(p, `${prefix} WHERE ${condition} RETURNING entry_key`)
+    },
+    /** Replaces the live row whose value is `expectedJson`. Returns a row when it did. */
+    replaceIfEqual: (now: number, row: RowToWrite, expectedJson: string): SqlText => {
+      const p = start(now)
+      const value = p.v(row.json)
+      const [created, expires] = timeParts(p, row.times)
+      const set = `value_json = ${value}, created_at = ${created}, expires_at = ${expires}`
+      return done(p, `UPDATE ${E} SET ${set} WHERE ${inNamespace(p)} AND entry_key = ${p.v(row.key)} AND value_json = ${p.v(expectedJson)} AND ${live(p)} RETURNING entry_key`)
+    },
+    /** Deletes the live row of `key` whose value is `expectedJson`. Returns a row when it did. */
+    deleteIfEqual: (now: number, key: string, expectedJson: string): SqlText => {
+      const p = start(now)
+      return done(p, `DELETE FROM ${E} WHERE ${inNamespace(p)} AND entry_key = ${p.v(key)} AND value_json = ${p.v(expectedJson)} AND ${live(p)} RETURNING entry_key`)
+    },
+    /** The live row of `key`. */
+    lookup: (now: number, key: string): SqlText => {
+      const p = start(now)
+      return done(p, `SELECT entry_key, value_json, created_at, expires_at FROM ${E} WHERE ${inNamespace(p)} AND entry_key = ${p.v(key)} AND ${live(p)}`)
+    },
+    /** Deletes the row of `key` (live or not), returning it and whether it was live: consume and delete. */
+    take: (now: number, key: string): SqlText => {
+      const p = start(now)
+      const where = `${inNamespace(p)} AND entry_key = ${p.v(key)}`
+      return done(p, `DELETE FROM ${E} WHERE ${where} RETURNING entry_key, value_json, created_at, expires_at, ${live(p)} AS live`)
+    },
+    /** Deletes a row found corrupt, only while it still holds that text. */
+    deleteCorrupt: (key: string, json: string): SqlText => {
+      const p = start(0)
+      return done(p, `DELETE FROM ${E} WHERE ${inNamespace(p)} AND entry_key = ${p.v(key)} AND value_json = ${p.v(json)}`)
+    },
+    /** Deletes these keys. */
+    deleteKeys: (keys: ReadonlyArray<string>): SqlText => {
+      const p = start(0)
+      const where = inNamespace(p)
+      return done(p, `DELETE FROM ${E} WHERE ${where} AND entry_key IN (${keys.map((k) => p.v(k)).join(", ")})`)
+    },
+    /** Which of these keys have a live row. */
+    liveKeys: (now: number, keys: ReadonlyArray<string>): SqlText => {
+      const p = start(now)
+      const where = inNamespace(p)
+      return done(p, `SELECT entry_key FROM ${E} WHERE ${where} AND entry_key IN (${keys.map((k) => p.v(k)).join(", ")}) AND ${live(p)}`)
+    },
+    /** Live rows, oldest first. */
+    entries: (now: number): SqlText => {
+      const p = start(now)
+      return done(p, `SELECT entry_key, value_json, created_at, expires_at FROM ${E} WHERE ${inNamespace(p)} AND ${live(p)} ORDER BY created_at, entry_key`)
+    },
+    /** How many rows are live. */
+    size: (now: number): SqlText => {
+      const p = start(now)
+      return done(p, `SELECT count(*) AS n FROM ${E} WHERE ${inNamespace(p)} AND ${live(p)}`)
+    },
+    /** Every row of the namespace. */
+    deleteAll: (): SqlText => {
+      const p = start(0)
+      return done(p, `DELETE FROM ${E} WHERE ${inNamespace(p)}`)
+    },
+    /** Up to `limit` expired rows of the namespace; returns one row per deleted row. */
+    deleteExpired: (now: number, limit?: number): SqlText => {
+      const p = start(now)
+      if (limit === undefined) return done(p, `DELETE FROM ${E} WHERE ${inNamespace(p)} AND expires_at <= ${p.now()}`)
+      const where = inNamespace(p)
+      const inner = `SELECT entry_key FROM ${E} WHERE ${inNamespace(p)} AND expires_at <= ${p.now()} LIMIT ${p.v(limit)}`
+      return done(p, `DELETE FROM ${E} WHERE ${where} AND entry_key IN (${inner}) RETURNING entry_key`)
+    },
+    /** Every expired row of the owner, in all its namespaces. */
+    deleteOwnerExpired: (now: number): SqlText => {
+      const p = start(now)
+      return done(p, `DELETE FROM ${E} WHERE owner = ${p.v(owner)} AND expires_at <= ${p.now()}`)
+    },
+    /** The `count` oldest rows (by creation, then key). */
+    evictOldest: (count: number): SqlText => {
+      const p = start(0)
+      const where = inNamespace(p)
+      const inner = `SELECT entry_key FROM ${E} WHERE ${inNamespace(p)} ORDER BY created_at, entry_key LIMIT ${p.v(count)}`
+      return done(p, `DELETE FROM ${E} WHERE ${where} AND entry_key IN (${inner})`)
+    },
+    /** Rows stored in the namespace (expired ones too) and, with `withOwner`, in all the owner's namespaces. */
+    counts: (withOwner: boolean): SqlText => {
+      const p = start(0)
+      const ownerTotal = withOwner ? `, (SELECT sum(row_count) FROM channel_state_counts WHERE owner = ${p.v(owner)}) AS owner_rows` : ""
+      return done(p, `SELECT row_count${ownerTotal} FROM channel_state_counts WHERE ${inNamespace(p)}`)
+    }
+  }
+}
+
+/** The statements of one namespace. */
+export type Statements = ReturnType<typeof makeStatements>
