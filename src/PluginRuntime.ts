@@ -16,10 +16,12 @@ import * as MsTeams from "./channels/MsTeamsSentMessages.js"
 import * as Slack from "./channels/SlackThreadParticipation.js"
 import type { KeyedStore } from "./KeyedStore.js"
 import type { ConfigOptions } from "./layers/channelCache.js"
+import { DEFAULT_SIGNALS, disposeOnSignals } from "./layers/lifetime.js"
+import type { UndecidedPolicy } from "./layers/mirror/MirroredCache.js"
 import type { MirrorSettings } from "./layers/mirror/StoreMirror.js"
 import * as PgStore from "./layers/store/PgStore.js"
 import * as SqliteStore from "./layers/store/SqliteStore.js"
-import type { StoreSettings } from "./layers/store/storeRules.js"
+import type * as SqlStore from "./layers/store/SqlStore.js"
 import type { StateStoreError } from "./StateStoreError.js"
 
 /** The channel caches, by name. */
@@ -36,8 +38,8 @@ export type ChannelServices =
   | BlueBubbles.BlueBubblesInboundDedupe
   | Feishu.FeishuMessageDedupe
 
-/** Where the state lives when a plugin opts in. */
-export interface StoreLocation extends Partial<StoreSettings> {
+/** Where the state lives when a plugin opts in, and the store's settings. */
+export interface StoreLocation extends SqlStore.SqlStoreOptions {
   /** The SQLite file (default: {@link defaultSqlitePath}). Ignored when `pgUrl` is set. */
   readonly sqlitePath?: string | undefined
   /** A PostgreSQL URL: use it when several gateway instances share state. */
@@ -73,6 +75,14 @@ export interface PluginRuntimeOptions {
   readonly channels?: ReadonlyArray<ChannelName> | undefined
   /** Write-behind tuning. */
   readonly mirror?: Partial<MirrorSettings> | undefined
+  /** What claims and one-shots answer when the store is out of reach (default by backend: SQLite `claim-locally`, PostgreSQL `in-flight`). */
+  readonly whenUnreachable?: UndecidedPolicy | undefined
+  /**
+   * Opt-in: on SIGTERM/SIGINT (`true`) or the signals listed, dispose the runtime — writing
+   * what is queued, then closing the store — and end the process as the signal would, unless
+   * the host listens for that signal itself. Off by default: the host owns its signals.
+   */
+  readonly disposeOnSignals?: boolean | ReadonlyArray<NodeJS.Signals> | undefined
 }
 
 /** Each channel's module (its service, `layer`, `layerPersistent`, `layerConfig`), by name. */
@@ -103,7 +113,9 @@ export const layer = (options: PluginRuntimeOptions): Layer.Layer<ChannelService
   const store = storeLayer(options.store)
   const wanted = new Set(options.channels ?? channelsFor(options.pluginId))
   const pick = <Id>(name: ChannelName, channel: ChannelLayers<Id>): Layer.Layer<Id, ConfigError.ConfigError> =>
-    wanted.has(name) ? channel.layerConfig({ pluginId: options.pluginId, config: options.config, store, mirror: options.mirror }) : channel.layer
+    wanted.has(name)
+      ? channel.layerConfig({ pluginId: options.pluginId, config: options.config, store, mirror: options.mirror, whenUnreachable: options.whenUnreachable })
+      : channel.layer
   return Layer.mergeAll(
     pick("slack", Slack),
     pick("discord", Discord),
@@ -115,7 +127,20 @@ export const layer = (options: PluginRuntimeOptions): Layer.Layer<ChannelService
 }
 
 /**
- * A `ManagedRuntime` over {@link layer}. `dispose()` flushes queued writes, then closes the store.
+ * A `ManagedRuntime` over {@link layer}. `dispose()` writes every queued change (bounded by
+ * the mirror's `shutdownFlushTimeout`), then closes the store; with `disposeOnSignals` a
+ * SIGTERM/SIGINT does the same.
  */
-export const makeRuntime = (options: PluginRuntimeOptions): ManagedRuntime.ManagedRuntime<ChannelServices, ConfigError.ConfigError> =>
-  ManagedRuntime.make(layer(options))
+export const makeRuntime = (options: PluginRuntimeOptions): ManagedRuntime.ManagedRuntime<ChannelServices, ConfigError.ConfigError> => {
+  const runtime = ManagedRuntime.make(layer(options))
+  const signals = options.disposeOnSignals === true ? DEFAULT_SIGNALS : options.disposeOnSignals || []
+  if (signals.length === 0) return runtime
+  const dispose = runtime.dispose.bind(runtime)
+  const stop = disposeOnSignals(dispose, signals)
+  return Object.assign(runtime, {
+    dispose: () => {
+      stop()
+      return dispose()
+    }
+  })
+}

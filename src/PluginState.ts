@@ -14,12 +14,19 @@ import { MatrixApprovalReactions } from "./channels/MatrixApprovalReactions.js"
 import { MsTeamsSentMessages } from "./channels/MsTeamsSentMessages.js"
 import { SlackThreadParticipation } from "./channels/SlackThreadParticipation.js"
 import type { ClaimOutcome } from "./layers/ClaimLedger.js"
+import type { SettleOutcome } from "./layers/mirror/MirroredCache.js"
 import { persistentStateEnabled } from "./PersistenceConfig.js"
 import { makeRuntime, type PluginRuntimeOptions } from "./PluginRuntime.js"
 
 /** A claim, as a Promise host sees it. */
 export type ClaimResult =
-  | { readonly status: "claimed"; readonly finalize: () => Promise<void>; readonly release: () => Promise<void> }
+  /**
+   * Handle it, then `finalize()` (or `release()` on failure). They resolve to `"done"`,
+   * `"stale"` (the claim expired and someone else holds the message now: nothing changed),
+   * `"queued"` (the store is out of reach; it lands, still fenced, when it is back) or
+   * `"refused"`; they never reject.
+   */
+  | { readonly status: "claimed"; readonly finalize: () => Promise<SettleOutcome>; readonly release: () => Promise<SettleOutcome> }
   | { readonly status: "duplicate" }
   | { readonly status: "inflight" }
   | { readonly status: "skip"; readonly reason: string }

@@ -15,8 +15,9 @@ import { eventually } from "./support/eventually.js"
 
 const configWith = (pluginId: string, flag: unknown) => ({ plugins: { entries: { [pluginId]: { config: { experimentalPersistentState: flag } } } } })
 
+// TestClock drives these lifetimes, so PostgreSQL runs on the application's clock here.
 const storeOf = (db: TestDatabase): PluginRuntime.StoreLocation =>
-  db.backend === "pg" ? { pgUrl: db.location } : { sqlitePath: db.location }
+  db.backend === "pg" ? { pgUrl: db.location, clock: "application" } : { sqlitePath: db.location }
 
 /** One "process lifetime": builds the plugin runtime's layer, runs `body`, disposes (flushing). */
 const lifetime = <A, E>(db: TestDatabase, pluginId: string, flag: unknown, body: Effect.Effect<A, E, PluginRuntime.ChannelServices>) =>

@@ -6,7 +6,7 @@
  */
 import { Context, Duration, Effect } from "effect"
 import { type CacheSpec, channelLayers } from "../layers/channelCache.js"
-import { type ClaimOutcome, ClaimState, makeClaimLedger } from "../layers/ClaimLedger.js"
+import { type ClaimOutcome, ClaimState, makeClaimLedger, sameClaim } from "../layers/ClaimLedger.js"
 
 export type { ClaimOutcome } from "../layers/ClaimLedger.js"
 
@@ -17,7 +17,8 @@ export const spec: CacheSpec<ClaimState, typeof ClaimState.Encoded> = {
   schema: ClaimState,
   memoryMaxEntries: 5000,
   storeMaxEntries: 50_000,
-  ttl: Duration.days(7)
+  ttl: Duration.days(7),
+  sameValue: sameClaim
 }
 /** How long an unfinalized claim blocks other claimers (reference: 30 min). */
 export const CLAIM_TTL = Duration.minutes(30)

@@ -5,7 +5,9 @@
  */
 import { Context, Duration, Effect } from "effect"
 import { type CacheSpec, channelLayers } from "../layers/channelCache.js"
-import { type ClaimOutcome, ClaimState, makeClaimLedger } from "../layers/ClaimLedger.js"
+import { type ClaimOutcome, ClaimState, makeClaimLedger, sameClaim } from "../layers/ClaimLedger.js"
+
+import type { SettleOutcome } from "../layers/mirror/MirroredCache.js"
 
 export type { ClaimOutcome } from "../layers/ClaimLedger.js"
 
@@ -16,7 +18,8 @@ export const spec: CacheSpec<ClaimState, typeof ClaimState.Encoded> = {
   schema: ClaimState,
   memoryMaxEntries: 1000,
   storeMaxEntries: 10_000,
-  ttl: Duration.hours(24)
+  ttl: Duration.hours(24),
+  sameValue: sameClaim
 }
 /** How long an in-flight claim blocks redeliveries (reference: 5 min). */
 export const IN_FLIGHT_TTL = Duration.minutes(5)
@@ -38,10 +41,14 @@ export class FeishuMessageDedupe extends Context.Tag("channel-state/FeishuMessag
      * (processed), `InFlight`, or `Skip` (empty or over-long id). Atomic in the store when persistent.
      */
     readonly beginProcessing: (message: FeishuMessage) => Effect.Effect<ClaimOutcome>
-    /** Marks the message processed for 24 h. */
-    readonly finalize: (message: FeishuMessage) => Effect.Effect<void>
-    /** Drops the in-flight claim so a redelivery is processed. */
-    readonly release: (message: FeishuMessage) => Effect.Effect<void>
+    /**
+     * Marks the message processed for 24 h — fenced by the claim this process holds on it
+     * (`stale`, nothing changed, when it holds none any more: the claim expired and was
+     * claimed elsewhere). Prefer the `finalize` of the `Claimed` outcome.
+     */
+    readonly finalize: (message: FeishuMessage) => Effect.Effect<SettleOutcome>
+    /** Drops the in-flight claim this process holds so a redelivery is processed; fenced like `finalize`. */
+    readonly release: (message: FeishuMessage) => Effect.Effect<SettleOutcome>
     /** Whether the message was processed (memory, then store). */
     readonly hasProcessed: (message: FeishuMessage) => Effect.Effect<boolean>
   }

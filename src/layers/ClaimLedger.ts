@@ -2,31 +2,52 @@
  * The dedupe ledger under BlueBubbles and Feishu: claim a message id before handling it,
  * then finalize (a duplicate from then on) or release (someone may claim it again).
  *
+ * Every claim carries a token unique to it, and `finalize` / `release` act only while the
+ * key still holds that very claim (fencing): a handler whose claim expired while it was
+ * still running, and was claimed by someone else, changes nothing and is told `stale`.
+ *
  * @internal
  */
+import { randomUUID } from "node:crypto"
 import { Duration, Effect, Option, Schema } from "effect"
-import type { MirroredCache } from "./mirror/MirroredCache.js"
-import { MAX_KEY_BYTES } from "./store/storeRules.js"
+import type { MirroredCache, SettleOutcome } from "./mirror/MirroredCache.js"
 
-/** A claim as stored: in flight (`claimed`) or done (`committed`), with when that happened (epoch ms). */
-export const ClaimState = Schema.Struct({ status: Schema.Literal("claimed", "committed"), at: Schema.Number })
+/**
+ * A claim as stored: in flight (`claimed`) or done (`committed`), with when that happened
+ * (epoch ms) and the claim's token (rows written before tokens existed have none).
+ */
+export const ClaimState = Schema.Struct({
+  status: Schema.Literal("claimed", "committed"),
+  at: Schema.Number,
+  token: Schema.optional(Schema.String)
+})
 /** @see ClaimState */
 export type ClaimState = typeof ClaimState.Type
 
+/** Whether two claim states are the same claim (fencing compares these). */
+export const sameClaim = (a: ClaimState, b: ClaimState): boolean => a.status === b.status && a.at === b.at && a.token === b.token
+
 /** What a claim answered. */
 export type ClaimOutcome =
-  /** This caller owns the message: handle it, then `finalize` (or `release` on failure). Both never fail. */
-  | { readonly _tag: "Claimed"; readonly finalize: Effect.Effect<void>; readonly release: Effect.Effect<void> }
+  /**
+   * This caller owns the message: handle it, then `finalize` (or `release` on failure). Both
+   * never fail; they answer `done`, `stale` (the claim expired and someone else holds the
+   * message now: nothing changed), `queued` (the store is out of reach: it lands, still
+   * fenced, when it is back) or `refused` (the store refused the write).
+   */
+  | { readonly _tag: "Claimed"; readonly finalize: Effect.Effect<SettleOutcome>; readonly release: Effect.Effect<SettleOutcome> }
   /** Already handled (committed): drop it. */
   | { readonly _tag: "Duplicate" }
-  /** Claimed by someone else (this or another process) and not final yet: drop it or retry later. */
+  /**
+   * Claimed by someone else (this or another process) and not final yet — or the store could
+   * not decide (see the undecided policy): do not handle it now; drop it, or retry later.
+   */
   | { readonly _tag: "InFlight" }
-  /** The id cannot be tracked (missing or too long): handle it without dedupe. */
+  /** The message has no id: handle it without dedupe. */
   | { readonly _tag: "Skip"; readonly reason: string }
 
 const duplicate: ClaimOutcome = { _tag: "Duplicate" }
 const skipMissing: ClaimOutcome = { _tag: "Skip", reason: "message has no id" }
-const skipLong: ClaimOutcome = { _tag: "Skip", reason: `message key is longer than ${MAX_KEY_BYTES} bytes` }
 const inFlight: ClaimOutcome = { _tag: "InFlight" }
 
 /** Builds the ledger over a cache of {@link ClaimState}s. */
@@ -37,18 +58,22 @@ export const makeClaimLedger = (
   const claimedMillis = Duration.toMillis(ttls.claimed)
   const committedMillis = Duration.toMillis(ttls.committed)
 
-  const finalize = (key: string) =>
-    Effect.suspend(() => {
-      const at = cache.now()
-      return cache.write(key, { status: "committed", at }, at, at + committedMillis)
-    })
-  const release = (key: string) => cache.remove(key)
+  const finalizeClaim = (key: string, claim: ClaimState) =>
+    Effect.suspend(() => cache.replaceIfHeld(key, claim, { status: "committed", at: cache.now() }, committedMillis))
+  const releaseClaim = (key: string, claim: ClaimState) => cache.removeIfHeld(key, claim)
+
+  /** The claim this process holds on `key` in memory, if any. */
+  const heldHere = (key: string): ClaimState | undefined => {
+    const entry = cache.get(key)
+    return entry !== undefined && entry.value.status === "claimed" ? entry.value : undefined
+  }
 
   const attempt = (key: string, retriesLeft: number): Effect.Effect<ClaimOutcome> =>
     Effect.suspend(() => {
-      const at = cache.now()
-      return Effect.flatMap(cache.claim(key, { status: "claimed", at }, at, at + claimedMillis), (result) => {
-        if (result._tag === "Won") return Effect.succeed<ClaimOutcome>({ _tag: "Claimed", finalize: finalize(key), release: release(key) })
+      const claim: ClaimState = { status: "claimed", at: cache.now(), token: randomUUID() }
+      return Effect.flatMap(cache.claim(key, claim, claimedMillis), (result) => {
+        if (result._tag === "Won") return Effect.succeed<ClaimOutcome>({ _tag: "Claimed", finalize: finalizeClaim(key, claim), release: releaseClaim(key, claim) })
+        if (result._tag === "Undecided") return Effect.succeed(inFlight)
         if (Option.isSome(result.existing)) return Effect.succeed(result.existing.value.value.status === "committed" ? duplicate : inFlight)
         // Released between our claim and our read: try once more.
         return retriesLeft > 0 ? attempt(key, retriesLeft - 1) : Effect.succeed(inFlight)
@@ -57,23 +82,31 @@ export const makeClaimLedger = (
 
   return {
     /**
-     * Atomic claim (in the store when persistent) of the message `id`, tracked under `key(id)`.
-     * A missing id or an over-long key answers `Skip`. Never fails.
+     * Claims the message `id`, tracked under `key(id)` (ids too long for the store are
+     * tracked by their digest). A missing id answers `Skip`. Never fails.
      */
-    claim: (id: string | undefined, key: (id: string) => string): Effect.Effect<ClaimOutcome> => {
-      if (typeof id !== "string" || id.length === 0) return Effect.succeed(skipMissing)
-      const full = key(id)
-      return Buffer.byteLength(full) > MAX_KEY_BYTES ? Effect.succeed(skipLong) : attempt(full, 1)
-    },
-    /** Marks `key` handled: later claims answer `Duplicate`. Never fails. */
-    finalize,
-    /** Drops the claim so `key` can be claimed again. Never fails. */
-    release,
+    claim: (id: string | undefined, key: (id: string) => string): Effect.Effect<ClaimOutcome> =>
+      typeof id !== "string" || id.length === 0 ? Effect.succeed(skipMissing) : attempt(key(id), 1),
+    /**
+     * Marks `key` handled, fenced by the claim this process holds on it in memory: `stale`
+     * (nothing changed) when it holds none — prefer the `finalize` of the `Claimed` outcome,
+     * which carries its claim. Never fails.
+     */
+    finalize: (key: string): Effect.Effect<SettleOutcome> =>
+      Effect.suspend(() => {
+        const claim = heldHere(key)
+        return claim === undefined ? Effect.succeed<SettleOutcome>("stale") : finalizeClaim(key, claim)
+      }),
+    /** Drops the claim this process holds on `key`, so it can be claimed again; `stale` when it holds none. Never fails. */
+    release: (key: string): Effect.Effect<SettleOutcome> =>
+      Effect.suspend(() => {
+        const claim = heldHere(key)
+        return claim === undefined ? Effect.succeed<SettleOutcome>("stale") : releaseClaim(key, claim)
+      }),
     /**
      * Whether `key` was finalized (memory, then store). A claim read from the store is not
      * cached: it may be released there at any moment. Never fails.
      */
-    isCommitted: (key: string) =>
-      Effect.map(cache.peek(key), (found) => Option.isSome(found) && found.value.value.status === "committed")
+    isCommitted: (key: string) => Effect.map(cache.peek(key), (found) => Option.isSome(found) && found.value.value.status === "committed")
   }
 }

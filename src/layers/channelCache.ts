@@ -8,7 +8,7 @@ import type { ConfigError, Context, Schema, Scope } from "effect"
 import { Duration, Effect, Layer, Option } from "effect"
 import { KeyedStore } from "../KeyedStore.js"
 import { makeCacheMetrics } from "./mirror/CacheMetrics.js"
-import { makeMirroredCache, type MirroredCache } from "./mirror/MirroredCache.js"
+import { makeMirroredCache, type MirroredCache, type UndecidedPolicy } from "./mirror/MirroredCache.js"
 import { layerFromConfig } from "../PersistenceConfig.js"
 import { type MirrorSettings, makeStoreMirror } from "./mirror/StoreMirror.js"
 
@@ -23,6 +23,8 @@ export interface CacheSpec<A, I> {
   readonly storeMaxEntries: number
   /** The namespace's default TTL in the store (entries carry their own expiry). */
   readonly ttl: Duration.DurationInput
+  /** Whether two values are the same (fenced settles compare with it); default: the same object. */
+  readonly sameValue?: ((a: A, b: A) => boolean) | undefined
 }
 
 /** Options of a persistent channel layer. */
@@ -31,6 +33,13 @@ export interface PersistentOptions {
   readonly pluginId: string
   /** Write-behind tuning; defaults suit production. */
   readonly mirror?: Partial<MirrorSettings> | undefined
+  /**
+   * What a claim (BlueBubbles, Feishu) or a one-shot consume (Discord, Matrix) answers when
+   * the store is out of reach — down, unopenable, read-only, backing off. Default: by
+   * backend, `claim-locally` on SQLite (one instance), `in-flight` on PostgreSQL (several).
+   * Contention past the store's `lockWait` always answers in-flight.
+   */
+  readonly whenUnreachable?: UndecidedPolicy | undefined
 }
 
 /** A caller-given TTL in ms, or `fallback` when it is absent or not a positive duration (sync paths never throw). */
@@ -49,7 +58,8 @@ export const memoryCache = <A, I>(spec: CacheSpec<A, I>, pluginId = "memory"): E
       maxEntries: spec.memoryMaxEntries,
       now,
       metrics: makeCacheMetrics(pluginId, spec.namespace),
-      mirror: undefined
+      mirror: undefined,
+      sameValue: spec.sameValue
     })
   )
 
@@ -71,10 +81,17 @@ export const persistentCache = <A, I>(spec: CacheSpec<A, I>, options: Persistent
       yield* Effect.logError("channel-state: cannot open the store namespace; this cache runs from memory only", opened.left.message).pipe(
         Effect.annotateLogs({ plugin: options.pluginId, feature: spec.feature, namespace: spec.namespace })
       )
-      return makeMirroredCache<A>({ maxEntries: spec.memoryMaxEntries, now, metrics, mirror: undefined })
+      return makeMirroredCache<A>({ maxEntries: spec.memoryMaxEntries, now, metrics, mirror: undefined, sameValue: spec.sameValue })
     }
     const mirror = yield* makeStoreMirror(opened.right, { plugin: options.pluginId, feature: spec.feature }, metrics, options.mirror)
-    return makeMirroredCache<A>({ maxEntries: spec.memoryMaxEntries, now, metrics, mirror })
+    return makeMirroredCache<A>({
+      maxEntries: spec.memoryMaxEntries,
+      now,
+      metrics,
+      mirror,
+      sameValue: spec.sameValue,
+      whenUnreachable: options.whenUnreachable ?? (store.backend === "pg" ? "in-flight" : "claim-locally")
+    })
   })
 
 /** Opens one cache of a channel service, in whichever mode the layer is built. */

@@ -78,7 +78,7 @@ export const scenarios: ReadonlyArray<ChannelScenario> = [
       Effect.flatMap(FeishuMessageDedupe, (f) =>
         Effect.flatMap(f.beginProcessing({ namespace: "app", messageId: `om_${i}` }), (o) => (o._tag === "Claimed" ? o.finalize : Effect.die(`claim ${i}: ${o._tag}`)))
       ),
-    found: (i) => Effect.flatMap(FeishuMessageDedupe, (f) => f.hasProcessed({ namespace: "app", messageId: `om_${i}` })),
-    remove: (i) => Effect.flatMap(FeishuMessageDedupe, (f) => f.release({ namespace: "app", messageId: `om_${i}` }))
+    // No `remove`: a processed message stays processed (release drops only an in-flight claim).
+    found: (i) => Effect.flatMap(FeishuMessageDedupe, (f) => f.hasProcessed({ namespace: "app", messageId: `om_${i}` }))
   }
 ]

@@ -7,6 +7,7 @@
  */
 import { Effect, Metric, MetricBoundaries } from "effect"
 import type { StateStoreErrorReason } from "../../StateStoreError.js"
+import type { DropReason } from "./writeQueue.js"
 
 const counter = (name: string, description: string) => Metric.counter(name, { description, incremental: true })
 
@@ -18,8 +19,12 @@ export const CacheMetricFamilies = {
   backfills: counter("channel_state_backfills", "store hits put back into memory"),
   queuedWrites: counter("channel_state_queued_writes", "writes queued for the write-behind flusher"),
   flushedWrites: counter("channel_state_flushed_writes", "writes committed to the store by the flusher"),
-  droppedWrites: counter("channel_state_dropped_writes", "writes dropped: queue full, or rejected by the store"),
+  droppedWrites: counter("channel_state_dropped_writes", "writes dropped before reaching the store (tag reason: queue-full, shutdown, or the store's refusal: InvalidInput, LimitExceeded, Corrupt)"),
   failures: counter("channel_state_failures", "store operations that failed (tag: reason)"),
+  undecidedClaims: counter(
+    "channel_state_undecided_claims",
+    "claims and one-shot consumes the store could not decide (tag reason: contended, unreachable, refused; tag answer: in-flight, claimed-locally)"
+  ),
   flushBatchSize: Metric.histogram(
     "channel_state_flush_batch_size",
     MetricBoundaries.exponential({ start: 1, factor: 4, count: 8 }),
@@ -42,7 +47,13 @@ export interface CacheStats {
   flushedWrites: number
   droppedWrites: number
   failures: number
+  undecidedClaims: number
 }
+
+/** Why a claim was undecided: the lock stayed held past the deadline, the store was out of reach, or it refused the claim. */
+export type UndecidedReason = "contended" | "unreachable" | "refused"
+/** What an undecided claim answered. */
+export type UndecidedAnswer = "in-flight" | "claimed-locally"
 
 /** The metrics of one cache: plain counts for the sync path, tagged metrics for the rest. */
 export const makeCacheMetrics = (plugin: string, namespace: string) => {
@@ -58,21 +69,42 @@ export const makeCacheMetrics = (plugin: string, namespace: string) => {
     flushedWrites: tag(f.flushedWrites),
     droppedWrites: tag(f.droppedWrites),
     failures: tag(f.failures),
+    undecidedClaims: tag(f.undecidedClaims),
     flushBatchSize: tag(f.flushBatchSize),
     flushLatencyMs: tag(f.flushLatencyMs)
   }
   /** Totals, updated in place (plain numbers: cheap on the sync path). */
-  const stats: CacheStats = { memoryHits: 0, storeHits: 0, misses: 0, backfills: 0, queuedWrites: 0, flushedWrites: 0, droppedWrites: 0, failures: 0 }
-  const published = { memoryHits: 0, queuedWrites: 0, droppedWrites: 0, misses: 0 }
+  const stats: CacheStats = { memoryHits: 0, storeHits: 0, misses: 0, backfills: 0, queuedWrites: 0, flushedWrites: 0, droppedWrites: 0, failures: 0, undecidedClaims: 0 }
+  const published = { memoryHits: 0, queuedWrites: 0, misses: 0 }
+  // Drops by reason, counted on the sync path (queue full) and by the flusher; published as deltas.
+  const drops = new Map<DropReason, { count: number; published: number; metric: Metric.Metric.Counter<number> }>()
+
+  /** Counts `count` writes dropped for `reason`. Sync. */
+  const dropped = (reason: DropReason, count: number): void => {
+    stats.droppedWrites += count
+    let entry = drops.get(reason)
+    if (entry === undefined) {
+      entry = { count: 0, published: 0, metric: Metric.tagged(tagged.droppedWrites, "reason", reason) }
+      drops.set(reason, entry)
+    }
+    entry.count += count
+  }
 
   /** Pushes the sync-path counts accumulated since the last call into the metrics. */
   const publish = Effect.suspend(() => {
     const updates: Array<Effect.Effect<void>> = []
-    for (const name of ["memoryHits", "queuedWrites", "droppedWrites", "misses"] as const) {
+    for (const name of ["memoryHits", "queuedWrites", "misses"] as const) {
       const delta = stats[name] - published[name]
       if (delta > 0) {
         published[name] = stats[name]
         updates.push(Metric.incrementBy(tagged[name], delta))
+      }
+    }
+    for (const entry of drops.values()) {
+      const delta = entry.count - entry.published
+      if (delta > 0) {
+        entry.published = entry.count
+        updates.push(Metric.incrementBy(entry.metric, delta))
       }
     }
     return Effect.all(updates, { discard: true })
@@ -85,10 +117,31 @@ export const makeCacheMetrics = (plugin: string, namespace: string) => {
       return Metric.incrementBy(tagged[name], by)
     })
 
+  // Tagged variants built once per tag value, not per update.
+  const failureByReason = new Map<StateStoreErrorReason, Metric.Metric.Counter<number>>()
   const failure = (reason: StateStoreErrorReason) =>
     Effect.suspend(() => {
       stats.failures++
-      return Metric.increment(Metric.tagged(tagged.failures, "reason", reason))
+      let metric = failureByReason.get(reason)
+      if (metric === undefined) {
+        metric = Metric.tagged(tagged.failures, "reason", reason)
+        failureByReason.set(reason, metric)
+      }
+      return Metric.increment(metric)
+    })
+
+  const undecidedByTags = new Map<string, Metric.Metric.Counter<number>>()
+  /** Counts a claim (or one-shot) the store could not decide, and what it answered. */
+  const undecided = (reason: UndecidedReason, answer: UndecidedAnswer) =>
+    Effect.suspend(() => {
+      stats.undecidedClaims++
+      const id = `${reason}/${answer}`
+      let metric = undecidedByTags.get(id)
+      if (metric === undefined) {
+        metric = Metric.tagged(Metric.tagged(tagged.undecidedClaims, "reason", reason), "answer", answer)
+        undecidedByTags.set(id, metric)
+      }
+      return Metric.increment(metric)
     })
 
   const flushed = (size: number, millis: number) =>
@@ -96,7 +149,7 @@ export const makeCacheMetrics = (plugin: string, namespace: string) => {
       discard: true
     })
 
-  return { stats, publish, count, failure, flushed }
+  return { stats, publish, count, failure, flushed, dropped, undecided }
 }
 
 /** @see makeCacheMetrics */

@@ -2,14 +2,21 @@
  * The engine under the channel caches: a bounded in-memory map (the sync fast path) and,
  * when persistence is on, a store mirror behind it. Memory layers are this with no mirror.
  *
+ * With a mirror, every key is first made one the store takes ({@link storageKey}: long or
+ * odd ids become a digest) and every expiry a whole millisecond within the largest date, on
+ * the sync path, so the queue only holds writes the store can take.
+ *
  * @internal
  */
 import { Effect, Option } from "effect"
+import { MAX_EPOCH_MILLIS, storageKey } from "../store/storeRules.js"
 import type { TimedEntry } from "./BoundedTtlMap.js"
 import { BoundedTtlMap } from "./BoundedTtlMap.js"
 import type { CacheMetrics } from "./CacheMetrics.js"
-import type { StateStoreError } from "../../StateStoreError.js"
+import { type ClaimAttempt, makeDecisions, type SettleOutcome, type UndecidedPolicy } from "./storeDecisions.js"
 import type { StoreMirror } from "./StoreMirror.js"
+
+export type { ClaimAttempt, SettleOutcome, UndecidedPolicy } from "./storeDecisions.js"
 
 /** Reads the current time synchronously (the layer's `Clock`, so `TestClock` drives it). */
 export type Now = () => number
@@ -34,47 +41,61 @@ export interface MirroredCache<A> {
   /** Like `lookup`, but a store hit is not put back in memory (for entries another process may still change). Never fails. */
   readonly peek: (key: string) => Effect.Effect<Option.Option<TimedEntry<A>>>
   /**
-   * One-shot get-and-delete. With a store, the store's atomic consume decides (so two
-   * instances never both get it); if the store fails, memory answers. Never fails.
+   * One-shot get-and-delete. With a store, the store's atomic consume decides (of two
+   * instances, one gets it); when the store cannot decide, the cache's undecided policy
+   * answers (see {@link UndecidedPolicy}). Never fails.
    */
   readonly take: (key: string) => Effect.Effect<Option.Option<A>>
   /**
-   * Atomic claim: `Won` when no live entry existed in memory nor (atomically, across
-   * processes) in the store; else `Held` with the entry found, if it could be read. If the
-   * store fails, memory alone decides and the claim is queued for the store. Never fails.
+   * Atomic claim of `key` for `ttlMillis`: `Won` when no live entry existed in memory nor
+   * (atomically, across processes) in the store; `Held` with what holds it; `Undecided`
+   * when the store could not decide and the policy says to answer "in flight". Never fails.
    */
-  readonly claim: (key: string, value: A, createdAt: number, expiresAt: number) => Effect.Effect<ClaimAttempt<A>>
+  readonly claim: (key: string, value: A, ttlMillis: number) => Effect.Effect<ClaimAttempt<A>>
   /**
-   * Sets memory and writes the store now; queued instead (write-behind) behind an earlier
-   * queued change to the key, or when the store fails. Never fails.
+   * Fenced replace: writes `value` (memory and store) only while `key` still holds
+   * `expected` — or holds nothing live (a claim that expired unclaimed can still be
+   * finalized). `stale` when someone else holds it now. Never fails.
    */
-  readonly write: (key: string, value: A, createdAt: number, expiresAt: number) => Effect.Effect<void>
-  /** Deletes from memory and from the store now; queued like `write` when it cannot be. Never fails. */
-  readonly remove: (key: string) => Effect.Effect<void>
+  readonly replaceIfHeld: (key: string, expected: A, value: A, ttlMillis: number) => Effect.Effect<SettleOutcome>
+  /** Fenced delete: removes `key` (memory and store) only while it still holds `expected`. Never fails. */
+  readonly removeIfHeld: (key: string, expected: A) => Effect.Effect<SettleOutcome>
   /** The cache's counters. */
   readonly metrics: CacheMetrics
 }
 
-/** The answer of {@link MirroredCache.claim}. */
-export type ClaimAttempt<A> = { readonly _tag: "Won" } | { readonly _tag: "Held"; readonly existing: Option.Option<TimedEntry<A>> }
-
-const STORE_FAILED = Symbol("store failed")
-
-/** Builds the cache; without `mirror` it is memory only (nothing is opened or written). */
-export const makeMirroredCache = <A>(options: {
+/** What builds a cache. */
+export interface MirroredCacheOptions<A> {
   readonly maxEntries: number
   readonly now: Now
   readonly metrics: CacheMetrics
+  /** The store mirror; without one the cache is memory only (nothing is opened or written). */
   readonly mirror: StoreMirror<A> | undefined
-}): MirroredCache<A> => {
+  /** What a claim or one-shot answers when the store is out of reach (default `claim-locally`). */
+  readonly whenUnreachable?: UndecidedPolicy | undefined
+  /** Whether two values are the same claim (fencing in memory); default: the same object. */
+  readonly sameValue?: ((a: A, b: A) => boolean) | undefined
+}
+
+const identity = (key: string) => key
+
+/** An expiry as the store keeps it: a whole millisecond, at most the largest date. */
+const storedExpiry = (expiresAt: number) => (expiresAt >= MAX_EPOCH_MILLIS ? MAX_EPOCH_MILLIS : Math.round(expiresAt))
+
+/** Builds the cache. */
+export const makeMirroredCache = <A>(options: MirroredCacheOptions<A>): MirroredCache<A> => {
   const { now, metrics, mirror } = options
   const memory = new BoundedTtlMap<A>(options.maxEntries)
   const stats = metrics.stats
   const none = Effect.succeed(Option.none())
+  const keyOf = mirror === undefined ? identity : storageKey
 
-  const get = (key: string) => {
+  const getStored = (key: string) => {
     const hit = memory.get(key, now())
-    if (hit !== undefined) stats.memoryHits++
+    if (hit !== undefined) {
+      stats.memoryHits++
+      mirror?.touched()
+    }
     return hit
   }
 
@@ -88,7 +109,7 @@ export const makeMirroredCache = <A>(options: {
   /** Memory, then queued writes, then the store; `backfill` puts a store hit back in memory. */
   const read = (key: string, backfill: boolean): Effect.Effect<Option.Option<TimedEntry<A>>> =>
     Effect.suspend(() => {
-      const hit = get(key)
+      const hit = getStored(key)
       if (hit !== undefined) return Effect.succeed(Option.some(hit))
       const pending = fromPending(key)
       if (pending !== undefined) return Effect.succeed(Option.fromNullable(pending).pipe(Option.filter((e) => e.expiresAt > now())))
@@ -99,6 +120,7 @@ export const makeMirroredCache = <A>(options: {
       return Effect.flatMap(mirror.guard("lookup", mirror.handle.lookupEntry(key), Option.none()), (found) => {
         if (Option.isNone(found)) {
           stats.misses++
+          mirror.touched()
           return none
         }
         // The read was async: a delete or a newer write may have happened meanwhile.
@@ -116,116 +138,41 @@ export const makeMirroredCache = <A>(options: {
         return Effect.as(Effect.zipRight(metrics.count("storeHits"), metrics.count("backfills")), Option.some(entry))
       })
     })
-  const lookup = (key: string) => read(key, true)
 
-  const take = (key: string): Effect.Effect<Option.Option<A>> =>
-    Effect.suspend(() => {
-      const hit = get(key)
-      memory.delete(key)
-      if (mirror === undefined) {
-        if (hit === undefined) stats.misses++
-        return Effect.succeed(Option.map(Option.fromNullable(hit), (e) => e.value))
-      }
-      return takeFromStore(mirror, key, hit)
-    })
-
-  /** One-shot with a store: our own unwritten change, or else the store's atomic consume, decides. */
-  const takeFromStore = (m: StoreMirror<A>, key: string, hit: TimedEntry<A> | undefined): Effect.Effect<Option.Option<A>> =>
-    Effect.suspend(() => {
-      // A flush is writing this key right now: once it has, the store decides.
-      if (m.isBeingWritten(key)) return Effect.zipRight(m.settled, takeFromStore(m, key, hit))
-      const pending = fromPending(key)
-      if (pending === null) return none
-      if (pending !== undefined) {
-        // Queued, not written: ours alone. The delete joins the same flush, which keeps only it.
-        m.delete(key)
-        return Effect.succeed(pending.expiresAt > now() ? Option.some(pending.value) : Option.none())
-      }
-      return Effect.map(m.guard("consume", m.handle.consume(key), STORE_FAILED as typeof STORE_FAILED | Option.Option<A>), (taken) => {
-        if (taken !== STORE_FAILED) {
-          if (Option.isSome(taken) && hit === undefined) stats.storeHits++
-          if (Option.isNone(taken)) stats.misses++
-          return taken
-        }
-        // Store unavailable: memory answers, and the delete is queued for when it is back.
-        m.delete(key)
-        return Option.map(Option.fromNullable(hit), (e) => e.value)
-      })
-    })
-
-  const won: ClaimAttempt<A> = { _tag: "Won" }
-  const held = (existing: Option.Option<TimedEntry<A>>): ClaimAttempt<A> => ({ _tag: "Held", existing })
-
-  /**
-   * Writes the store now — unless a change to `key` is still queued, in which case this one
-   * queues behind it (so the store sees them in order) — and queues it when the store fails,
-   * so it lands once the store is back.
-   */
-  const writeThrough = (m: StoreMirror<A>, key: string, operation: string, direct: Effect.Effect<unknown, StateStoreError>, enqueue: () => void) => {
-    if (m.pending(key) !== undefined) return Effect.sync(enqueue)
-    return Effect.flatMap(m.guard(operation, Effect.as(direct, true), false), (written) => (written ? Effect.void : Effect.sync(enqueue)))
-  }
-
-  const claim = (key: string, value: A, createdAt: number, expiresAt: number): Effect.Effect<ClaimAttempt<A>> =>
-    Effect.suspend(() => {
-      const hit = get(key)
-      if (hit !== undefined) return Effect.succeed(held(Option.some(hit)))
-      const claimLocally = (queue: boolean) =>
-        Effect.sync(() => {
-          memory.set(key, { value, createdAt, expiresAt })
-          if (queue) mirror?.register(key, value, createdAt, expiresAt)
-          return won
-        })
-      if (mirror === undefined) return claimLocally(false)
-      const pending = fromPending(key)
-      if (pending !== undefined) {
-        // Our own unflushed change decides: the store row, if any, is still ours.
-        if (pending !== null && pending.expiresAt > now()) return Effect.succeed(held(Option.some(pending)))
-        return claimLocally(true)
-      }
-      const attempt = mirror.handle.registerIfAbsent(key, value, { createdAt, expiresAt })
-      return Effect.flatMap(mirror.guard("claim", attempt, STORE_FAILED as typeof STORE_FAILED | boolean), (result) => {
-        // Store unreachable: claim here, and queue the claim so it lands when the store is back.
-        if (result === STORE_FAILED) return claimLocally(true)
-        if (result) return claimLocally(false)
-        // Held elsewhere: report what the store holds, without copying it into memory — it
-        // may be released there, and memory must not keep answering "held" for its TTL.
-        return Effect.map(read(key, false), held)
-      })
-    })
+  const decisions = makeDecisions<A>({
+    memory,
+    now,
+    metrics,
+    mirror,
+    read,
+    get: getStored,
+    fromPending,
+    whenUnreachable: options.whenUnreachable ?? "claim-locally",
+    sameValue: options.sameValue ?? ((a, b) => a === b)
+  })
 
   return {
     now,
-    get,
+    get: (key) => getStored(keyOf(key)),
     set: (key, value, createdAt, expiresAt) => {
-      memory.set(key, { value, createdAt, expiresAt })
-      mirror?.register(key, value, createdAt, expiresAt)
+      const k = keyOf(key)
+      memory.set(k, { value, createdAt, expiresAt })
+      mirror?.register(k, value, createdAt, storedExpiry(expiresAt))
     },
     delete: (key) => {
-      memory.delete(key)
-      mirror?.delete(key)
+      const k = keyOf(key)
+      memory.delete(k)
+      mirror?.delete(k)
     },
     forget: (key) => {
-      memory.delete(key)
+      memory.delete(keyOf(key))
     },
-    lookup,
-    peek: (key) => read(key, false),
-    take,
-    claim,
-    write: (key, value, createdAt, expiresAt) =>
-      Effect.suspend(() => {
-        memory.set(key, { value, createdAt, expiresAt })
-        if (mirror === undefined) return Effect.void
-        return writeThrough(mirror, key, "write", mirror.handle.register(key, value, { createdAt, expiresAt }), () =>
-          mirror.register(key, value, createdAt, expiresAt)
-        )
-      }),
-    remove: (key) =>
-      Effect.suspend(() => {
-        memory.delete(key)
-        if (mirror === undefined) return Effect.void
-        return writeThrough(mirror, key, "remove", mirror.handle.delete(key), () => mirror.delete(key))
-      }),
+    lookup: (key) => read(keyOf(key), true),
+    peek: (key) => read(keyOf(key), false),
+    take: (key) => decisions.take(keyOf(key)),
+    claim: (key, value, ttlMillis) => decisions.claim(keyOf(key), value, ttlMillis),
+    replaceIfHeld: (key, expected, value, ttlMillis) => decisions.replaceIfHeld(keyOf(key), expected, value, ttlMillis),
+    removeIfHeld: (key, expected) => decisions.removeIfHeld(keyOf(key), expected),
     metrics
   }
 }

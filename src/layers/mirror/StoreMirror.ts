@@ -1,30 +1,39 @@
 /**
- * The persistent half of a cache: a write-behind queue flushed in batches by a background
- * fiber, and a guard that turns every store failure into "answer from memory" — logged once
- * per burst, counted, and backed off after repeated failures.
+ * The persistent half of a cache: a write-behind queue whose one owner is a background
+ * flusher fiber, and the guard that turns every store failure into a counted, logged answer
+ * from memory (or, for decisions, a typed failure the caller turns into its policy).
+ *
+ * Lifetime: the flusher writes what is queued one flush interval after it is queued; its
+ * timers never keep the process alive, and when the event loop runs dry (`beforeExit`) it
+ * writes what is still queued at once. Closing the scope tells the flusher to finish: it
+ * writes everything queued or in flight, bounded by `shutdownFlushTimeout`; what that bound
+ * cuts off is counted and logged as lost.
  *
  * @internal
  */
-import { Clock, Deferred, Duration, Effect, FiberId, Option } from "effect"
+import { Duration, Effect, Either, Fiber } from "effect"
 import type { BatchOp, NamespaceHandle } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
+import { realSleep } from "../store/retry.js"
 import type { CacheMetrics } from "./CacheMetrics.js"
-import { lastStepPerKey } from "../store/storeRules.js"
+import { makeFailureLog } from "./failureLog.js"
+import { backgroundSleep, onBeforeExit } from "../lifetime.js"
+import { WriteQueue } from "./writeQueue.js"
 
 /** Tuning of the write-behind mirror. Every field has a default. */
 export interface MirrorSettings {
-  /** How often the flusher writes queued changes (default 100 ms). At most this much is lost on a crash. */
+  /** How long a queued change waits for others to join its batch (default 100 ms). About this much is lost on a crash. */
   readonly flushInterval: Duration.DurationInput
   /** Writes per store transaction (default 1 000). */
   readonly maxBatch: number
-  /** Queued writes before new ones are dropped and counted (default 10 000); the caller never waits. */
+  /** Distinct queued keys before changes to new keys are dropped and counted (default 10 000); the caller never waits. */
   readonly maxQueue: number
-  /** Consecutive failures before the mirror stops calling the store for a while (default 3). */
+  /** Consecutive outages (not caller mistakes, not contention) before the mirror stops calling the store for a while (default 3). */
   readonly failuresBeforeBackoff: number
-  /** First back-off pause (default 1 s), doubled per further failure up to `backoffMax` (default 30 s). */
+  /** First back-off pause (default 1 s), doubled per further outage up to `backoffMax` (default 30 s). */
   readonly backoffBase: Duration.DurationInput
   readonly backoffMax: Duration.DurationInput
-  /** How long shutdown waits for the final flush (default 5 s). */
+  /** How long shutdown waits for the queue to be written (default 5 s, real time). */
   readonly shutdownFlushTimeout: Duration.DurationInput
   /** A failure burst ends after this long without failures; it is summarised at most this often (default 1 minute). */
   readonly failureLogInterval: Duration.DurationInput
@@ -48,203 +57,179 @@ export interface MirrorIdentity {
   readonly feature: string
 }
 
-const NON_RETRYABLE = new Set(["InvalidInput", "LimitExceeded", "Corrupt"])
+/** A store failure that made the mirror answer without the store. */
+const backingOffError = (operation: string, namespace: string) =>
+  new StateStoreError({
+    reason: "Unavailable",
+    operation,
+    namespace,
+    detail: "not tried: the store is being left alone after repeated failures (back-off); it is probed again later"
+  })
 
-/** A defect from a store operation, as a failure the mirror reports, counts and retries. */
-const unexpected = (operation: string, defect: unknown) =>
-  new StateStoreError({ reason: "WriteFailed", operation, detail: `unexpected store error: ${defect instanceof Error ? defect.message : String(defect)}`, cause: defect })
+/** A pause between attempts to write the queue at shutdown while the store fails. */
+const SHUTDOWN_RETRY_MILLIS = 50
 
 /**
  * Starts the mirror of `handle` in the current scope: the flusher fiber, and a finalizer that
- * flushes what is queued (bounded by `shutdownFlushTimeout`) before the scope closes.
+ * has it write everything queued (bounded by `shutdownFlushTimeout`) before the scope closes.
  */
-export const makeStoreMirror = <A>(
-  handle: NamespaceHandle<A>,
-  identity: MirrorIdentity,
-  metrics: CacheMetrics,
-  overrides: Partial<MirrorSettings> = {}
-) =>
+export const makeStoreMirror = <A>(handle: NamespaceHandle<A>, identity: MirrorIdentity, metrics: CacheMetrics, overrides: Partial<MirrorSettings> = {}) =>
   Effect.gen(function* () {
     const settings = { ...defaultMirrorSettings, ...overrides }
-    const backoffBase = Duration.toMillis(settings.backoffBase)
-    const backoffMax = Duration.toMillis(settings.backoffMax)
-    const logEvery = Duration.toMillis(settings.failureLogInterval)
     const annotations = { plugin: identity.plugin, feature: identity.feature, namespace: handle.namespace }
-
-    // Plain arrays, swapped out by the flusher: a push is the whole cost on the sync path.
-    let queue: Array<BatchOp<A>> = []
-    let inflight: ReadonlyArray<BatchOp<A>> | undefined
-    // Completed when the flush writing `inflight` ends (committed, or put back on failure).
-    let inflightSettled: Deferred.Deferred<void> | undefined
-    const newestIn = (ops: ReadonlyArray<BatchOp<A>> | undefined, key: string): BatchOp<A> | undefined => {
-      if (ops === undefined) return undefined
-      for (let i = ops.length - 1; i >= 0; i--) if (ops[i]!.key === key) return ops[i]
-      return undefined
-    }
-
-    // Failure state. A burst is failures not separated by a quiet `failureLogInterval`: it is
-    // logged when it starts, summarised at most once per interval, and its end is logged by
-    // the first success after the quiet interval. Back-off counts consecutive failures only.
-    let consecutiveFailures = 0
-    let burstFailures = 0
-    let lastFailureAt = Number.NEGATIVE_INFINITY
-    let lastLogAt = Number.NEGATIVE_INFINITY
-    let backoffUntil = 0
-
-    const report = (operation: string, error: StateStoreError) =>
-      Effect.gen(function* () {
-        const now = yield* Clock.currentTimeMillis
-        consecutiveFailures++
-        if (consecutiveFailures >= settings.failuresBeforeBackoff) {
-          const pause = Math.min(backoffMax, backoffBase * 2 ** (consecutiveFailures - settings.failuresBeforeBackoff))
-          backoffUntil = now + pause
-        }
-        const startsBurst = now - lastFailureAt >= logEvery
-        if (startsBurst) burstFailures = 0
-        burstFailures++
-        lastFailureAt = now
-        yield* metrics.failure(error.reason)
-        if (startsBurst || now - lastLogAt >= logEvery) {
-          lastLogAt = now
-          yield* Effect.logWarning(
-            startsBurst
-              ? "channel-state: store operation failed; serving from memory"
-              : `channel-state: store still failing (${burstFailures} failures in this burst); serving from memory`
-          ).pipe(Effect.annotateLogs({ ...annotations, operation, reason: error.reason, detail: error.detail }))
-        }
-      })
-
-    const recovered = Effect.suspend(() => {
-      consecutiveFailures = 0
-      if (burstFailures === 0) return Effect.void
-      return Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        if (now - lastFailureAt < logEvery) return Effect.void
-        const failures = burstFailures
-        burstFailures = 0
-        return Effect.logInfo(`channel-state: store recovered after ${failures} failed operations`).pipe(Effect.annotateLogs(annotations))
-      })
-    })
-
-    /** Whether the store is being left alone for now (backing off after repeated failures). */
-    const backingOff = Effect.map(Clock.currentTimeMillis, (now) => now < backoffUntil)
+    const failures = makeFailureLog(settings, metrics, annotations)
+    const queue = new WriteQueue<A>(settings.maxQueue, metrics.dropped)
 
     /**
-     * Runs a store operation; on failure (or while backing off) answers `fallback`. Never fails.
+     * Runs a store operation and hands back its outcome, never failing: a failure is counted,
+     * logged once per burst (saying `consequence`) and — an outage — counted toward back-off.
+     * While backing off the store is not called, and the outcome is an `Unavailable` failure.
      */
-    const guard = <R>(operation: string, effect: Effect.Effect<R, StateStoreError>, fallback: R): Effect.Effect<R> =>
-      Effect.flatMap(backingOff, (paused) =>
+    const attempt = <R>(operation: string, effect: Effect.Effect<R, StateStoreError>, consequence: (error: StateStoreError) => string) =>
+      Effect.flatMap(failures.backingOff, (paused) =>
         paused
-          ? Effect.succeed(fallback)
-          : effect.pipe(
-              Effect.tap(() => recovered),
-              Effect.catchAll((error) => Effect.as(report(operation, error), fallback)),
-              Effect.catchAllDefect((defect) => Effect.as(report(operation, unexpected(operation, defect)), fallback)),
+          ? Effect.succeed<Either.Either<R, StateStoreError>>(Either.left(backingOffError(operation, handle.namespace)))
+          : Effect.either(effect).pipe(
+              Effect.tap((outcome) => (Either.isRight(outcome) ? failures.recovered : failures.report(operation, outcome.left, consequence(outcome.left)))),
               Effect.annotateLogs(annotations)
             )
       )
 
-    // The flusher sleeps on this latch while there is nothing to write, so an idle cache
-    // schedules no timers (and TestClock can jump hours without stepping through flushes).
+    /** Runs a store operation; on failure (or while backing off) answers `fallback`. Never fails. */
+    const guard = <R>(operation: string, effect: Effect.Effect<R, StateStoreError>, fallback: R): Effect.Effect<R> =>
+      Effect.map(
+        attempt(operation, effect, () => "serving from memory"),
+        Either.getOrElse(() => fallback)
+      )
+
+    // The flusher sleeps on `work` while there is nothing to do, so an idle cache schedules no
+    // timers (and TestClock can jump hours without stepping through flushes). `now` cuts the
+    // flush interval short: at shutdown, and when the event loop runs dry.
     const work = yield* Effect.makeLatch(false)
+    const now = yield* Effect.makeLatch(false)
     let workSignalled = false
     const signalWork = () => {
       if (workSignalled) return
       workSignalled = true
       work.unsafeOpen()
     }
+    let stopping = false
+    let stopped = false
 
-    const enqueue = (op: BatchOp<A>): void => {
-      if (queue.length >= settings.maxQueue) {
-        metrics.stats.droppedWrites++
-        return
-      }
-      queue.push(op)
-      metrics.stats.queuedWrites++
-      signalWork()
-    }
-
-    /** Writes what is queued, in batches. `force` ignores the back-off (shutdown). */
-    const flush = (force: boolean) =>
+    /**
+     * Writes what is queued, in batches of `maxBatch`. `force` ignores the back-off. Whatever
+     * was not written — a failed batch, or an interruption — goes back to the queue. Refused
+     * changes are dropped alone, counted by reason and logged. `true` unless the store failed.
+     */
+    const flush = (force: boolean): Effect.Effect<boolean> =>
       Effect.gen(function* () {
-        if (queue.length === 0 || (!force && (yield* backingOff))) return
-        // One step per key for the whole flush, so a write and a later delete of the same key
-        // never land in different transactions (a crash between them would resurrect it).
-        const ops = lastStepPerKey(queue)
-        inflight = ops
-        inflightSettled = Deferred.unsafeMake(FiberId.none)
-        queue = []
-        for (let start = 0; start < ops.length; start += settings.maxBatch) {
-          const chunk = ops.slice(start, start + settings.maxBatch)
-          const began = yield* Clock.currentTimeMillis
-          const result = yield* Effect.either(handle.writeBatch(chunk).pipe(Effect.catchAllDefect((defect) => Effect.fail(unexpected("flush", defect)))))
-          if (result._tag === "Right") {
-            yield* recovered
-            yield* metrics.flushed(chunk.length, (yield* Clock.currentTimeMillis) - began)
-            continue
+        if (queue.size === 0) return true
+        if (!force && (yield* failures.backingOff)) return false
+        const ops = queue.startFlight()
+        let written = 0
+        return yield* Effect.gen(function* () {
+          while (written < ops.length) {
+            const chunk = ops.slice(written, written + settings.maxBatch)
+            const began = performance.now()
+            const outcome = yield* Effect.either(handle.writeBatch(chunk))
+            if (Either.isLeft(outcome)) {
+              yield* failures.report("flush", outcome.left, "the batch stays queued and is retried")
+              queue.putBack(ops.slice(written))
+              return false
+            }
+            written += chunk.length
+            yield* failures.recovered
+            for (const refused of outcome.right.refused) {
+              metrics.dropped(refused.error.reason === "LimitExceeded" || refused.error.reason === "Corrupt" ? refused.error.reason : "InvalidInput", 1)
+              yield* failures.report("flush", refused.error, "this write was refused by the store and dropped; the rest of its batch landed")
+            }
+            yield* metrics.flushed(chunk.length - outcome.right.refused.length, performance.now() - began)
           }
-          yield* report("flush", result.left)
-          if (NON_RETRYABLE.has(result.left.reason)) {
-            metrics.stats.droppedWrites += chunk.length
-            continue
-          }
-          // Put back what was not written, before what was queued meanwhile (order is kept, so
-          // the newest change to a key still wins); past the bound, the oldest are dropped.
-          const requeue = ops.slice(start).concat(queue)
-          const excess = requeue.length - settings.maxQueue
-          if (excess > 0) metrics.stats.droppedWrites += excess
-          queue = excess > 0 ? requeue.slice(excess) : requeue
-          break
-        }
-        inflight = undefined
-      }).pipe(
-        Effect.ensuring(
-          Effect.suspend(() => {
-            const settled = inflightSettled
-            inflight = undefined
-            inflightSettled = undefined
-            return settled === undefined ? Effect.void : Deferred.succeed(settled, undefined)
-          })
-        ),
-        Effect.withSpan("StoreMirror.flush", { attributes: annotations })
-      )
+          return true
+        }).pipe(
+          Effect.onInterrupt(() => Effect.sync(() => queue.putBack(ops.slice(written)))),
+          Effect.ensuring(Effect.suspend(() => queue.endFlight()))
+        )
+      }).pipe(Effect.withSpan("StoreMirror.flush", { attributes: annotations }), Effect.annotateLogs(annotations))
 
-    // Wait for work, let it gather for one interval, write it; what could not be written (or
-    // arrived meanwhile) signals the next round.
-    yield* Effect.gen(function* () {
+    /** At shutdown: write until the queue is empty, retrying a failing store (until the finalizer's bound). */
+    const drain: Effect.Effect<void> = Effect.suspend(() =>
+      queue.size === 0 ? Effect.void : Effect.flatMap(flush(true), (ok) => Effect.zipRight(ok ? Effect.void : realSleep(SHUTDOWN_RETRY_MILLIS), drain))
+    )
+
+    // One round: wait for work, let it gather for one interval (or less when `now` opens),
+    // write it, publish the counters; what could not be written signals the next round.
+    const round = Effect.gen(function* () {
       yield* work.await
-      yield* Effect.sleep(settings.flushInterval)
+      if (!stopping) yield* Effect.raceFirst(backgroundSleep(settings.flushInterval), now.await)
       work.unsafeClose()
+      now.unsafeClose()
       workSignalled = false
       yield* flush(false)
       yield* metrics.publish
-      if (queue.length > 0) signalWork()
-    }).pipe(Effect.forever, Effect.forkScoped)
-    yield* Effect.addFinalizer(() =>
-      flush(true).pipe(
-        Effect.zipRight(metrics.publish),
-        Effect.timeoutOption(settings.shutdownFlushTimeout),
-        Effect.flatMap((done) =>
-          Option.isNone(done) || queue.length > 0
-            ? Effect.logWarning(`channel-state: ${queue.length} queued writes not flushed at shutdown`).pipe(Effect.annotateLogs(annotations))
-            : Effect.void
-        )
-      )
+      if (queue.size > 0) signalWork()
+    })
+    const flusher = Effect.gen(function* () {
+      while (!stopping) yield* round
+      yield* drain
+    })
+
+    const stopBeforeExit = onBeforeExit(() => {
+      if (queue.size > 0 && !stopping) {
+        now.unsafeOpen()
+        signalWork()
+      }
+    })
+    const shutdownBound = Duration.toMillis(settings.shutdownFlushTimeout)
+    // Forked from an uninterruptible acquire: the flusher itself must stay interruptible (its
+    // races cut sleeps short; the shutdown bound interrupts it), and so must the bound's race.
+    yield* Effect.acquireRelease(Effect.forkDaemon(Effect.interruptible(flusher)), (fiber) =>
+      Effect.gen(function* () {
+        stopBeforeExit()
+        stopping = true
+        now.unsafeOpen()
+        signalWork()
+        const finished = yield* Effect.interruptible(Effect.raceFirst(Effect.as(Fiber.await(fiber), true), Effect.as(realSleep(shutdownBound), false)))
+        if (!finished) yield* Fiber.interrupt(fiber)
+        stopped = true
+        const lost = queue.dropAll("shutdown")
+        yield* metrics.publish
+        if (lost > 0) {
+          yield* Effect.logWarning(
+            `channel-state: ${lost} queued writes were not written at shutdown (the store did not take them within ${Duration.format(settings.shutdownFlushTimeout)}); they are lost`
+          ).pipe(Effect.annotateLogs(annotations))
+        }
+      })
     )
+
+    const enqueue = (op: BatchOp<A>): void => {
+      if (stopped) {
+        metrics.dropped("shutdown", 1)
+        return
+      }
+      if (queue.enqueue(op)) {
+        metrics.stats.queuedWrites++
+        signalWork()
+      }
+    }
 
     return {
       handle,
       guard,
-      /** Queues an upsert with its original timestamps. Sync, O(1), never blocks or throws. */
-      register: (key: string, value: A, createdAt: number, expiresAt: number): void =>
-        enqueue({ _tag: "Register", key, value, createdAt, expiresAt }),
-      /** Queues a delete. Sync, O(1), never blocks or throws. */
-      delete: (key: string): void => enqueue({ _tag: "Delete", key }),
-      /** The newest change to `key` not yet committed (queued or being written), if any: a scan of the queue, newest first. */
-      pending: (key: string): BatchOp<A> | undefined => newestIn(queue, key) ?? newestIn(inflight, key),
+      attempt,
+      /** Queues an upsert with its original timestamps (conditional with `ifAbsentOr`). Sync, O(1), never blocks or throws. */
+      register: (key: string, value: A, createdAt: number, expiresAt: number, ifAbsentOr?: A): void =>
+        enqueue(ifAbsentOr === undefined ? { _tag: "Register", key, value, createdAt, expiresAt } : { _tag: "Register", key, value, createdAt, expiresAt, ifAbsentOr }),
+      /** Queues a delete (conditional with `ifEqual`). Sync, O(1), never blocks or throws. */
+      delete: (key: string, ifEqual?: A): void => enqueue(ifEqual === undefined ? { _tag: "Delete", key } : { _tag: "Delete", key, ifEqual }),
+      /** The newest change to `key` not yet committed (queued or being written), if any. O(1). */
+      pending: (key: string): BatchOp<A> | undefined => queue.pending(key),
       /** Whether the flush running now is writing a change to `key`. */
-      isBeingWritten: (key: string): boolean => newestIn(inflight, key) !== undefined,
+      isBeingWritten: (key: string): boolean => queue.isBeingWritten(key),
       /** Waits until the flush running now (if any) has committed or put back its batch. Never fails. */
-      settled: Effect.suspend(() => (inflightSettled === undefined ? Effect.void : Deferred.await(inflightSettled)))
+      settled: queue.settled,
+      /** Sync-path counters changed: they are published within one flush interval. Sync, O(1). */
+      touched: signalWork
     }
   })
 
