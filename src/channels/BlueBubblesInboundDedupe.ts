@@ -38,7 +38,8 @@ export class BlueBubblesInboundDedupe extends Context.Tag("channel-state/BlueBub
   {
     /**
      * Claims the message before handling it: `Claimed` (then `finalize` or `release`),
-     * `Duplicate`, `InFlight`, or `Skip` for a missing or over-long guid. Atomic in the store
+     * `Duplicate`, `InFlight`, or `Skip` for a missing guid (a guid of any length is deduped;
+     * one past the store's key limit is stored by its digest). Atomic in the store
      * when persistent: of several processes claiming one guid, exactly one gets `Claimed`.
      */
     readonly claim: (message: InboundMessage) => Effect.Effect<ClaimOutcome>

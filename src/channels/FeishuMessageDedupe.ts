@@ -38,7 +38,8 @@ export class FeishuMessageDedupe extends Context.Tag("channel-state/FeishuMessag
   {
     /**
      * Claims the message for processing (in flight for 5 min): `Claimed`, `Duplicate`
-     * (processed), `InFlight`, or `Skip` (empty or over-long id). Atomic in the store when persistent.
+     * (processed), `InFlight`, or `Skip` (empty id; an id of any length is deduped). Atomic in
+     * the store when persistent; see the undecided policy for when the store cannot decide.
      */
     readonly beginProcessing: (message: FeishuMessage) => Effect.Effect<ClaimOutcome>
     /**

@@ -33,7 +33,7 @@ export const COMPONENTS = 100
 /** BlueBubbles and Feishu messages delivered to every instance. */
 export const MESSAGES = 300
 /** How long an instance polls for what the others recorded. */
-export const HONOUR_BOUND_MS = 10_000
+export const HONOUR_BOUND_MS = 30_000
 
 export const threadTs = (instance: number, n: number) => `w${instance}-t${n}`
 export const componentId = (n: number) => `c${n}`

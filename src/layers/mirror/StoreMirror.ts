@@ -174,8 +174,11 @@ export const makeStoreMirror = <A>(handle: NamespaceHandle<A>, identity: MirrorI
       yield* drain
     })
 
+    // When the event loop runs dry: write what is queued now — unless the store is being left
+    // alone after outages (the process then exits; what is queued is lost, as on a crash).
+    const clock = yield* Effect.clock
     const stopBeforeExit = onBeforeExit(() => {
-      if (queue.size > 0 && !stopping) {
+      if (queue.size > 0 && !stopping && !failures.backingOffAt(clock.unsafeCurrentTimeMillis())) {
         now.unsafeOpen()
         signalWork()
       }

@@ -77,8 +77,10 @@ export const makeFailureLog = (settings: FailureLogSettings, metrics: CacheMetri
 
   /** Whether the store is being left alone for now (after repeated outages). */
   const backingOff = Effect.map(Clock.currentTimeMillis, (now) => now < backoffUntil)
+  /** The same, at `now` (epoch ms), for synchronous callers. */
+  const backingOffAt = (now: number) => now < backoffUntil
 
-  return { report, recovered, backingOff }
+  return { report, recovered, backingOff, backingOffAt }
 }
 
 /** The failure log of one mirror. */
