@@ -119,17 +119,11 @@ export const makeDecisions = <A>(ctx: DecisionContext<A>) => {
         }
         const reason = undecidedReason(outcome.left)
         const answer = answerFor(reason)
-        return Effect.as(
-          metrics.undecided(reason, answer),
-          answer === "in-flight"
-            ? undecided
-            : (() => {
-                memory.set(key, entry)
-                // Lands when the store is back — only if nobody claimed it there meanwhile.
-                mirror.register(key, value, entry.createdAt, entry.expiresAt, value)
-                return won
-              })()
-        )
+        if (answer === "in-flight") return Effect.as(metrics.undecided(reason, answer), undecided)
+        memory.set(key, entry)
+        // Lands when the store is back — only if nobody claimed it there meanwhile.
+        mirror.register(key, value, entry.createdAt, entry.expiresAt, value)
+        return Effect.as(metrics.undecided(reason, answer), won)
       })
     })
 

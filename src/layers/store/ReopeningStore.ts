@@ -6,9 +6,10 @@
  *
  * @internal
  */
-import { Clock, Duration, Effect, ExecutionStrategy, Exit, Scope } from "effect"
+import { Clock, Deferred, Duration, Effect, ExecutionStrategy, Exit, Scope } from "effect"
 import { KeyedStore, type NamespaceHandle, type NamespaceOptions, type StoreBackend } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
+import { realSleep } from "./retry.js"
 import { unexpectedFailure } from "./sqlHandle.js"
 import { makeNamespaceRegistry, resolveNamespace } from "./storeRules.js"
 
@@ -36,6 +37,9 @@ export interface ReopeningOptions {
   readonly retryAfter?: Duration.DurationInput | undefined
 }
 
+/** How long closing waits for running operations before it closes the connections anyway. */
+const CLOSE_WAIT_MILLIS = 5_000
+
 /** Builds the store in the current scope; every database it opens is closed with it. */
 export const make = (options: ReopeningOptions): Effect.Effect<KeyedStore["Type"], StateStoreError, Scope.Scope> =>
   Effect.gen(function* () {
@@ -46,14 +50,37 @@ export const make = (options: ReopeningOptions): Effect.Effect<KeyedStore["Type"
     let current: { readonly db: OpenedDatabase; readonly scope: Scope.CloseableScope } | undefined
     let generation = 0
     let lastFailure: { readonly at: number; readonly error: StateStoreError } | undefined
-    // Set when the store's scope closes: later operations fail at once instead of reopening.
+    // Every database is opened in a scope forked from `databases`, which the finalizer below
+    // closes itself: first no new operation may start (`closed`), then the operations still
+    // running finish (bounded), and only then do the connections close — a query waiting for
+    // a pooled connection when the pool ends would otherwise never settle.
+    const databases = yield* Scope.fork(outer, ExecutionStrategy.sequential)
     let closed = false
+    let running = 0
+    let drained: Deferred.Deferred<void> | undefined
     yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
+      Effect.gen(function* () {
         closed = true
+        if (running > 0) {
+          drained = yield* Deferred.make<void>()
+          yield* Effect.interruptible(Effect.raceFirst(Deferred.await(drained), realSleep(CLOSE_WAIT_MILLIS)))
+        }
+        yield* Scope.close(databases, Exit.void)
       })
     )
     const closedError = new StateStoreError({ reason: "Unavailable", operation: "open", detail: `the store at ${options.location} is closed (its runtime was disposed)` })
+    /** Runs an operation, counted while it runs so that closing waits for it. */
+    const tracked = <R>(effect: Effect.Effect<R, StateStoreError>) =>
+      Effect.suspend(() => {
+        running++
+        return Effect.ensuring(
+          effect,
+          Effect.suspend(() => {
+            running--
+            return running === 0 && drained !== undefined ? Deferred.succeed(drained, undefined) : Effect.void
+          })
+        )
+      })
 
     /** An open failure, as operations see it while the database cannot be opened. */
     const unavailable = (error: StateStoreError) =>
@@ -64,7 +91,7 @@ export const make = (options: ReopeningOptions): Effect.Effect<KeyedStore["Type"
       })
 
     const openFresh = Effect.gen(function* () {
-      const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
+      const scope = yield* Scope.fork(databases, ExecutionStrategy.sequential)
       const db = yield* options.open(scope).pipe(Effect.tapError(() => Scope.close(scope, Exit.void)))
       return { db, scope }
     })
@@ -124,7 +151,11 @@ export const make = (options: ReopeningOptions): Effect.Effect<KeyedStore["Type"
         )
         // Every failure is typed: a throw from a file-system check becomes a failure too, never a defect.
         const via = <R>(f: (h: NamespaceHandle<A>) => Effect.Effect<R, StateStoreError>) =>
-          Effect.catchAllDefect(Effect.flatMap(handle, f), (defect) => Effect.fail(unexpectedFailure("open", "write", defect, { owner: ns.owner, namespace: ns.namespace })))
+          tracked(
+            Effect.catchAllDefect(Effect.flatMap(handle, f), (defect) =>
+              Effect.fail(unexpectedFailure("open", "write", defect, { owner: ns.owner, namespace: ns.namespace }))
+            )
+          )
         return {
           owner: ns.owner,
           namespace: ns.namespace,
