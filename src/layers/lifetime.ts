@@ -1,11 +1,13 @@
 /**
- * Background work must never keep a process alive by itself: a plugin host that ends without
- * disposing the runtime should still exit. Two pieces:
+ * How background work lives with the host process: it must never keep the process alive by
+ * itself, must not hold the event loop, and may end with the process.
  * - {@link backgroundSleep}: a sleep on an unreferenced timer (under Effect's live clock; a
  *   `TestClock` or any other clock is used as it is, so tests still drive time);
+ * - {@link yieldToEventLoop}: lets timers and I/O run between batches of synchronous work;
  * - {@link onBeforeExit}: work to do when the event loop runs dry, e.g. write what is still
  *   queued. Node emits `beforeExit` only when nothing else is pending, and again after any
- *   work that handler started, so a handler must only start work when there is some.
+ *   work that handler started, so a handler must only start work when there is some;
+ * - {@link disposeOnSignals}: an opt-in dispose on SIGTERM/SIGINT.
  *
  * @internal
  */
@@ -24,6 +26,16 @@ export const backgroundSleep = (duration: Duration.DurationInput): Effect.Effect
       return Effect.sync(() => clearTimeout(timer))
     })
   })
+
+/**
+ * Lets timers and I/O run before the next batch of synchronous work. `Effect.yieldNow` is not
+ * enough: Effect's scheduler resumes through microtasks, so a long run of synchronous SQLite
+ * batches would hold the event loop for its whole length.
+ */
+export const yieldToEventLoop: Effect.Effect<void> = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
 
 const beforeExit = new Set<() => void>()
 const runBeforeExit = () => {

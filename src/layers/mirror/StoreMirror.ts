@@ -17,7 +17,7 @@ import { StateStoreError } from "../../StateStoreError.js"
 import { realSleep } from "../store/retry.js"
 import type { CacheMetrics } from "./CacheMetrics.js"
 import { makeFailureLog } from "./failureLog.js"
-import { backgroundSleep, onBeforeExit } from "../lifetime.js"
+import { backgroundSleep, onBeforeExit, yieldToEventLoop } from "../lifetime.js"
 import { WriteQueue } from "./writeQueue.js"
 
 /** Tuning of the write-behind mirror. Every field has a default. */
@@ -129,6 +129,8 @@ export const makeStoreMirror = <A>(handle: NamespaceHandle<A>, identity: MirrorI
         let written = 0
         return yield* Effect.gen(function* () {
           while (written < ops.length) {
+            // Timers and I/O run between batches (SQLite batches are synchronous).
+            if (written > 0) yield* yieldToEventLoop
             const chunk = ops.slice(written, written + settings.maxBatch)
             const began = performance.now()
             const outcome = yield* Effect.either(handle.writeBatch(chunk))
@@ -232,7 +234,9 @@ export const makeStoreMirror = <A>(handle: NamespaceHandle<A>, identity: MirrorI
       /** Waits until the flush running now (if any) has committed or put back its batch. Never fails. */
       settled: queue.settled,
       /** Sync-path counters changed: they are published within one flush interval. Sync, O(1). */
-      touched: signalWork
+      touched: signalWork,
+      /** Whether a change queued now can still reach the store (false once shutdown has begun). Sync. */
+      accepting: (): boolean => !stopping
     }
   })
 

@@ -8,7 +8,8 @@
  *   a local decision could double-handle — the answer is always "in flight" (claims) or
  *   "none" (one-shots), and the caller retries later;
  * - the store is out of reach (down, unopenable, read-only, backing off): the cache's
- *   {@link UndecidedPolicy} answers;
+ *   {@link UndecidedPolicy} answers — but once the runtime is being disposed, a local decision
+ *   could no longer be queued for the store, so the answer is "in flight" / "none";
  * - the store refuses the write (`InvalidInput`, `LimitExceeded`, `Corrupt`): "in flight" —
  *   a caller's mistake or a full store never makes a claim local.
  * Every undecided claim is counted (`channel_state_undecided_claims`, by reason and answer)
@@ -81,7 +82,13 @@ export const makeDecisions = <A>(ctx: DecisionContext<A>) => {
     const current = memory.get(key, now())
     return current === undefined || sameValue(current.value, expected)
   }
-  const answerFor = (reason: UndecidedReason) => (reason === "unreachable" && whenUnreachable === "claim-locally" ? "claimed-locally" : "in-flight")
+  /**
+   * A local decision is queued for the store; once the mirror no longer takes changes (the
+   * runtime is being disposed), nothing decided here could ever reach the store, so the answer
+   * is the safe one whatever the policy.
+   */
+  const answerFor = (reason: UndecidedReason) =>
+    reason === "unreachable" && whenUnreachable === "claim-locally" && mirror?.accepting() === true ? "claimed-locally" : "in-flight"
   const consequence = (operation: string) => (error: StateStoreError) =>
     answerFor(undecidedReason(error)) === "claimed-locally"
       ? `${operation} decided from this process's memory (policy claim-locally); it is queued for the store`

@@ -7,18 +7,8 @@
  */
 import { Effect } from "effect"
 import type { StateStoreError } from "../../StateStoreError.js"
-import { backgroundSleep } from "../lifetime.js"
+import { backgroundSleep, yieldToEventLoop } from "../lifetime.js"
 import type { StoreSettings } from "./storeRules.js"
-
-/**
- * Lets timers and I/O run before the next batch. `Effect.yieldNow` is not enough: Effect's
- * scheduler resumes through microtasks, so a long sweep of synchronous SQLite batches would
- * hold the event loop for its whole length.
- */
-const yieldToEventLoop = Effect.async<void>((resume) => {
-  const handle = setImmediate(() => resume(Effect.void))
-  return Effect.sync(() => clearImmediate(handle))
-})
 
 /** What the sweeper needs from a store. */
 export interface Sweepable<N> {
