@@ -42,7 +42,7 @@ export const make = (options: PgStoreOptions) => {
         ...(url === undefined ? {} : { url })
       }).pipe(Effect.provide(Reactivity.layer), Effect.mapError(fromSqlError("open", "write")))
       const store = yield* SqlStore.make(options).pipe(Effect.provideService(SqlClient, client))
-      return { store, stale: () => false }
+      return { store, stale: () => undefined }
     }).pipe(Scope.extend(scope))
   return ReopeningStore.make({ backend: "pg", location: describeUrl(url), open, retryOpen: options.retryOpen })
 }

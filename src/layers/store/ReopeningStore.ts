@@ -16,8 +16,12 @@ import { makeNamespaceRegistry, resolveNamespace } from "./storeRules.js"
 /** One opened database: its store, and whether it no longer matches what it was opened from. */
 export interface OpenedDatabase {
   readonly store: KeyedStore["Type"]
-  /** Checked before every operation, so it must be cheap (one `stat` at most). */
-  readonly stale: () => boolean
+  /**
+   * Why this database must be reopened before the next operation (said in the log), or
+   * `undefined` while it is fine. Checked before every operation, so it must be cheap (one
+   * `stat` at most).
+   */
+  readonly stale: () => string | undefined
 }
 
 /** What to open, and whether a failed first open is retried later. */
@@ -82,28 +86,36 @@ export const make = (options: ReopeningOptions): Effect.Effect<KeyedStore["Type"
         )
       })
 
-    /** An open failure, as operations see it while the database cannot be opened. */
+    /**
+     * An open failure, as operations see it while the database cannot be opened: an outage
+     * (`Unavailable`) — except contention, which stays `Busy` (another process holds the
+     * database: a claim must not be decided locally because of it).
+     */
     const unavailable = (error: StateStoreError) =>
       new StateStoreError({
         ...error,
-        reason: "Unavailable",
+        reason: error.reason === "Busy" ? "Busy" : "Unavailable",
         detail: `cannot open the database at ${options.location} (${error.reason}): ${error.detail}`
       })
 
     const openFresh = Effect.gen(function* () {
       const scope = yield* Scope.fork(databases, ExecutionStrategy.sequential)
-      const db = yield* options.open(scope).pipe(Effect.tapError(() => Scope.close(scope, Exit.void)))
+      const db = yield* options.open(scope).pipe(
+        Effect.catchAllDefect((defect) => Effect.fail(new StateStoreError({ ...unexpectedFailure("open", "write", defect), reason: "OpenFailed" }))),
+        Effect.tapError(() => Scope.close(scope, Exit.void))
+      )
       return { db, scope }
     })
 
     const connect = opening.withPermits(1)(
       Effect.gen(function* () {
-        if (current !== undefined && !current.db.stale()) return current
+        const stale = current?.db.stale()
+        if (current !== undefined && stale === undefined) return current
         const now = yield* Clock.currentTimeMillis
         if (lastFailure !== undefined && now - lastFailure.at < retryAfter) return yield* Effect.fail(lastFailure.error)
         // Said once per outage: while reopening keeps failing, the failure itself is what is logged.
         if (current !== undefined && lastFailure === undefined) {
-          yield* Effect.logWarning(`channel-state: the database at ${options.location} was removed or replaced; reopening it`)
+          yield* Effect.logWarning(`channel-state: the database at ${options.location} ${stale ?? "must be reopened"}; reopening it`)
         }
         const opened = yield* Effect.either(openFresh)
         if (opened._tag === "Left") {
@@ -122,7 +134,7 @@ export const make = (options: ReopeningOptions): Effect.Effect<KeyedStore["Type"
       })
     )
     const database = Effect.suspend(() =>
-      closed ? Effect.fail(closedError) : current !== undefined && !current.db.stale() ? Effect.succeed(current) : connect
+      closed ? Effect.fail(closedError) : current !== undefined && current.db.stale() === undefined ? Effect.succeed(current) : connect
     )
 
     const first = yield* Effect.either(openFresh)
@@ -150,12 +162,14 @@ export const make = (options: ReopeningOptions): Effect.Effect<KeyedStore["Type"
               })
         )
         // Every failure is typed: a throw from a file-system check becomes a failure too, never a defect.
-        const via = <R>(f: (h: NamespaceHandle<A>) => Effect.Effect<R, StateStoreError>) =>
-          tracked(
-            Effect.catchAllDefect(Effect.flatMap(handle, f), (defect) =>
-              Effect.fail(unexpectedFailure("open", "write", defect, { owner: ns.owner, namespace: ns.namespace }))
-            )
+        const attempt = <R>(f: (h: NamespaceHandle<A>) => Effect.Effect<R, StateStoreError>) =>
+          Effect.catchAllDefect(Effect.flatMap(handle, f), (defect) =>
+            Effect.fail(unexpectedFailure("open", "write", defect, { owner: ns.owner, namespace: ns.namespace }))
           )
+        // A failure that made the database stale (its connection must be replaced) is tried
+        // once more, on the reopened database.
+        const via = <R>(f: (h: NamespaceHandle<A>) => Effect.Effect<R, StateStoreError>) =>
+          tracked(Effect.catchIf(attempt(f), () => !closed && current !== undefined && current.db.stale() !== undefined, () => attempt(f)))
         return {
           owner: ns.owner,
           namespace: ns.namespace,

@@ -11,7 +11,7 @@ import type { NamespaceHandle, NamespaceOptions } from "../../KeyedStore.js"
 import { KeyedStore, type StoreBackend } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
 import { migrate } from "./migrations.js"
-import { retryTransient } from "./retry.js"
+import { BusyGate, retryTransient, transientReason } from "./retry.js"
 import { fromSqlError } from "./sqlFailure.js"
 import { lockKeyOf, makeSqlHandle, type SqlHandleContext, unexpectedFailure } from "./sqlHandle.js"
 import { execute, makeStatements, type StatementDialect } from "./sqlStatements.js"
@@ -32,12 +32,21 @@ export interface SqlStoreOptions extends Partial<StoreSettings> {
   readonly clock?: "database" | "application" | undefined
 }
 
+/** What a backend built on this store may want to hear about. */
+export interface SqlStoreHooks {
+  /**
+   * A statement failed to prepare because the database was busy. `@effect/sql-sqlite-node`
+   * caches that failure (ten minutes), so the connection should be replaced.
+   */
+  readonly onStatementStuck?: (() => void) | undefined
+}
+
 /**
  * Builds the store over the `SqlClient` in context: checks the schema version, runs the
  * migrations (serialised between processes; contention waited out until `lockWait`), and
  * forks the expired-row sweeper in the current scope. Fails only with `StateStoreError`.
  */
-export const make = (options: SqlStoreOptions = {}) =>
+export const make = (options: SqlStoreOptions = {}, hooks: SqlStoreHooks = {}) =>
   Effect.gen(function* () {
     const { clock, ...settings } = options
     const config = { ...defaultStoreSettings, ...settings }
@@ -45,7 +54,9 @@ export const make = (options: SqlStoreOptions = {}) =>
     const backend: Exclude<StoreBackend, "memory"> = sql.onDialectOrElse({ pg: () => "pg" as const, orElse: () => "sqlite" as const })
     const dialect: StatementDialect = { backend, databaseClock: (clock ?? (backend === "pg" ? "database" : "application")) === "database" }
     const lockWaitMillis = Duration.toMillis(config.lockWait)
-    yield* migrate.pipe(
+    // SQLite's lock is the whole file: while it is held, one operation polls it for everyone.
+    const gate = backend === "sqlite" ? new BusyGate() : undefined
+    yield* migrate(lockWaitMillis).pipe(
       Effect.mapError((error) =>
         error._tag === "StateStoreError"
           ? error
@@ -54,10 +65,12 @@ export const make = (options: SqlStoreOptions = {}) =>
             : new StateStoreError({ reason: "OpenFailed", operation: "open", detail: error.message, cause: error })
       ),
       Effect.catchAllDefect((defect) => Effect.fail(new StateStoreError({ ...unexpectedFailure("open", "write", defect), reason: "OpenFailed" }))),
-      retryTransient(lockWaitMillis)
+      (migrating) => retryTransient(lockWaitMillis, gate)(migrating, transientReason)
     )
     const registerNamespace = makeNamespaceRegistry()
-    const context: SqlHandleContext = { sql, dialect, writes: makeWriteTransactions(sql), ownerMaxEntries: config.ownerMaxEntries, lockWaitMillis }
+    const scope = yield* Effect.scope
+    const context: SqlHandleContext = {
+      scope, sql, dialect, writes: makeWriteTransactions(sql, lockWaitMillis), ownerMaxEntries: config.ownerMaxEntries, lockWaitMillis, gate, onStatementStuck: hooks.onStatementStuck }
 
     yield* forkSweeper(config, {
       namespaces: sql<{ owner: string; namespace: string }>`SELECT owner, namespace FROM channel_state_counts WHERE row_count > 0`.pipe(
@@ -67,14 +80,18 @@ export const make = (options: SqlStoreOptions = {}) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => {
           const statement = makeStatements(dialect, owner, namespace).deleteExpired(now, limit)
           return context.writes.statement(lockKeyOf(owner, namespace, config.ownerMaxEntries), execute(sql, statement))
-        }).pipe(Effect.map((rows) => rows.length), Effect.mapError(fromSqlError("sweep", "write", { owner, namespace })), retryTransient(lockWaitMillis))
+        }).pipe(
+          Effect.map((rows) => rows.length),
+          Effect.mapError(fromSqlError("sweep", "write", { owner, namespace })),
+          (sweeping) => retryTransient(lockWaitMillis, gate)(sweeping, transientReason)
+        )
     })
 
     const open = <A, I>(namespaceOptions: NamespaceOptions<A, I>): Effect.Effect<NamespaceHandle<A>, StateStoreError> =>
       Effect.gen(function* () {
         const ns = yield* resolveNamespace(namespaceOptions)
         yield* registerNamespace(ns)
-        return makeSqlHandle(context, ns)
+        return yield* makeSqlHandle(context, ns)
       })
 
     return KeyedStore.of({ backend, open })

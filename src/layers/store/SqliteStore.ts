@@ -7,7 +7,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { SqlClient } from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
+import { SqlError } from "@effect/sql/SqlError"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Duration, Effect, Layer, Scope } from "effect"
 import { KeyedStore } from "../../KeyedStore.js"
@@ -16,7 +16,7 @@ import { fromSqlError } from "./sqlFailure.js"
 import * as ReopeningStore from "./ReopeningStore.js"
 import type { OpenedDatabase } from "./ReopeningStore.js"
 import * as SqlStore from "./SqlStore.js"
-import { retryTransient } from "./retry.js"
+import { retryTransient, transientReason } from "./retry.js"
 import { defaultStoreSettings } from "./storeRules.js"
 
 /** Where and how to open the SQLite file. */
@@ -71,12 +71,31 @@ const openFile = (filename: string, options: SqliteStoreOptions, scope: Scope.Sc
     )
     const busyMillis = Math.max(0, Math.round(Duration.toMillis(options.busyTimeout ?? Duration.zero)))
     yield* client.unsafe(`PRAGMA busy_timeout = ${busyMillis}`).pipe(Effect.mapError(openError))
-    yield* Effect.all([client`PRAGMA journal_mode = WAL`, client`PRAGMA synchronous = NORMAL`]).pipe(
+    // Unprepared: @effect/sql-sqlite-node caches a statement whose prepare failed (a file
+    // another process is switching to WAL answers SQLITE_BUSY) for ten minutes, so a retry of
+    // the cached statement could never succeed.
+    yield* Effect.all([client`PRAGMA journal_mode = WAL`.unprepared, client`PRAGMA synchronous = NORMAL`.unprepared]).pipe(
+      // An unprepared statement's failed prepare is thrown, not failed: make it the SqlError it is.
+      Effect.catchAllDefect((cause) => Effect.fail(new SqlError({ cause, message: "Failed to prepare statement" }))),
       Effect.mapError(openError),
-      retryTransient(Duration.toMillis(options.lockWait ?? defaultStoreSettings.lockWait))
+      (switching) => retryTransient(Duration.toMillis(options.lockWait ?? defaultStoreSettings.lockWait))(switching, transientReason)
     )
-    const store = yield* SqlStore.make(options).pipe(Effect.provideService(SqlClient, client))
-    return { store, stale: () => fileIdentity(filename) !== identity }
+    // A statement whose prepare failed stays failed in the client's statement cache: such a
+    // connection is replaced by a fresh one.
+    let stuck = false
+    const onStatementStuck = () => {
+      stuck = true
+    }
+    const store = yield* SqlStore.make(options, { onStatementStuck }).pipe(Effect.provideService(SqlClient, client))
+    return {
+      store,
+      stale: () =>
+        stuck
+          ? "kept a statement that failed to prepare while the file was locked (the client caches it)"
+          : fileIdentity(filename) !== identity
+            ? "was removed or replaced"
+            : undefined
+    }
   }).pipe(Scope.extend(scope))
 
 /** The file's device and inode, or `undefined` when the path names no file (missing, or a directory on the way was replaced by a file). */

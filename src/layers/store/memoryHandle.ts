@@ -159,9 +159,10 @@ export const makeMemoryHandle = <A>(ns: ResolvedNamespace<A>, ctx: MemoryHandleC
       for (const { key, ifEqual } of deletes) {
         if (ifEqual === undefined || liveRow(key, now)?.json === ifEqual) rows.delete(key)
       }
-      const fresh = plain.filter((row) => liveRow(row.key, now) === undefined)
+      // A row expired on arrival takes no room: it is invisible at once.
+      const fresh = plain.filter((row) => liveRow(row.key, now) === undefined && isLive(row.expiresAt, now))
       let fits = room(now, fresh.length)
-      const accepted = plain.filter((row) => liveRow(row.key, now) !== undefined || fits-- > 0)
+      const accepted = plain.filter((row) => liveRow(row.key, now) !== undefined || !isLive(row.expiresAt, now) || fits-- > 0)
       for (const row of plain) if (!accepted.includes(row)) refused.push({ key: row.key, error: full("writeBatch", row.key, ns.overflow === "reject-new" ? "namespace" : "owner") })
       const written = transact("writeBatch", now, undefined, (put) => {
         for (const row of accepted) put(row)

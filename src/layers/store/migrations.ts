@@ -130,9 +130,10 @@ const MIGRATION_LOCK = "channel-state:migrations"
  * write lock (SQLite) or an advisory lock (PostgreSQL), so one process migrates and the
  * others find it done. The caller retries `Busy`.
  */
-export const migrate = Effect.gen(function* () {
+export const migrate = (lockWaitMillis: number) =>
+  Effect.gen(function* () {
   const sql = yield* SqlClient
-  yield* makeWriteTransactions(sql).transaction(
+  yield* makeWriteTransactions(sql, lockWaitMillis).transaction(
     MIGRATION_LOCK,
     Effect.gen(function* () {
       const stored = yield* storedSchemaVersion

@@ -21,8 +21,10 @@ const driverError = (error: SqlError): DriverError => {
 }
 
 const BUSY_SQLITE = ["SQLITE_BUSY", "SQLITE_LOCKED"]
-/** PostgreSQL: serialization failure, deadlock, lock not available. */
-const BUSY_PG = ["40001", "40P01", "55P03"]
+/** PostgreSQL: serialization failure, deadlock, lock not available, too many connections (other clients hold them). */
+const BUSY_PG = ["40001", "40P01", "55P03", "53300"]
+/** The code of a write that waited too long for its process's turn on a namespace lock (see sqlTransaction). */
+export const TURN_TIMEOUT_CODE = "CHANNEL_STATE_TURN_TIMEOUT"
 const UNAVAILABLE_NODE = ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EHOSTUNREACH"]
 
 /** How a driver failure is treated: waited out (`busy`), retried briefly (`unavailable`), or reported as it is. */
@@ -37,6 +39,12 @@ export const classify = (error: SqlError): { kind: FailureKind; detail: string }
     return { kind: "busy", detail: `the database is locked by another connection or process (${codeText})` }
   }
   if (BUSY_PG.includes(codeText)) return { kind: "busy", detail: `the transaction conflicted with another one (${codeText}: ${text})` }
+  if (codeText === TURN_TIMEOUT_CODE) return { kind: "busy", detail: text }
+  // pg-pool: every pooled connection stayed in use (by this process's own operations) for the
+  // whole connect timeout — the pool is contended, the server is not down.
+  if (text.includes("timeout exceeded when trying to connect")) {
+    return { kind: "busy", detail: "every pooled PostgreSQL connection stayed busy for the whole connect timeout (timeout exceeded when trying to connect)" }
+  }
   if (codeText.startsWith("SQLITE_READONLY")) return { kind: "failed", detail: `the database is read-only (${codeText}): check file and directory permissions` }
   if (codeText.startsWith("SQLITE_FULL")) return { kind: "failed", detail: `the database or disk is full (${codeText})` }
   if (codeText === "SQLITE_NOTADB") return { kind: "failed", detail: "the file is not a SQLite database (SQLITE_NOTADB): run `channel-state doctor`" }

@@ -6,18 +6,27 @@
  */
 import type { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Array as Arr, Clock, Effect, Either, Option } from "effect"
+import { Array as Arr, Clock, Effect, Either, Option, type Scope } from "effect"
 import type { BatchOp, NamespaceHandle, RefusedWrite, StoredEntry, WriteBatchResult, WriteOptions } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
-import { retryTransient } from "./retry.js"
+import { makeCoalescer } from "./coalescer.js"
+import { type BusyGate, retryTransient, type Transient, transientReason } from "./retry.js"
 import { makeCaps } from "./sqlCaps.js"
-import { fromSqlError } from "./sqlFailure.js"
+import { classify, fromSqlError } from "./sqlFailure.js"
 import { type DbRow, type DeletedRow, execute, makeStatements, type RowTimes, type RowToWrite, type SqlText, type StatementDialect } from "./sqlStatements.js"
 import type { WriteTransactions } from "./sqlTransaction.js"
 import { checkKey, decodeValue, encodeValue, isLive, lastStepPerKey, oldestFirst, type ResolvedNamespace, writeTimes } from "./storeRules.js"
 
 /** Rows per multi-row statement: 6 parameters a row stays far below every driver's limit. */
 const CHUNK = 500
+
+/** A register step of a batch, ready for the multi-row upsert. */
+interface BatchRow {
+  readonly key: string
+  readonly json: string
+  readonly createdAt: number
+  readonly expiresAt: number | null
+}
 
 /** What every handle of one store shares. */
 export interface SqlHandleContext {
@@ -26,6 +35,12 @@ export interface SqlHandleContext {
   readonly writes: WriteTransactions
   readonly ownerMaxEntries: number | undefined
   readonly lockWaitMillis: number
+  /** The store's scope: its background fibers (the claim batchers) end with it. */
+  readonly scope: Scope.Scope
+  /** Where operations on a busy database queue behind one poller (SQLite). */
+  readonly gate?: BusyGate | undefined
+  /** Told when a statement failed to prepare because the database was busy (see `SqlStoreHooks`). */
+  readonly onStatementStuck?: (() => void) | undefined
 }
 
 /** The lock a write of this namespace takes: the namespace's, or the owner's when an owner cap spans its namespaces. */
@@ -42,8 +57,9 @@ export const unexpectedFailure = (operation: string, kind: "read" | "write", def
     ...where
   })
 
-/** Builds the handle of the resolved namespace `ns`. */
-export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>): NamespaceHandle<A> => {
+/** Builds the handle of the resolved namespace `ns`; its claim batcher runs in the store's scope. */
+export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>): Effect.Effect<NamespaceHandle<A>> =>
+  Effect.gen(function* () {
   const { sql, dialect, writes } = ctx
   const { owner, namespace } = ns
   const at = { owner, namespace }
@@ -51,14 +67,27 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
   const caps = makeCaps(sql, statements, ns, ctx.ownerMaxEntries)
   const lockKey = lockKeyOf(owner, namespace, ctx.ownerMaxEntries)
   const exec = <R extends object = Record<string, unknown>>(q: SqlText) => execute<R>(sql, q)
-  const retry = retryTransient(ctx.lockWaitMillis)
+  // Reads never wait on the gate: SQLite's write lock does not block readers (WAL).
+  const retry = { read: retryTransient(ctx.lockWaitMillis), write: retryTransient(ctx.lockWaitMillis, ctx.gate) }
+  /**
+   * Retried: contention and dropped connections — except a statement that failed to prepare
+   * while the database was busy, which this connection keeps failing (it is replaced instead).
+   */
+  const transient = (error: SqlError | StateStoreError): Transient => {
+    if (error._tag !== "SqlError") return transientReason(error)
+    const kind = classify(error).kind
+    if (kind === "busy" && error.message.startsWith("Failed to prepare")) {
+      ctx.onStatementStuck?.()
+      return undefined
+    }
+    return kind === "failed" ? undefined : kind
+  }
 
-  /** Runs one store operation: typed errors (defects included), contention waited out, a span. */
+  /** Runs one store operation: contention waited out, typed errors (defects included), a span. */
   const run = <R>(operation: string, kind: "read" | "write", effect: Effect.Effect<R, SqlError | StateStoreError>, key?: string) =>
-    effect.pipe(
+    retry[kind](effect, transient).pipe(
       Effect.mapError((error) => (error._tag === "SqlError" ? fromSqlError(operation, kind, key === undefined ? at : { ...at, key })(error) : error)),
       Effect.catchAllDefect((defect) => Effect.fail(unexpectedFailure(operation, kind, defect, at))),
-      retry,
       Effect.withSpan(`KeyedStore.${operation}`, { attributes: { owner, namespace, backend: dialect.backend }, captureStackTrace: false })
     )
   const withValidKey = <R>(operation: string, key: string, kind: "read" | "write", f: (now: number) => Effect.Effect<R, SqlError | StateStoreError>) => {
@@ -126,23 +155,80 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
     return kept
   }
 
-  /** A batch's register step, encoded with its explicit timestamps (and the JSON its condition compares to). */
-  const batchRow = (op: Extract<BatchOp<A>, { readonly _tag: "Register" }>, now: number) =>
-    Either.gen(function* () {
-      const json = yield* encodeValue(ns, "writeBatch", op.key, op.value)
-      const times = yield* writeTimes(ns, "writeBatch", now, { createdAt: op.createdAt, expiresAt: op.expiresAt })
-      const orEqualTo = op.ifAbsentOr === undefined ? undefined : yield* expectedJson("writeBatch", op.key, op.ifAbsentOr)
-      return { row: { key: op.key, json, createdAt: times.createdAt, expiresAt: times.expiresAt ?? null }, orEqualTo }
-    })
+  /**
+   * A batch's register step, encoded with its explicit timestamps (and the JSON its condition
+   * compares to), or why it is refused. Straight-line code: it runs once per row of a flush.
+   */
+  const batchRow = (
+    op: Extract<BatchOp<A>, { readonly _tag: "Register" }>,
+    now: number
+  ): { row: BatchRow; orEqualTo: string | undefined } | StateStoreError => {
+    const json = encodeValue(ns, "writeBatch", op.key, op.value)
+    if (Either.isLeft(json)) return json.left
+    const times = writeTimes(ns, "writeBatch", now, { createdAt: op.createdAt, expiresAt: op.expiresAt })
+    if (Either.isLeft(times)) return times.left
+    let orEqualTo: string | undefined
+    if (op.ifAbsentOr !== undefined) {
+      const expected = expectedJson("writeBatch", op.key, op.ifAbsentOr)
+      if (Either.isLeft(expected)) return expected.left
+      orEqualTo = expected.right
+    }
+    return { row: { key: op.key, json: json.right, createdAt: times.right.createdAt, expiresAt: times.right.expiresAt ?? null }, orEqualTo }
+  }
 
   const byKey = (a: { key: string }, b: { key: string }) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)
+
+  /**
+   * The claims waiting together, in one transaction: one multi-row statement writes each key
+   * that has no live row (the first claim of a key in the batch takes part; a second one
+   * loses to it); a `reject-new` namespace or an owner cap takes as many new keys as fit.
+   */
+  const claimBatch = (rows: ReadonlyArray<RowToWrite>) =>
+    Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      const results: Array<boolean | StateStoreError> = rows.map(() => false)
+      const first = new Map<string, number>()
+      for (const [i, row] of rows.entries()) if (!first.has(row.key)) first.set(row.key, i)
+      let candidates = [...first.values()]
+      if (caps.refusesWhenFull) {
+        const live = new Set<string>()
+        for (const chunk of Arr.chunksOf(candidates, CHUNK)) {
+          for (const found of yield* exec<{ entry_key: string }>(statements.liveKeys(now, chunk.map((i) => rows[i]!.key)))) live.add(found.entry_key)
+        }
+        candidates = candidates.filter((i) => !live.has(rows[i]!.key))
+        // A row expired on arrival takes no room: it is invisible at once, and swept.
+        const deadOnArrival = (i: number) => rows[i]!.times._tag === "At" && !isLive(rows[i]!.times.expiresAt, now)
+        let fits = yield* caps.room(now, candidates.filter((i) => !deadOnArrival(i)).length)
+        candidates = candidates.filter((i) => {
+          if (deadOnArrival(i) || fits-- > 0) return true
+          results[i] = caps.full("registerIfAbsent", rows[i]!.key, ns.overflow === "reject-new" ? "namespace" : "owner")
+          return false
+        })
+      }
+      let anyWon = false
+      for (const chunk of Arr.chunksOf(candidates, CHUNK)) {
+        const won = new Set((yield* exec<{ entry_key: string }>(statements.claimMany(now, chunk.map((i) => rows[i]!)))).map((r) => r.entry_key))
+        for (const i of chunk) results[i] = won.has(rows[i]!.key)
+        anyWon ||= won.size > 0
+      }
+      if (anyWon) yield* caps.enforce("registerIfAbsent", now)
+      return results
+    })
+  const claims = yield* makeCoalescer(
+    (rows: ReadonlyArray<RowToWrite>) => run("registerIfAbsent", "write", writes.transaction(lockKey, claimBatch(rows))),
+    {
+      maxBatch: CHUNK,
+      scope: ctx.scope,
+      closed: new StateStoreError({ reason: "Unavailable", operation: "registerIfAbsent", detail: "the store was closed", ...at })
+    }
+  )
 
   const writeBatch = (ops: ReadonlyArray<BatchOp<A>>): Effect.Effect<WriteBatchResult, StateStoreError> =>
     Effect.flatMap(Clock.currentTimeMillis, (now) => {
       const refused: Array<RefusedWrite> = []
       const deletes: Array<string> = []
       const conditionalDeletes: Array<{ key: string; json: string }> = []
-      let rows: Array<{ key: string; json: string; createdAt: number; expiresAt: number | null }> = []
+      let rows: Array<BatchRow> = []
       const conditionalRows: Array<{ row: RowToWrite; orEqualTo: string }> = []
       for (const op of lastStepPerKey(ops)) {
         const problem = checkKey(ns, "writeBatch", op.key)
@@ -161,10 +247,10 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
           continue
         }
         const prepared = batchRow(op, now)
-        if (Either.isLeft(prepared)) refused.push({ key: op.key, error: prepared.left })
-        else if (prepared.right.orEqualTo === undefined) rows.push(prepared.right.row)
+        if (prepared instanceof StateStoreError) refused.push({ key: op.key, error: prepared })
+        else if (prepared.orEqualTo === undefined) rows.push(prepared.row)
         else {
-          const { row, orEqualTo } = prepared.right
+          const { row, orEqualTo } = prepared
           conditionalRows.push({ row: { key: row.key, json: row.json, times: { _tag: "At", createdAt: row.createdAt, expiresAt: row.expiresAt } }, orEqualTo })
         }
       }
@@ -186,10 +272,11 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
           for (const chunk of Arr.chunksOf(rows, CHUNK)) {
             for (const found of yield* exec<{ entry_key: string }>(statements.liveKeys(now, chunk.map((row) => row.key)))) live.add(found.entry_key)
           }
-          let fits = yield* caps.room(now, rows.filter((row) => !live.has(row.key)).length)
+          // A row expired on arrival takes no room: it is invisible at once, and swept.
+          let fits = yield* caps.room(now, rows.filter((row) => !live.has(row.key) && isLive(row.expiresAt, now)).length)
           accepted = []
           for (const row of rows) {
-            if (live.has(row.key) || fits-- > 0) accepted.push(row)
+            if (live.has(row.key) || !isLive(row.expiresAt, now) || fits-- > 0) accepted.push(row)
             else refusedHere.push({ key: row.key, error: caps.full("writeBatch", row.key, ns.overflow === "reject-new" ? "namespace" : "owner") })
           }
         }
@@ -222,13 +309,16 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
         writes.transaction(lockKey, Effect.zipRight(exec(statements.upsert(now, row)), caps.enforce("register", now, key)))
       ),
     registerIfAbsent: (key, value, options) =>
-      writing("registerIfAbsent", key, value, options, (row, now) =>
-        writes.transaction(
-          lockKey,
-          Effect.flatMap(exec(statements.upsertIfAbsent(now, row)), (written) =>
-            written.length === 0 ? Effect.succeed(false) : Effect.as(caps.enforce("registerIfAbsent", now, key), true)
-          )
-        )
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Either.match(prepareRow("registerIfAbsent", key, value, options, now), {
+          onLeft: Effect.fail,
+          onRight: (row) =>
+            // A live row answers at once, without the lock (a read: SQLite's write lock does not
+            // block it): under contention most claimers are losers, and they need not queue.
+            Effect.flatMap(run("registerIfAbsent", "read", exec(statements.lookup(now, key)), key), (live) =>
+              live.length > 0 ? Effect.succeed(false) : Effect.flatMap(claims.submit(row), (won) => (typeof won === "boolean" ? Effect.succeed(won) : Effect.fail(won)))
+            )
+        })
       ),
     replaceIfEqual: (key, expected, value, options) =>
       Either.match(expectedJson("replaceIfEqual", key, expected), {
@@ -281,5 +371,5 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
         )
       )
     )
-  }
-}
+  } satisfies NamespaceHandle<A>
+  })

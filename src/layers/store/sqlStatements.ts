@@ -30,11 +30,17 @@ export interface SqlText {
 /** Runs a statement: the one place statement texts reach the driver. */
 export const execute = <R extends object = Record<string, unknown>>(sql: SqlClient, statement: SqlText) => sql.unsafe<R>(statement.text, statement.params)
 
-/** The database server's time in epoch milliseconds. */
+/** The database's time in epoch milliseconds: one value for the whole statement. */
 const DATABASE_NOW = {
-  pg: "floor(extract(epoch from clock_timestamp()) * 1000)::bigint",
+  pg: "floor(extract(epoch from statement_timestamp()) * 1000)::bigint",
   sqlite: "CAST(unixepoch('subsec') * 1000 AS INTEGER)"
 } as const
+
+/** The smaller of two integers (an expiry stamped by the database clock stays within the largest date). */
+const LEAST = { pg: "LEAST", sqlite: "MIN" } as const
+
+/** The latest epoch ms a row may expire at (the largest JS `Date`). */
+const MAX_EXPIRY = "8640000000000000"
 
 /** Collects parameters in the order their placeholders appear in the text. */
 class Params {
@@ -94,7 +100,7 @@ export const makeStatements = (dialect: StatementDialect, owner: string, namespa
     const created = p.now()
     if (t.ttlMillis === null) return [created, "NULL"]
     const stamp = p.now()
-    return [created, `${stamp} + ${p.v(t.ttlMillis)}`]
+    return [created, `${LEAST[dialect.backend]}(${stamp} + ${p.v(t.ttlMillis)}, ${MAX_EXPIRY})`]
   }
   const times = (p: Params, t: RowTimes) => timeParts(p, t).join(", ")
   const tuple = (p: Params, row: RowToWrite) => `(${p.v(owner)}, ${p.v(namespace)}, ${p.v(row.key)}, ${p.v(row.json)}, ${times(p, row.times)})`
@@ -137,6 +143,13 @@ export const makeStatements = (dialect: StatementDialect, owner: string, namespa
       const expired = `(${E}.expires_at IS NOT NULL AND ${E}.expires_at <= ${p.now()})`
       const condition = orEqualTo === undefined ? expired : `(${expired} OR ${E}.value_json = ${p.v(orEqualTo)})`
       return done(p, `${prefix} WHERE ${condition} RETURNING entry_key`)
+    },
+    /** Claims: writes each row only where its key has no live row; returns the keys written. Keys must be distinct. */
+    claimMany: (now: number, rows: ReadonlyArray<RowToWrite>): SqlText => {
+      const p = start(now)
+      const tuples = rows.map((row) => tuple(p, row)).join(", ")
+      const expired = `${E}.expires_at IS NOT NULL AND ${E}.expires_at <= ${p.now()}`
+      return done(p, `INSERT INTO ${E} (${COLUMNS}) VALUES ${tuples} ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET ${SET_ALL} WHERE ${expired} RETURNING entry_key`)
     },
     /** Replaces the live row whose value is `expectedJson`. Returns a row when it did. */
     replaceIfEqual: (now: number, row: RowToWrite, expectedJson: string): SqlText => {

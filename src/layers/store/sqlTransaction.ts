@@ -3,7 +3,11 @@
  * exact and concurrent writers never deadlock:
  * - SQLite: `BEGIN IMMEDIATE` takes the database's write lock at once (a plain `BEGIN` would
  *   take it at the first write, and fail mid-transaction when another process got there first);
- * - PostgreSQL: `pg_advisory_xact_lock` on the lock key is the first statement, held to commit.
+ * - PostgreSQL: `pg_advisory_xact_lock` on the lock key is the first statement, held to commit,
+ *   waited for at most `lockWait` (`lock_timeout`). Within one process, the writes of one lock
+ *   key take turns before they take a pooled connection: they would serialise on the advisory
+ *   lock anyway, and waiting for it inside a transaction holds a connection the process's
+ *   reads and other namespaces need (ten waiting claims exhausted the pool).
  *
  * A failed `COMMIT` (which `@effect/sql` reports as a defect) is rolled back and becomes the
  * typed failure it is.
@@ -14,6 +18,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import { Effect, Option, Scope } from "effect"
+import { TURN_TIMEOUT_CODE } from "./sqlFailure.js"
 
 /** Runs `effect` holding the lock named `lockKey` (PostgreSQL; SQLite's lock is the whole database). */
 export type UnderLock = <A, E, R>(lockKey: string, effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
@@ -34,12 +39,38 @@ export interface WriteTransactions {
 const commitFailureAsFailure = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
   Effect.catchSomeDefect(effect, (defect) => (defect instanceof SqlError ? Option.some(Effect.fail(defect)) : Option.none()))
 
-/** The write transactions of the `SqlClient` `sql` (see the module doc). */
-export const makeWriteTransactions = (sql: SqlClient.SqlClient): WriteTransactions =>
+/**
+ * Runs `effect` in its turn on `key`: one at a time per key within this process. A turn that
+ * came after more than `waitMillis` of waiting gives up at once (`Busy`), as a lock wait would.
+ */
+const makeTurns = (waitMillis: number) => {
+  const turns = new Map<string, Effect.Semaphore>()
+  const timedOut = new SqlError({
+    cause: { code: TURN_TIMEOUT_CODE, message: `this process's writes to the namespace waited over ${waitMillis} ms for their turn` },
+    message: "waited too long for a turn on the namespace lock"
+  })
+  return <A, E, R>(key: string, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
+    Effect.suspend(() => {
+      let turn = turns.get(key)
+      if (turn === undefined) {
+        turn = Effect.unsafeMakeSemaphore(1)
+        turns.set(key, turn)
+      }
+      const queuedAt = performance.now()
+      return turn.withPermits(1)(Effect.suspend((): Effect.Effect<A, E | SqlError, R> => (performance.now() - queuedAt > waitMillis ? Effect.fail(timedOut) : effect)))
+    })
+}
+
+/** The write transactions of the `SqlClient` `sql` (see the module doc); lock waits end after `lockWaitMillis`. */
+export const makeWriteTransactions = (sql: SqlClient.SqlClient, lockWaitMillis: number): WriteTransactions =>
   sql.onDialectOrElse({
     pg: () => {
-      const lock = (key: string) => sql`SELECT pg_advisory_xact_lock(hashtextextended(${key}, 0))`
-      const transaction: UnderLock = (lockKey, effect) => commitFailureAsFailure(sql.withTransaction(Effect.zipRight(lock(lockKey), effect)))
+      const timeout = `${Math.max(1, Math.round(lockWaitMillis))}ms`
+      const lock = (key: string) =>
+        sql`SELECT set_config('lock_timeout', ${timeout}, true) AS lock_timeout, pg_advisory_xact_lock(hashtextextended(${key}, 0)) AS locked`
+      const inTurn = makeTurns(lockWaitMillis)
+      const transaction: UnderLock = (lockKey, effect) =>
+        inTurn(lockKey, commitFailureAsFailure(sql.withTransaction(Effect.zipRight(lock(lockKey), effect))))
       return { transaction, statement: transaction }
     },
     orElse: () => {

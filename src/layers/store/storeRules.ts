@@ -103,7 +103,8 @@ export const ttlToMillis = (ttl: Duration.DurationInput | undefined): Either.Eit
 /** An epoch-ms timestamp as stored: rounded to a whole millisecond, within 0 … {@link MAX_EPOCH_MILLIS}; `undefined` if it cannot be one. */
 export const epochMillis = (value: unknown): number | undefined => {
   if (typeof value !== "number" || !Number.isFinite(value)) return undefined
-  const rounded = Math.round(value)
+  // `|| 0`: -0.4 rounds to -0, which every backend but memory would store as 0.
+  const rounded = Math.round(value) || 0
   return rounded >= 0 && rounded <= MAX_EPOCH_MILLIS ? rounded : undefined
 }
 
@@ -171,10 +172,15 @@ export const makeNamespaceRegistry = () => {
     })
 }
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is exactly what it looks for
+const NEEDS_A_LOOK = /[\u0000\uD800-\uDFFF]/
+
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 
 /** Checks a key: a non-empty string of at most 512 UTF-8 bytes without NUL. */
 export const checkKey = <A>(ns: ResolvedNamespace<A>, operation: string, key: unknown): StateStoreError | undefined => {
+  // The common case — a short key with no NUL and no surrogate at all — needs no more checks.
+  if (typeof key === "string" && key.length > 0 && key.length <= MAX_KEY_BYTES / 3 && !NEEDS_A_LOOK.test(key)) return undefined
   const at = { owner: ns.owner, namespace: ns.namespace }
   if (typeof key !== "string") return invalid(operation, `key must be a string, got ${typeof key}`, at)
   if (key.length === 0) return invalid(operation, "key must not be empty", at)
@@ -220,19 +226,26 @@ export const encodeValue = <A>(
   value: A
 ): Either.Either<string, StateStoreError> => {
   const at = { owner: ns.owner, namespace: ns.namespace, key }
-  const encoded = ns.encode(value)
-  if (Either.isLeft(encoded)) {
-    // Name where it failed, never what the value was: values may hold user content.
-    const path = ParseResult.ArrayFormatter.formatIssueSync(encoded.left)[0]?.path ?? []
-    return Either.left(invalid(operation, `value does not match the namespace schema (at ${path.length > 0 ? path.join(".") : "the top level"})`, at))
+  try {
+    const encoded = ns.encode(value)
+    if (Either.isLeft(encoded)) {
+      // Name where it failed, never what the value was: values may hold user content.
+      const path = ParseResult.ArrayFormatter.formatIssueSync(encoded.left)[0]?.path ?? []
+      return Either.left(invalid(operation, `value does not match the namespace schema (at ${path.length > 0 ? path.join(".") : "the top level"})`, at))
+    }
+    const problem = plainJsonProblem(encoded.right, 1)
+    if (problem) return Either.left(invalid(operation, problem, at))
+    const json = JSON.stringify(encoded.right)
+    if (json === undefined) return Either.left(invalid(operation, "value encodes to nothing", at))
+    // At most 3 UTF-8 bytes per UTF-16 code unit: short JSON needs no byte count.
+    if (json.length * 3 <= MAX_VALUE_BYTES) return Either.right(json)
+    const bytes = utf8Bytes(json)
+    if (bytes > MAX_VALUE_BYTES) return Either.left(invalid(operation, `value is ${bytes} bytes of JSON, the limit is ${MAX_VALUE_BYTES}`, at))
+    return Either.right(json)
+  } catch (error) {
+    // A getter or a toJSON that throws is the caller's value's fault, not the store's.
+    return Either.left(invalid(operation, `value could not be read (${error instanceof Error ? error.name : typeof error} thrown while encoding it)`, at))
   }
-  const problem = plainJsonProblem(encoded.right, 1)
-  if (problem) return Either.left(invalid(operation, problem, at))
-  const json = JSON.stringify(encoded.right)
-  if (json === undefined) return Either.left(invalid(operation, "value encodes to nothing", at))
-  const bytes = utf8Bytes(json)
-  if (bytes > MAX_VALUE_BYTES) return Either.left(invalid(operation, `value is ${bytes} bytes of JSON, the limit is ${MAX_VALUE_BYTES}`, at))
-  return Either.right(json)
 }
 
 /** Decodes stored JSON text; a failure is a `Corrupt` error for that key (the value is never echoed). */
@@ -310,18 +323,20 @@ export const lastStepPerKey = <T extends { readonly key: string }>(ops: Readonly
 /** The prefix of a key stored as a digest of the caller's id (see {@link storageKey}). */
 export const DIGEST_PREFIX = "#sha256:"
 
-// biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is exactly what it looks for
-const NEEDS_A_LOOK = /[\u0000\uD800-\uDFFF]/
 
 /**
  * The key a channel cache stores an external id under: the id itself when the store takes
  * it as a key, else `#sha256:` + the SHA-256 of the id's UTF-16 code units (71 characters).
+ * An id that itself starts with `#sha256:` is digested too, so a stored key starting with
+ * the prefix is always a digest: two different ids never share a key.
  * A channel cache never refuses an id for its length or content: ids past 512 bytes, or with
  * NUL or lone surrogates, are tracked by their digest. Sync; the common case (a short id)
  * costs a length check and one regular-expression test.
  */
 export const storageKey = (key: string): string => {
-  if (key.length > 0 && key.length <= MAX_KEY_BYTES / 3 && !NEEDS_A_LOOK.test(key)) return key
-  if (key.length > 0 && !key.includes("\u0000") && !LONE_SURROGATE.test(key) && utf8Bytes(key) <= MAX_KEY_BYTES) return key
-  return `${DIGEST_PREFIX}${createHash("sha256").update(key, "utf16le").digest("hex")}`
+  const literal =
+    key.length > 0 &&
+    !key.startsWith(DIGEST_PREFIX) &&
+    ((key.length <= MAX_KEY_BYTES / 3 && !NEEDS_A_LOOK.test(key)) || (!key.includes("\u0000") && !LONE_SURROGATE.test(key) && utf8Bytes(key) <= MAX_KEY_BYTES))
+  return literal ? key : `${DIGEST_PREFIX}${createHash("sha256").update(key, "utf16le").digest("hex")}`
 }
