@@ -37,32 +37,21 @@ const describe = (value: unknown): string => {
 
 /**
  * Provides `persistent` (with `store`) when the plugin opted in, else `memory`. With the flag
- * off, `store` is never built: no file is created and nothing is written. If the store cannot
- * be built (bad path, newer schema, unreachable server) the error is logged and the memory
- * layer is provided: persistence failures never stop a plugin. Fails only on a bad flag.
+ * off, `store` is never built: no file is created and nothing is written. Fails with a
+ * `ConfigError` on a bad flag, and — with the flag on — with what building the store or the
+ * persistent layer failed with (a plugin id the store cannot use, a store layer of your own
+ * that cannot start): the plugin does not start half-persistent. The stores this package
+ * builds never fail for a database that is down; they retry it on use.
  */
-export const layerFromConfig = <S, E>(options: {
+export const layerFromConfig = <S, E, E2>(options: {
   readonly pluginId: string
   readonly config: unknown
   readonly memory: Layer.Layer<S>
-  readonly persistent: Layer.Layer<S, never, KeyedStore>
+  readonly persistent: Layer.Layer<S, E2, KeyedStore>
   readonly store: Layer.Layer<KeyedStore, E>
-}): Layer.Layer<S, ConfigError.ConfigError> =>
+}): Layer.Layer<S, ConfigError.ConfigError | E | E2> =>
   Layer.unwrapEffect(
     Effect.map(persistentStateEnabled(options.config, options.pluginId), (enabled) =>
-      enabled
-        ? Layer.provide(options.persistent, options.store).pipe(
-            Layer.catchAll((error) =>
-              Layer.merge(
-                options.memory,
-                Layer.effectDiscard(
-                  Effect.logError("channel-state: the state store could not be opened; running from memory only", error).pipe(
-                    Effect.annotateLogs({ plugin: options.pluginId })
-                  )
-                )
-              )
-            )
-          )
-        : options.memory
+      enabled ? Layer.provide(options.persistent, options.store) : options.memory
     )
   )

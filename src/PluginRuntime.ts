@@ -97,7 +97,7 @@ export const channelModules = {
 
 interface ChannelLayers<Id> {
   readonly layer: Layer.Layer<Id>
-  readonly layerConfig: (options: ConfigOptions<StateStoreError>) => Layer.Layer<Id, ConfigError.ConfigError>
+  readonly layerConfig: (options: ConfigOptions<StateStoreError>) => Layer.Layer<Id, ConfigError.ConfigError | StateStoreError>
 }
 
 /** The channels a plugin id implies: the one it names, or all of them. */
@@ -107,12 +107,14 @@ export const channelsFor = (pluginId: string): ReadonlyArray<ChannelName> =>
 /**
  * Every channel service: the plugin's own channels as its config flag says (memory, or
  * mirrored into one shared store), the others memory-only (they never touch the store).
- * Fails only with a `ConfigError` for a flag that is not a boolean.
+ * Fails with a `ConfigError` for a flag that is not a boolean, and — with the flag on — with
+ * an `InvalidInput` `StateStoreError` for a plugin id the store cannot use as an owner. A
+ * database that is down does not fail it: the store opens it when it comes back.
  */
-export const layer = (options: PluginRuntimeOptions): Layer.Layer<ChannelServices, ConfigError.ConfigError> => {
+export const layer = (options: PluginRuntimeOptions): Layer.Layer<ChannelServices, ConfigError.ConfigError | StateStoreError> => {
   const store = storeLayer(options.store)
   const wanted = new Set(options.channels ?? channelsFor(options.pluginId))
-  const pick = <Id>(name: ChannelName, channel: ChannelLayers<Id>): Layer.Layer<Id, ConfigError.ConfigError> =>
+  const pick = <Id>(name: ChannelName, channel: ChannelLayers<Id>): Layer.Layer<Id, ConfigError.ConfigError | StateStoreError> =>
     wanted.has(name)
       ? channel.layerConfig({ pluginId: options.pluginId, config: options.config, store, mirror: options.mirror, whenUnreachable: options.whenUnreachable })
       : channel.layer
@@ -131,7 +133,7 @@ export const layer = (options: PluginRuntimeOptions): Layer.Layer<ChannelService
  * the mirror's `shutdownFlushTimeout`), then closes the store; with `disposeOnSignals` a
  * SIGTERM/SIGINT does the same.
  */
-export const makeRuntime = (options: PluginRuntimeOptions): ManagedRuntime.ManagedRuntime<ChannelServices, ConfigError.ConfigError> => {
+export const makeRuntime = (options: PluginRuntimeOptions): ManagedRuntime.ManagedRuntime<ChannelServices, ConfigError.ConfigError | StateStoreError> => {
   const runtime = ManagedRuntime.make(layer(options))
   const signals = options.disposeOnSignals === true ? DEFAULT_SIGNALS : options.disposeOnSignals || []
   if (signals.length === 0) return runtime

@@ -17,6 +17,7 @@ import type { ClaimOutcome } from "./layers/ClaimLedger.js"
 import type { SettleOutcome } from "./layers/mirror/MirroredCache.js"
 import { persistentStateEnabled } from "./PersistenceConfig.js"
 import { makeRuntime, type PluginRuntimeOptions } from "./PluginRuntime.js"
+import { StateStoreError } from "./StateStoreError.js"
 
 /** A claim, as a Promise host sees it. */
 export type ClaimResult =
@@ -64,7 +65,8 @@ const claimResult = (outcome: ClaimOutcome, run: <A>(effect: Effect.Effect<A>) =
 
 /**
  * Builds a plugin's state (opening the store only if the plugin opted in) and returns the
- * facade. Rejects only with {@link PluginStateConfigError} for a flag that is not a boolean;
+ * facade. Rejects only with {@link PluginStateConfigError}: for a flag that is not a boolean, or
+ * (persistence on) a plugin id the store cannot use as an owner;
  * a store that cannot be opened is logged and the caches run from memory.
  */
 export const createPluginState = async (options: PluginRuntimeOptions) => {
@@ -84,7 +86,7 @@ export const createPluginState = async (options: PluginRuntimeOptions) => {
   if (Exit.isFailure(services)) {
     await runtime.dispose()
     const error = Cause.squash(services.cause)
-    throw new PluginStateConfigError(ConfigError.isConfigError(error) ? String(error) : Cause.pretty(services.cause))
+    throw new PluginStateConfigError(ConfigError.isConfigError(error) || error instanceof StateStoreError ? error.message ?? String(error) : Cause.pretty(services.cause))
   }
   const { slack, discord, msteams, matrix, bluebubbles, feishu } = services.value
   const run = <A>(effect: Effect.Effect<A>): Promise<A> => runtime.runPromise(effect)

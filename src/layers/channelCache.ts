@@ -7,6 +7,7 @@
 import type { ConfigError, Context, Schema, Scope } from "effect"
 import { Duration, Effect, Layer, Option } from "effect"
 import { KeyedStore } from "../KeyedStore.js"
+import type { StateStoreError } from "../StateStoreError.js"
 import { makeCacheMetrics } from "./mirror/CacheMetrics.js"
 import { makeMirroredCache, type MirroredCache, type UndecidedPolicy } from "./mirror/MirroredCache.js"
 import { layerFromConfig } from "../PersistenceConfig.js"
@@ -65,25 +66,21 @@ export const memoryCache = <A, I>(spec: CacheSpec<A, I>, pluginId = "memory"): E
 
 /**
  * The same memory fast path, mirrored into the store namespace `spec.namespace` owned by
- * the plugin. If the namespace cannot be opened the cache runs from memory and says so in
- * the log; it never fails to build.
+ * the plugin. Fails (`InvalidInput`) when the namespace cannot be opened — a plugin id the
+ * store cannot use as an owner, say: a cache that silently ran from memory would decide
+ * every claim locally. The database itself is never touched here (it may be down: the
+ * store reopens it on use).
  */
-export const persistentCache = <A, I>(spec: CacheSpec<A, I>, options: PersistentOptions): Effect.Effect<MirroredCache<A>, never, KeyedStore | Scope.Scope> =>
+export const persistentCache = <A, I>(
+  spec: CacheSpec<A, I>,
+  options: PersistentOptions
+): Effect.Effect<MirroredCache<A>, StateStoreError, KeyedStore | Scope.Scope> =>
   Effect.gen(function* () {
     const store = yield* KeyedStore
     const now = yield* clockNow
     const metrics = makeCacheMetrics(options.pluginId, spec.namespace)
-    const opened = yield* Effect.either(
-      store.open({ owner: options.pluginId, namespace: spec.namespace, schema: spec.schema, maxEntries: spec.storeMaxEntries, ttl: spec.ttl })
-    )
-    if (opened._tag === "Left") {
-      yield* metrics.failure(opened.left.reason)
-      yield* Effect.logError("channel-state: cannot open the store namespace; this cache runs from memory only", opened.left.message).pipe(
-        Effect.annotateLogs({ plugin: options.pluginId, feature: spec.feature, namespace: spec.namespace })
-      )
-      return makeMirroredCache<A>({ maxEntries: spec.memoryMaxEntries, now, metrics, mirror: undefined, sameValue: spec.sameValue })
-    }
-    const mirror = yield* makeStoreMirror(opened.right, { plugin: options.pluginId, feature: spec.feature }, metrics, options.mirror)
+    const handle = yield* store.open({ owner: options.pluginId, namespace: spec.namespace, schema: spec.schema, maxEntries: spec.storeMaxEntries, ttl: spec.ttl })
+    const mirror = yield* makeStoreMirror(handle, { plugin: options.pluginId, feature: spec.feature }, metrics, options.mirror)
     return makeMirroredCache<A>({
       maxEntries: spec.memoryMaxEntries,
       now,
@@ -95,7 +92,7 @@ export const persistentCache = <A, I>(spec: CacheSpec<A, I>, options: Persistent
   })
 
 /** Opens one cache of a channel service, in whichever mode the layer is built. */
-export type OpenCache<R> = <A, I>(spec: CacheSpec<A, I>) => Effect.Effect<MirroredCache<A>, never, R>
+export type OpenCache<E, R> = <A, I>(spec: CacheSpec<A, I>) => Effect.Effect<MirroredCache<A>, E, R>
 
 /** How a channel layer selected by config is given its inputs. */
 export interface ConfigOptions<E> extends PersistentOptions {
@@ -108,14 +105,15 @@ export interface ConfigOptions<E> extends PersistentOptions {
 /**
  * The three layers every channel service offers, from one constructor `build(openCache)`:
  * - `layer`: memory only (today's behaviour, nothing opened or written);
- * - `layerPersistent(options)`: memory fast path mirrored into the store (needs `KeyedStore`);
+ * - `layerPersistent(options)`: memory fast path mirrored into the store (needs `KeyedStore`;
+ *   fails with `InvalidInput` when the plugin id cannot own store rows);
  * - `layerConfig(options)`: one or the other, as the plugin's config flag says.
  */
-export const channelLayers = <Id, S>(tag: Context.Tag<Id, S>, build: <R>(openCache: OpenCache<R>) => Effect.Effect<S, never, R>) => {
+export const channelLayers = <Id, S>(tag: Context.Tag<Id, S>, build: <E, R>(openCache: OpenCache<E, R>) => Effect.Effect<S, E, R>) => {
   const layer: Layer.Layer<Id> = Layer.effect(tag, build((spec) => memoryCache(spec)))
-  const layerPersistent = (options: PersistentOptions): Layer.Layer<Id, never, KeyedStore> =>
+  const layerPersistent = (options: PersistentOptions): Layer.Layer<Id, StateStoreError, KeyedStore> =>
     Layer.scoped(tag, build((spec) => persistentCache(spec, options)))
-  const layerConfig = <E>(options: ConfigOptions<E>): Layer.Layer<Id, ConfigError.ConfigError> =>
+  const layerConfig = <E>(options: ConfigOptions<E>): Layer.Layer<Id, ConfigError.ConfigError | StateStoreError | E> =>
     layerFromConfig({ ...options, memory: layer, persistent: layerPersistent(options) })
   return { layer, layerPersistent, layerConfig }
 }

@@ -13,7 +13,7 @@ import { MAX_EPOCH_MILLIS, storageKey } from "../store/storeRules.js"
 import type { TimedEntry } from "./BoundedTtlMap.js"
 import { BoundedTtlMap } from "./BoundedTtlMap.js"
 import type { CacheMetrics } from "./CacheMetrics.js"
-import { type ClaimAttempt, makeDecisions, type SettleOutcome, type UndecidedPolicy } from "./storeDecisions.js"
+import { type ClaimAttempt, type LocalChanges, makeDecisions, type SettleOutcome, type UndecidedPolicy } from "./storeDecisions.js"
 import type { StoreMirror } from "./StoreMirror.js"
 
 export type { ClaimAttempt, SettleOutcome, UndecidedPolicy } from "./storeDecisions.js"
@@ -79,6 +79,36 @@ export interface MirroredCacheOptions<A> {
 
 const identity = (key: string) => key
 
+/**
+ * Which keys this process changed while an async step (a store read, a one-shot waiting on a
+ * flush) was away: such a step must not put a store answer back into memory over a change
+ * made meanwhile — a delete queued and already committed would otherwise be undone by a
+ * late read. Changes are remembered only while some step is away, so memory stays bounded.
+ */
+const makeLocalChanges = (): LocalChanges => {
+  let mark = 0
+  let away = 0
+  const changedAt = new Map<string, number>()
+  return {
+    changed: (key) => {
+      mark++
+      if (away > 0) changedAt.set(key, mark)
+    },
+    watching: (effect) =>
+      Effect.suspend(() => {
+        away++
+        return Effect.ensuring(
+          effect(mark),
+          Effect.sync(() => {
+            away--
+            if (away === 0) changedAt.clear()
+          })
+        )
+      }),
+    changedSince: (key, since) => (changedAt.get(key) ?? 0) > since
+  }
+}
+
 /** An expiry as the store keeps it: a whole millisecond, at most the largest date. */
 const storedExpiry = (expiresAt: number) => (expiresAt >= MAX_EPOCH_MILLIS ? MAX_EPOCH_MILLIS : Math.round(expiresAt))
 
@@ -89,6 +119,7 @@ export const makeMirroredCache = <A>(options: MirroredCacheOptions<A>): Mirrored
   const stats = metrics.stats
   const none = Effect.succeed(Option.none())
   const keyOf = mirror === undefined ? identity : storageKey
+  const changes = makeLocalChanges()
 
   const getStored = (key: string) => {
     const hit = memory.get(key, now())
@@ -117,17 +148,20 @@ export const makeMirroredCache = <A>(options: MirroredCacheOptions<A>): Mirrored
         stats.misses++
         return none
       }
-      return Effect.flatMap(mirror.guard("lookup", mirror.handle.lookupEntry(key), Option.none()), (found) => {
+      return changes.watching((mark) =>
+        Effect.flatMap(mirror.guard("lookup", mirror.handle.lookupEntry(key), Option.none()), (found) => {
         if (Option.isNone(found)) {
           stats.misses++
           mirror.touched()
           return none
         }
-        // The read was async: a delete or a newer write may have happened meanwhile.
+        // The read was async: a delete or a newer write may have happened meanwhile — queued
+        // still, or queued and already written. This process's own change wins.
         const later = fromPending(key)
         if (later === null) return none
         const fresher = memory.get(key, now())
         if (fresher !== undefined) return Effect.succeed(Option.some(fresher))
+        if (changes.changedSince(key, mark)) return none
         const entry: TimedEntry<A> = {
           value: found.value.value,
           createdAt: found.value.createdAt,
@@ -137,6 +171,7 @@ export const makeMirroredCache = <A>(options: MirroredCacheOptions<A>): Mirrored
         memory.set(key, entry)
         return Effect.as(Effect.zipRight(metrics.count("storeHits"), metrics.count("backfills")), Option.some(entry))
       })
+      )
     })
 
   const decisions = makeDecisions<A>({
@@ -148,7 +183,8 @@ export const makeMirroredCache = <A>(options: MirroredCacheOptions<A>): Mirrored
     get: getStored,
     fromPending,
     whenUnreachable: options.whenUnreachable ?? "claim-locally",
-    sameValue: options.sameValue ?? ((a, b) => a === b)
+    sameValue: options.sameValue ?? ((a, b) => a === b),
+    changes
   })
 
   return {
@@ -157,11 +193,13 @@ export const makeMirroredCache = <A>(options: MirroredCacheOptions<A>): Mirrored
     set: (key, value, createdAt, expiresAt) => {
       const k = keyOf(key)
       memory.set(k, { value, createdAt, expiresAt })
+      changes.changed(k)
       mirror?.register(k, value, createdAt, storedExpiry(expiresAt))
     },
     delete: (key) => {
       const k = keyOf(key)
       memory.delete(k)
+      changes.changed(k)
       mirror?.delete(k)
     },
     forget: (key) => {

@@ -11,7 +11,7 @@
  *
  * @internal
  */
-import { Duration, Effect, Either, Fiber } from "effect"
+import { Duration, Effect, Either, Fiber, Runtime } from "effect"
 import type { BatchOp, NamespaceHandle } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
 import { realSleep } from "../store/retry.js"
@@ -65,6 +65,9 @@ const backingOffError = (operation: string, namespace: string) =>
     namespace,
     detail: "not tried: the store is being left alone after repeated failures (back-off); it is probed again later"
   })
+
+/** How a flush ended: everything written, or the store contended (`Busy`), or out of reach / backing off. */
+type FlushOutcome = "written" | "contended" | "outage"
 
 /** A pause between attempts to write the queue at shutdown while the store fails. */
 const SHUTDOWN_RETRY_MILLIS = 50
@@ -121,42 +124,49 @@ export const makeStoreMirror = <A>(handle: NamespaceHandle<A>, identity: MirrorI
      * was not written — a failed batch, or an interruption — goes back to the queue. Refused
      * changes are dropped alone, counted by reason and logged. `true` unless the store failed.
      */
-    const flush = (force: boolean): Effect.Effect<boolean> =>
+    const flush = (force: boolean): Effect.Effect<FlushOutcome> =>
       Effect.gen(function* () {
-        if (queue.size === 0) return true
-        if (!force && (yield* failures.backingOff)) return false
-        const ops = queue.startFlight()
-        let written = 0
-        return yield* Effect.gen(function* () {
-          while (written < ops.length) {
-            // Timers and I/O run between batches (SQLite batches are synchronous).
-            if (written > 0) yield* yieldToEventLoop
-            const chunk = ops.slice(written, written + settings.maxBatch)
-            const began = performance.now()
-            const outcome = yield* Effect.either(handle.writeBatch(chunk))
-            if (Either.isLeft(outcome)) {
-              yield* failures.report("flush", outcome.left, "the batch stays queued and is retried")
-              queue.putBack(ops.slice(written))
-              return false
+        if (queue.size === 0) return "written"
+        if (!force && (yield* failures.backingOff)) return "outage"
+        // Taking the batch into flight and guarding it are one uninterruptible step: an
+        // interruption between them would lose the batch and leave its waiters hanging.
+        return yield* Effect.uninterruptibleMask((restore) => {
+          const ops = queue.startFlight()
+          let written = 0
+          const writeAll = Effect.gen(function* () {
+            while (written < ops.length) {
+              // Timers and I/O run between batches (SQLite batches are synchronous).
+              if (written > 0) yield* yieldToEventLoop
+              const chunk = ops.slice(written, written + settings.maxBatch)
+              const began = performance.now()
+              const outcome = yield* Effect.either(handle.writeBatch(chunk))
+              if (Either.isLeft(outcome)) {
+                yield* failures.report("flush", outcome.left, "the batch stays queued and is retried")
+                queue.putBack(ops.slice(written))
+                return outcome.left.reason === "Busy" ? ("contended" as const) : ("outage" as const)
+              }
+              written += chunk.length
+              yield* failures.recovered
+              for (const refused of outcome.right.refused) {
+                metrics.dropped(refused.error.reason === "LimitExceeded" || refused.error.reason === "Corrupt" ? refused.error.reason : "InvalidInput", 1)
+                yield* failures.report("flush", refused.error, "this write was refused by the store and dropped; the rest of its batch landed")
+              }
+              yield* metrics.flushed(chunk.length - outcome.right.refused.length, performance.now() - began)
             }
-            written += chunk.length
-            yield* failures.recovered
-            for (const refused of outcome.right.refused) {
-              metrics.dropped(refused.error.reason === "LimitExceeded" || refused.error.reason === "Corrupt" ? refused.error.reason : "InvalidInput", 1)
-              yield* failures.report("flush", refused.error, "this write was refused by the store and dropped; the rest of its batch landed")
-            }
-            yield* metrics.flushed(chunk.length - outcome.right.refused.length, performance.now() - began)
-          }
-          return true
-        }).pipe(
-          Effect.onInterrupt(() => Effect.sync(() => queue.putBack(ops.slice(written)))),
-          Effect.ensuring(Effect.suspend(() => queue.endFlight()))
-        )
+            return "written" as const
+          })
+          return restore(writeAll).pipe(
+            Effect.onInterrupt(() => Effect.sync(() => queue.putBack(ops.slice(written)))),
+            Effect.ensuring(Effect.suspend(() => queue.endFlight()))
+          )
+        })
       }).pipe(Effect.withSpan("StoreMirror.flush", { attributes: annotations }), Effect.annotateLogs(annotations))
 
     /** At shutdown: write until the queue is empty, retrying a failing store (until the finalizer's bound). */
     const drain: Effect.Effect<void> = Effect.suspend(() =>
-      queue.size === 0 ? Effect.void : Effect.flatMap(flush(true), (ok) => Effect.zipRight(ok ? Effect.void : realSleep(SHUTDOWN_RETRY_MILLIS), drain))
+      queue.size === 0
+        ? Effect.void
+        : Effect.flatMap(flush(true), (outcome) => Effect.zipRight(outcome === "written" ? Effect.void : realSleep(SHUTDOWN_RETRY_MILLIS), drain))
     )
 
     // One round: wait for work, let it gather for one interval (or less when `now` opens),
@@ -167,8 +177,10 @@ export const makeStoreMirror = <A>(handle: NamespaceHandle<A>, identity: MirrorI
       work.unsafeClose()
       now.unsafeClose()
       workSignalled = false
-      yield* flush(false)
+      const outcome = yield* flush(false)
       yield* metrics.publish
+      if (queue.size === 0) exitingSince = undefined
+      else if (exitingSince !== undefined && outcome === "contended") yield* keepAliveWhileContended
       if (queue.size > 0) signalWork()
     })
     const flusher = Effect.gen(function* () {
@@ -176,16 +188,29 @@ export const makeStoreMirror = <A>(handle: NamespaceHandle<A>, identity: MirrorI
       yield* drain
     })
 
+    const shutdownBound = Duration.toMillis(settings.shutdownFlushTimeout)
     // When the event loop runs dry: write what is queued now — unless the store is being left
     // alone after outages (the process then exits; what is queued is lost, as on a crash).
+    // While the store is only contended, the process is kept alive (a referenced timer) for up
+    // to `shutdownFlushTimeout`, retrying, and what is still queued then is logged as lost.
     const clock = yield* Effect.clock
+    let exitingSince: number | undefined
+    let exitGiveUpLogged = false
+    const keepAliveWhileContended = Effect.suspend(() => {
+      if (performance.now() - (exitingSince ?? 0) < shutdownBound) return Effect.zipRight(realSleep(SHUTDOWN_RETRY_MILLIS), Effect.sync(() => now.unsafeOpen()))
+      if (exitGiveUpLogged) return Effect.void
+      exitGiveUpLogged = true
+      return Effect.logWarning(
+        `channel-state: the process is ending without dispose() while the store stays contended; ${queue.size} queued writes are lost`
+      ).pipe(Effect.annotateLogs(annotations))
+    })
     const stopBeforeExit = onBeforeExit(() => {
       if (queue.size > 0 && !stopping && !failures.backingOffAt(clock.unsafeCurrentTimeMillis())) {
+        exitingSince ??= performance.now()
         now.unsafeOpen()
         signalWork()
       }
     })
-    const shutdownBound = Duration.toMillis(settings.shutdownFlushTimeout)
     // Forked from an uninterruptible acquire: the flusher itself must stay interruptible (its
     // races cut sleeps short; the shutdown bound interrupts it), and so must the bound's race.
     yield* Effect.acquireRelease(Effect.forkDaemon(Effect.interruptible(flusher)), (fiber) =>
@@ -207,9 +232,19 @@ export const makeStoreMirror = <A>(handle: NamespaceHandle<A>, identity: MirrorI
       })
     )
 
+    // A change made after the flusher finished can only be dropped: said once, in the log.
+    const runtime = yield* Effect.runtime<never>()
+    let droppedAfterStop = 0
     const enqueue = (op: BatchOp<A>): void => {
       if (stopped) {
         metrics.dropped("shutdown", 1)
+        if (droppedAfterStop++ === 0) {
+          Runtime.runFork(runtime)(
+            Effect.logWarning("channel-state: a change was made after the runtime was disposed; it is not written (counted as dropped, reason shutdown)").pipe(
+              Effect.annotateLogs(annotations)
+            )
+          )
+        }
         return
       }
       if (queue.enqueue(op)) {

@@ -48,7 +48,8 @@ export type ClaimAttempt<A> =
  *   claimed it) — nothing changed;
  * - `queued`: the store could not be reached; it is queued, still fenced, and lands when
  *   the store is back;
- * - `refused`: the store refused it (a full owner, say); nothing changed in the store.
+ * - `refused`: the store refused it (a full owner, say), or it could not be queued because
+ *   the runtime is being disposed; nothing changed in the store.
  */
 export type SettleOutcome = "done" | "stale" | "queued" | "refused"
 
@@ -65,6 +66,18 @@ export interface DecisionContext<A> {
   readonly fromPending: (key: string) => TimedEntry<A> | null | undefined
   readonly whenUnreachable: UndecidedPolicy
   readonly sameValue: (a: A, b: A) => boolean
+  /** Local changes: `watch` returns a mark; `changedSince(key, mark)` tells whether `key` changed here after it. */
+  readonly changes: LocalChanges
+}
+
+/** Which keys this process changed while an async step was away (see MirroredCache). */
+export interface LocalChanges {
+  /** Says `key` changed here now (memory or queue). */
+  readonly changed: (key: string) => void
+  /** Runs `effect` as an async step that may write back: `changedSince` answers inside it. */
+  readonly watching: <R>(effect: (mark: number) => Effect.Effect<R>) => Effect.Effect<R>
+  /** Whether `key` changed here after `mark`. */
+  readonly changedSince: (key: string, mark: number) => boolean
 }
 
 /** Why the store did not decide, from its failure. */
@@ -73,7 +86,7 @@ const undecidedReason = (error: StateStoreError): UndecidedReason =>
 
 /** The decisions of one cache. */
 export const makeDecisions = <A>(ctx: DecisionContext<A>) => {
-  const { memory, now, metrics, mirror, whenUnreachable, sameValue } = ctx
+  const { memory, now, metrics, mirror, whenUnreachable, sameValue, changes } = ctx
   const won: ClaimAttempt<A> = { _tag: "Won" }
   const undecided: ClaimAttempt<A> = { _tag: "Undecided" }
   const held = (existing: Option.Option<TimedEntry<A>>): ClaimAttempt<A> => ({ _tag: "Held", existing })
@@ -106,6 +119,7 @@ export const makeDecisions = <A>(ctx: DecisionContext<A>) => {
       const entry = { value, createdAt, expiresAt: createdAt + ttlMillis }
       if (mirror === undefined) {
         memory.set(key, entry)
+        changes.changed(key)
         return Effect.succeed(won)
       }
       const waiting = afterFlight(mirror, key, () => claim(key, value, ttlMillis))
@@ -118,6 +132,7 @@ export const makeDecisions = <A>(ctx: DecisionContext<A>) => {
         if (Either.isRight(outcome)) {
           if (outcome.right) {
             memory.set(key, entry)
+            changes.changed(key)
             return Effect.succeed(won)
           }
           // Held elsewhere: report what the store holds, without copying it into memory — it
@@ -128,6 +143,7 @@ export const makeDecisions = <A>(ctx: DecisionContext<A>) => {
         const answer = answerFor(reason)
         if (answer === "in-flight") return Effect.as(metrics.undecided(reason, answer), undecided)
         memory.set(key, entry)
+        changes.changed(key)
         // Lands when the store is back — only if nobody claimed it there meanwhile.
         mirror.register(key, value, entry.createdAt, entry.expiresAt, value)
         return Effect.as(metrics.undecided(reason, answer), won)
@@ -138,43 +154,65 @@ export const makeDecisions = <A>(ctx: DecisionContext<A>) => {
     Effect.suspend(() => {
       const hit = ctx.get(key)
       memory.delete(key)
+      changes.changed(key)
       if (mirror === undefined) {
         if (hit === undefined) metrics.stats.misses++
         return Effect.succeed(Option.map(Option.fromNullable(hit), (e) => e.value))
       }
-      const waiting = afterFlight(mirror, key, () => {
-        if (hit !== undefined) memory.set(key, hit)
-        return take(key)
-      })
-      if (waiting) return waiting
-      const pending = ctx.fromPending(key)
-      if (pending === null) return Effect.succeed(Option.none())
-      if (pending !== undefined) {
-        // Queued, not written: ours alone. The delete joins the same flush, which keeps only it.
-        mirror.delete(key)
-        return Effect.succeed(pending.expiresAt > now() ? Option.some(pending.value) : Option.none())
-      }
-      return Effect.flatMap(mirror.attempt("consume", mirror.handle.consume(key), consequence("consume")), (outcome) => {
-        if (Either.isRight(outcome)) {
-          if (Option.isSome(outcome.right) && hit === undefined) metrics.stats.storeHits++
-          if (Option.isNone(outcome.right)) metrics.stats.misses++
-          return Effect.succeed(outcome.right)
+      return changes.watching((mark) => {
+        /** Puts the entry back when it was not handed out — unless this process changed the key meanwhile. */
+        const putBack = () => {
+          if (hit !== undefined && !changes.changedSince(key, mark)) memory.set(key, hit)
         }
-        const reason = undecidedReason(outcome.left)
-        const answer = answerFor(reason)
-        if (answer === "claimed-locally") {
-          // Memory answers; the delete lands when the store is back.
+        const waiting = afterFlight(mirror, key, () => {
+          putBack()
+          return take(key)
+        })
+        if (waiting) return waiting
+        const pending = ctx.fromPending(key)
+        if (pending === null) return Effect.succeed(Option.none())
+        if (pending !== undefined) {
+          // Queued, not written: ours alone. The delete joins the same flush, which keeps only it.
           mirror.delete(key)
-          return Effect.as(metrics.undecided(reason, answer), Option.map(Option.fromNullable(hit), (e) => e.value))
+          return Effect.succeed(pending.expiresAt > now() ? Option.some(pending.value) : Option.none())
         }
-        // Not handed out: the entry stays, for a retry once the store can decide.
-        if (hit !== undefined) memory.set(key, hit)
-        return Effect.as(metrics.undecided(reason, answer), Option.none())
+        return Effect.flatMap(mirror.attempt("consume", mirror.handle.consume(key), consequence("consume")), (outcome) => {
+          if (Either.isRight(outcome)) {
+            if (Option.isNone(outcome.right)) {
+              metrics.stats.misses++
+              mirror.touched()
+              return Effect.succeed(outcome.right)
+            }
+            return Effect.as(hit === undefined ? metrics.count("storeHits") : Effect.void, outcome.right)
+          }
+          const reason = undecidedReason(outcome.left)
+          const answer = answerFor(reason)
+          if (answer === "claimed-locally") {
+            // Memory answers; the delete lands when the store is back.
+            mirror.delete(key)
+            return Effect.as(metrics.undecided(reason, answer), Option.map(Option.fromNullable(hit), (e) => e.value))
+          }
+          // Not handed out: the entry stays, for a retry once the store can decide.
+          putBack()
+          return Effect.as(metrics.undecided(reason, answer), Option.none())
+        })
       })
     })
 
   /** A failure that retrying will not cure: the store refused the operation itself. */
   const isRefusal = (error: StateStoreError) => undecidedReason(error) === "refused"
+
+  /**
+   * What a settle does when this process still has an unwritten change for `key`: it decides
+   * against that change — the store's row is behind it. Our own claim still queued (made
+   * while the store was out of reach): the settle queues behind it, fenced the same way.
+   * Anything else queued (a finalize, a release): the claim is no longer what `key` holds.
+   */
+  const settleAgainstPending = (key: string, expected: A, queue: () => SettleOutcome): SettleOutcome | undefined => {
+    const pending = ctx.fromPending(key)
+    if (pending === undefined) return undefined
+    return pending !== null && sameValue(pending.value, expected) ? queue() : "stale"
+  }
 
   const replaceIfHeld = (key: string, expected: A, value: A, ttlMillis: number): Effect.Effect<SettleOutcome> =>
     Effect.suspend(() => {
@@ -182,20 +220,25 @@ export const makeDecisions = <A>(ctx: DecisionContext<A>) => {
       const entry = { value, createdAt, expiresAt: createdAt + ttlMillis }
       /** Memory takes the new value unless it holds someone else's (memory-only fencing). */
       const inMemory = (outcome: SettleOutcome): SettleOutcome => {
-        if (memoryHolds(key, expected)) memory.set(key, entry)
+        if (memoryHolds(key, expected)) {
+          memory.set(key, entry)
+          changes.changed(key)
+        }
         return outcome
       }
       if (mirror === undefined) return Effect.succeed(memoryHolds(key, expected) ? inMemory("done") : "stale")
       const waiting = afterFlight(mirror, key, () => replaceIfHeld(key, expected, value, ttlMillis))
       if (waiting) return waiting
+      // Queued: lands when the store is back, still fenced — if the mirror still takes changes.
       const queued = (): SettleOutcome => {
+        if (!mirror.accepting()) return "refused"
         mirror.register(key, value, entry.createdAt, entry.expiresAt, expected)
         return inMemory("queued")
       }
       /** The store could not: queue it (still fenced) — unless it refused it. */
       const failed = (error: StateStoreError): SettleOutcome => (isRefusal(error) ? "refused" : queued())
-      // An unwritten change of ours comes first; this lands after it, fenced the same way.
-      if (ctx.fromPending(key) !== undefined) return Effect.sync(queued)
+      const againstPending = settleAgainstPending(key, expected, queued)
+      if (againstPending !== undefined) return Effect.succeed(againstPending)
       const options = { ttl: ttlMillis }
       const because = () => "the finalize is queued for the store"
       return Effect.flatMap(mirror.attempt("finalize", mirror.handle.replaceIfEqual(key, expected, value, options), because), (replaced) => {
@@ -205,7 +248,11 @@ export const makeDecisions = <A>(ctx: DecisionContext<A>) => {
         return Effect.map(mirror.attempt("finalize", mirror.handle.registerIfAbsent(key, value, options), because), (absent): SettleOutcome => {
           if (Either.isLeft(absent)) return failed(absent.left)
           if (absent.right) return inMemory("done")
-          if (memory.get(key, now()) !== undefined && memoryHolds(key, expected)) memory.delete(key)
+          const current = memory.get(key, now())
+          if (current !== undefined && sameValue(current.value, expected)) {
+            memory.delete(key)
+            changes.changed(key)
+          }
           return "stale"
         })
       })
@@ -215,18 +262,24 @@ export const makeDecisions = <A>(ctx: DecisionContext<A>) => {
     Effect.suspend(() => {
       const fromMemory = () => {
         const current = memory.get(key, now())
-        if (current !== undefined && sameValue(current.value, expected)) memory.delete(key)
-        return current !== undefined && sameValue(current.value, expected)
+        const ours = current !== undefined && sameValue(current.value, expected)
+        if (ours) {
+          memory.delete(key)
+          changes.changed(key)
+        }
+        return ours
       }
       if (mirror === undefined) return Effect.succeed<SettleOutcome>(fromMemory() ? "done" : "stale")
       const waiting = afterFlight(mirror, key, () => removeIfHeld(key, expected))
       if (waiting) return waiting
       const queued = (): SettleOutcome => {
+        if (!mirror.accepting()) return "refused"
         fromMemory()
         mirror.delete(key, expected)
         return "queued"
       }
-      if (ctx.fromPending(key) !== undefined) return Effect.sync(queued)
+      const againstPending = settleAgainstPending(key, expected, queued)
+      if (againstPending !== undefined) return Effect.succeed(againstPending)
       return Effect.map(
         mirror.attempt("release", mirror.handle.deleteIfEqual(key, expected), () => "the release is queued for the store"),
         (outcome): SettleOutcome => {
