@@ -1,17 +1,22 @@
 /**
- * A child process for the cross-process claim test (test/channels.claims.test.ts): builds
- * the BlueBubbles plugin runtime with persistence on, over a shared SQLite file or
- * PostgreSQL database, says it is ready, waits for the start signal (a file appearing),
- * claims every guid, and prints the guids it won as one JSON line.
+ * A child process for the cross-process claim tests (test/channels.claims.test.ts,
+ * test/coldStart.processes.test.ts): builds the BlueBubbles plugin runtime with persistence
+ * on, over a shared SQLite file or PostgreSQL database, says it is ready, waits for the start
+ * signal (a file appearing), claims every guid once, and prints the guids it won as one JSON
+ * line.
  *
- *   node --import tsx test/support/channelClaimWorker.ts <sqlite|pg> <file or url> <go file> <worker id> <guids> [ascending|descending]
+ *   node --import tsx test/support/channelClaimWorker.ts <sqlite|pg> <file or url> <go file> <worker id> <guids> [ascending|descending] [--open-after-go]
  *
  * Two workers claiming in opposite orders meet in the middle, so they contend on real keys.
+ * With `--open-after-go` the worker says it is ready before it opens anything and builds the
+ * runtime (store, migrations, namespace) only on the start signal: workers started together
+ * then open one fresh database at the same moment.
  */
-import * as fs from "node:fs"
-import { Effect, HashMap, Layer, Logger } from "effect"
+import { parseArgs } from "node:util"
+import { Effect, Layer } from "effect"
 import { BlueBubblesInboundDedupe } from "../../src/channels/BlueBubblesInboundDedupe.js"
 import * as PluginRuntime from "../../src/PluginRuntime.js"
+import { persistenceOn, problemLogger, say, storeLocationOf, undecidedClaims, waitForGo } from "./workerIo.js"
 
 /** The plugin id (and channel) the workers run as. */
 export const WORKER_PLUGIN = "bluebubbles"
@@ -30,45 +35,29 @@ export type ChannelWorkerLine =
       readonly won: ReadonlyArray<string>
       /** How many claims answered each outcome. */
       readonly outcomes: Readonly<Record<string, number>>
+      /** Claims the store could not decide (`channel_state_undecided_claims`), by namespace/reason/answer. */
+      readonly undecided: Readonly<Record<string, number>>
       /** Warning and error log lines of the runtime (store failures, fallbacks to memory). */
       readonly problems: ReadonlyArray<string>
     }
   | { readonly type: "fatal"; readonly worker: string; readonly message: string }
 
 const main = () => {
-  const [backend, location, goFile, worker = "?", count = "1000", order = "ascending"] = process.argv.slice(2)
-  const say = (line: ChannelWorkerLine) => process.stdout.write(`${JSON.stringify(line)}\n`)
+  const { positionals, values } = parseArgs({ allowPositionals: true, options: { "open-after-go": { type: "boolean", default: false } } })
+  const [backend, location, goFile, worker = "?", count = "1000", order = "ascending"] = positionals
+  const openAfterGo = values["open-after-go"]
 
-  const problems: Array<string> = []
-  const logger = Logger.make<unknown, void>(({ annotations, logLevel, message }) => {
-    if (logLevel.label !== "WARN" && logLevel.label !== "ERROR" && logLevel.label !== "FATAL") return
-    const parts = Array.isArray(message) ? message : [message]
-    const notes = JSON.stringify(Object.fromEntries(HashMap.toEntries(annotations)))
-    problems.push(`${logLevel.label} ${parts.map(String).join(" ")} ${notes}`.slice(0, 500))
-  })
+  const { problems, layer: logger } = problemLogger()
+  const runtime = Layer.suspend(() =>
+    PluginRuntime.layer({ pluginId: WORKER_PLUGIN, config: persistenceOn(WORKER_PLUGIN), store: storeLocationOf(backend, location) })
+  )
 
-  const store: PluginRuntime.StoreLocation =
-    backend === "pg" ? { pgUrl: location } : backend === "sqlite" ? { sqlitePath: location } : { sqlitePath: "/dev/null/unknown-backend" }
-  const runtime = PluginRuntime.layer({
-    pluginId: WORKER_PLUGIN,
-    config: { plugins: { entries: { [WORKER_PLUGIN]: { config: { experimentalPersistentState: true } } } } },
-    store
-  })
-
-  /** Polls for the start file, so both workers begin within a millisecond or two of each other. */
-  const waitForGo = Effect.gen(function* () {
-    const deadline = Date.now() + 30_000
-    while (!fs.existsSync(goFile!)) {
-      if (Date.now() > deadline) return yield* Effect.fail(new Error(`no start signal (${goFile}) within 30 s`))
-      yield* Effect.sleep("1 millis")
-    }
-  })
-
-  const program = Effect.gen(function* () {
-    if (backend !== "pg" && backend !== "sqlite") return yield* Effect.fail(new Error(`unknown backend ${String(backend)}`))
+  const claimAll = Effect.gen(function* () {
     const dedupe = yield* BlueBubblesInboundDedupe
-    say({ type: "ready", worker })
-    yield* waitForGo
+    if (!openAfterGo) {
+      say({ type: "ready", worker })
+      yield* waitForGo(goFile!)
+    }
     const startedAt = Date.now()
     const won: Array<string> = []
     const outcomes: Record<string, number> = {}
@@ -81,12 +70,21 @@ const main = () => {
         }),
       { concurrency: "unbounded", discard: true }
     )
-    say({ type: "result", worker, startedAt, finishedAt: Date.now(), won, outcomes, problems })
-  })
+    const finishedAt = Date.now()
+    say({ type: "result", worker, startedAt, finishedAt, won, outcomes, undecided: yield* undecidedClaims, problems })
+  }).pipe(Effect.provide(runtime))
 
-  Effect.runPromiseExit(
-    Effect.scoped(Effect.provide(program, Layer.provide(runtime, Logger.replace(Logger.defaultLogger, logger))))
-  ).then((exit) => {
+  const program = openAfterGo
+    ? Effect.zipRight(
+        Effect.zipRight(
+          Effect.sync(() => say({ type: "ready", worker })),
+          waitForGo(goFile!)
+        ),
+        claimAll
+      )
+    : claimAll
+
+  Effect.runPromiseExit(Effect.scoped(Effect.provide(program, logger))).then((exit) => {
     if (exit._tag === "Failure") {
       say({ type: "fatal", worker, message: String(exit.cause) })
       process.exitCode = 1
@@ -94,5 +92,5 @@ const main = () => {
   })
 }
 
-// Only as a script: the test imports this module for its protocol types and helpers.
+// Only as a script: the tests import this module for its protocol types and helpers.
 if (process.argv[1]?.endsWith("channelClaimWorker.ts")) main()

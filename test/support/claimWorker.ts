@@ -5,7 +5,6 @@
  *
  *   node --import tsx test/support/claimWorker.ts <sqlite|pg> <file or url> <go file> <worker id>
  */
-import * as fs from "node:fs"
 import { Effect, Either, Layer, Option } from "effect"
 import { KeyedStore, type NamespaceHandle } from "../../src/KeyedStore.js"
 import * as PgStore from "../../src/layers/store/PgStore.js"
@@ -25,6 +24,7 @@ import {
   type WorkerFailure,
   type WorkerLine
 } from "./claimProtocol.js"
+import { waitForGo } from "./workerIo.js"
 
 const [backend, location, goFile, worker] = process.argv.slice(2)
 
@@ -35,15 +35,6 @@ const storeLayer = (): Layer.Layer<KeyedStore, StateStoreError> => {
   if (backend === "pg") return PgStore.layer({ url: location! })
   throw new Error(`unknown backend ${String(backend)}`)
 }
-
-/** Polls for the start file, so both workers begin within a millisecond or two of each other. */
-const waitForGo = Effect.gen(function* () {
-  const deadline = Date.now() + 30_000
-  while (!fs.existsSync(goFile!)) {
-    if (Date.now() > deadline) return yield* Effect.fail(new Error(`no start signal (${goFile}) within 30 s`))
-    yield* Effect.sleep("1 millis")
-  }
-})
 
 const race = (claims: NamespaceHandle<Claim>, oneShot: NamespaceHandle<Claim>) => {
   const failures: Array<WorkerFailure> = []
@@ -80,7 +71,7 @@ const race = (claims: NamespaceHandle<Claim>, oneShot: NamespaceHandle<Claim>) =
     }
   }
   return Effect.gen(function* () {
-    yield* waitForGo
+    yield* waitForGo(goFile!)
     const startedAt = Date.now()
     yield* Effect.all(steps, { concurrency: "unbounded", discard: true })
     const finishedAt = Date.now()
