@@ -22,32 +22,26 @@ import { channelLayers } from "../src/layers/channelCache.js"
 import * as SqliteStore from "../src/layers/store/SqliteStore.js"
 import type { MirrorSettings } from "../src/layers/mirror/StoreMirror.js"
 import type { StateStoreError } from "../src/StateStoreError.js"
-import { median, openRawStoreFile, type Row, row, type TimingOptions, timeInterleaved, type Work } from "./harness.js"
+import { fail, median, openRawStoreFile, type Row, row, sampleInterleaved, sleep, type TimingOptions, timeInterleaved, type Work } from "./harness.js"
 
-const PLUGIN = "slack"
+export const PLUGIN = "slack"
 const NAMESPACE = Slack.spec.namespace
 const TTL_MS = 24 * 60 * 60 * 1000
 const MEMORY_MAX = Slack.spec.memoryMaxEntries
 const STORE_MAX = Slack.spec.storeMaxEntries
 /** Records per write-behind round. */
-const WRITES = 20_000
+export const WRITES = 20_000
 /** Rows per raw transaction, and the mirror's batch size. */
-const BATCH = 1000
+export const BATCH = 1000
 
 const timing = {
   sync: { n: 5000, rounds: 31, warmup: 6 },
-  writeBehind: { n: WRITES, rounds: 7, warmup: 3 },
+  writeBehind: { n: WRITES, rounds: 15, warmup: 5 },
   check: { n: STORE_MAX, rounds: 7, warmup: 2 }
 } satisfies Record<string, TimingOptions>
 
 type SlackService = Slack.SlackThreadParticipation["Type"]
 type SlackRuntime = ManagedRuntime.ManagedRuntime<Slack.SlackThreadParticipation, StateStoreError>
-
-const fail = (what: string): never => {
-  throw new Error(`bench sanity check failed: ${what}`)
-}
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 // ---------------------------------------------------------------------------------------
 // keys: realistic Slack ids, built before timing (the composite key is built in the loop)
@@ -75,13 +69,13 @@ const threadPool = (size: number): Array<Thread> =>
  * (created_at, then key) is recording order and the survivors of the store's eviction are
  * exactly the last STORE_MAX records of a round.
  */
-const writeThread = (round: number, i: number): Thread => ({
+export const writeThread = (round: number, i: number): Thread => ({
   accountId: ACCOUNTS[0]!,
   channelId: "C05QX2V8J3L",
   threadTs: threadTs(1_712_000_000 + round * WRITES + i, 100)
 })
 
-const compositeKey = (t: Thread) => `${t.accountId}:${t.channelId}:${t.threadTs}`
+export const compositeKey = (t: Thread) => `${t.accountId}:${t.channelId}:${t.threadTs}`
 
 // ---------------------------------------------------------------------------------------
 // the plain baseline: the same work on a Map directly (TTL via Date.now(), oldest evicted
@@ -121,7 +115,7 @@ const makePlainMap = (maxEntries: number) => {
 // ---------------------------------------------------------------------------------------
 // runtimes and the store's table
 
-const storeLayer = (filename: string) => SqliteStore.layer({ filename, sweepInterval: "1 hour" })
+export const storeLayer = (filename: string) => SqliteStore.layer({ filename, sweepInterval: "1 hour" })
 
 const openPersistent = async (filename: string, mirror: Partial<MirrorSettings> = {}) => {
   const runtime: SlackRuntime = ManagedRuntime.make(Slack.layerPersistent({ pluginId: PLUGIN, mirror }).pipe(Layer.provide(storeLayer(filename))))
@@ -147,10 +141,10 @@ const tuples = (n: number) => Array.from({ length: n }, () => "(?,?,?,?,?,?)").j
 const RAW_CHUNK = 500
 const LIVE = "(expires_at IS NULL OR expires_at > ?)"
 
-const keysIn = (db: Database.Database): Array<string> =>
+const keysIn = (db: Database.Database, namespace: string = NAMESPACE): Array<string> =>
   db
     .prepare<[string, string], { entry_key: string }>("SELECT entry_key FROM channel_state_entries WHERE owner = ? AND namespace = ? ORDER BY entry_key")
-    .all(PLUGIN, NAMESPACE)
+    .all(PLUGIN, namespace)
     .map((r) => r.entry_key)
 
 // ---------------------------------------------------------------------------------------
@@ -227,7 +221,11 @@ const syncRows = async (dir: string): Promise<Array<Row>> => {
 // ---------------------------------------------------------------------------------------
 // writebehind.vs_raw_batched
 
-const rawWriters = (db: Database.Database) => {
+/** Rows of one raw transaction: key, value JSON, now. */
+type RawBatch = ReadonlyArray<readonly [string, string, number]>
+type RawWay = "perRow" | "multiRow" | "evicting"
+
+export const rawWriters = (db: Database.Database, namespace: string = NAMESPACE): Record<RawWay, (rows: RawBatch) => void> => {
   const upsert = db.prepare(COLUMNS + tuples(1) + ON_CONFLICT)
   const upsertChunk = db.prepare(COLUMNS + tuples(RAW_CHUNK) + ON_CONFLICT)
   const counts = db.prepare<[string, string, number, string, number], { ns_live: number; owner_live: number }>(
@@ -239,14 +237,17 @@ const rawWriters = (db: Database.Database) => {
     `DELETE FROM channel_state_entries WHERE owner = ? AND namespace = ? AND entry_key IN (
        SELECT entry_key FROM channel_state_entries WHERE owner = ? AND namespace = ? ORDER BY created_at, entry_key LIMIT ?)`
   )
-  type Batch = ReadonlyArray<readonly [string, string, number]>
+  // What the store's cap check reads after every batch: the namespace's trigger-kept row count.
+  const rowCount = db.prepare<[string, string], { row_count: number }>("SELECT row_count FROM channel_state_counts WHERE owner = ? AND namespace = ?")
+  type Batch = RawBatch
   const perRow = db.transaction((rows: Batch) => {
-    for (const [key, json, now] of rows) upsert.run(PLUGIN, NAMESPACE, key, json, now, now + TTL_MS)
+    for (const [key, json, now] of rows) upsert.run(PLUGIN, namespace, key, json, now, now + TTL_MS)
+    if (rowCount.get(PLUGIN, namespace) === undefined) fail("raw: no row count")
   })
   const multiRow = (rows: Batch) => {
     for (let start = 0; start < rows.length; start += RAW_CHUNK) {
       const params: Array<unknown> = []
-      for (const [key, json, now] of rows.slice(start, start + RAW_CHUNK)) params.push(PLUGIN, NAMESPACE, key, json, now, now + TTL_MS)
+      for (const [key, json, now] of rows.slice(start, start + RAW_CHUNK)) params.push(PLUGIN, namespace, key, json, now, now + TTL_MS)
       upsertChunk.run(...params)
     }
   }
@@ -254,17 +255,21 @@ const rawWriters = (db: Database.Database) => {
   const evicting = db.transaction((rows: Batch) => {
     multiRow(rows)
     const now = rows[0]![2]
-    const c = counts.get(PLUGIN, NAMESPACE, now, PLUGIN, now)!
+    const c = counts.get(PLUGIN, namespace, now, PLUGIN, now)!
     if (c.ns_live > STORE_MAX) {
-      deleteExpired.run(PLUGIN, NAMESPACE, now)
-      deleteOldest.run(PLUGIN, NAMESPACE, PLUGIN, NAMESPACE, c.ns_live - STORE_MAX)
+      deleteExpired.run(PLUGIN, namespace, now)
+      deleteOldest.run(PLUGIN, namespace, PLUGIN, namespace, c.ns_live - STORE_MAX)
     }
   })
-  return { perRow, multiRow: db.transaction(multiRow), evicting }
+  const multiRowCounted = (rows: Batch) => {
+    multiRow(rows)
+    if (rowCount.get(PLUGIN, namespace) === undefined) fail("raw: no row count")
+  }
+  return { perRow, multiRow: db.transaction(multiRowCounted), evicting }
 }
 
 /** N records as raw rows, in transactions of BATCH; keys, JSON and Date.now() built in the loop. */
-const rawWork =
+export const rawWork =
   (tx: (rows: ReadonlyArray<readonly [string, string, number]>) => void) =>
   (round: number, n: number): void => {
     for (let first = 0; first < n; first += BATCH) {
@@ -282,12 +287,12 @@ const rawWork =
  * in a namespace whose store max is above N, so flushed batches evict nothing. Slack's own
  * layer cannot be given another store max, so this is built from the same internal pieces.
  */
-class UnboundedThreads extends Context.Tag("bench/UnboundedThreads")<
+export class UnboundedThreads extends Context.Tag("bench/UnboundedThreads")<
   UnboundedThreads,
   { readonly record: (accountId: string, channelId: string, threadTs: string) => void }
 >() {}
-const UNBOUNDED_NAMESPACE = "bench.thread-participation-unbounded"
-const unboundedLayers = channelLayers(UnboundedThreads, (openCache) =>
+export const UNBOUNDED_NAMESPACE = "bench.thread-participation-unbounded"
+export const unboundedLayers = channelLayers(UnboundedThreads, (openCache) =>
   Effect.map(openCache({ ...Slack.spec, namespace: UNBOUNDED_NAMESPACE, storeMaxEntries: 1_000_000 }), (cache) => ({
     record: (accountId: string, channelId: string, threadTs: string) => {
       const repliedAt = cache.now()
@@ -295,36 +300,39 @@ const unboundedLayers = channelLayers(UnboundedThreads, (openCache) =>
     }
   }))
 )
-const unboundedFlushed = tagged(CacheMetricFamilies.flushedWrites, UNBOUNDED_NAMESPACE)
+export const unboundedFlushed = tagged(CacheMetricFamilies.flushedWrites, UNBOUNDED_NAMESPACE)
 
-type RawWay = "perRow" | "multiRow" | "evicting"
 const RAW_WAYS: ReadonlyArray<RawWay> = ["perRow", "multiRow", "evicting"]
 
 /**
  * Write-behind tuning for throughput: nothing dropped, and a 1 ms flush interval so the wait
  * for the flusher's next tick (default 100 ms) is not counted as write time.
  */
-const THROUGHPUT_MIRROR: Partial<MirrorSettings> = { maxQueue: 100_000, flushInterval: "1 millis" }
+export const THROUGHPUT_MIRROR: Partial<MirrorSettings> = { maxQueue: 100_000, flushInterval: "1 millis" }
 
-/** Waits (yielding to the flusher) until `key` is committed, as seen by another connection. */
-const untilCommitted = async (reader: Database.Database, namespace: string, key: string) => {
-  const probe = reader.prepare<[string, string, string], unknown>("SELECT 1 FROM channel_state_entries WHERE owner = ? AND namespace = ? AND entry_key = ?")
+/**
+ * Waits, yielding to the flusher every turn of the event loop, until the flusher has counted
+ * `target` writes of `counter` (it counts a batch once it is committed). The process's own
+ * counter, not a poll of the file: a second connection's read transactions would hold back
+ * the WAL's checkpoints on our side only.
+ */
+export const untilFlushed = async (counter: Metric.Metric.Counter<number>, target: number) => {
   const deadline = Date.now() + 30_000
-  while (probe.get(PLUGIN, namespace, key) === undefined) {
-    if (Date.now() > deadline) fail(`${key} not committed within 30 s`)
+  // unsafeValue: ~3 µs a read (Effect.runSync(Metric.value(…)) costs 30–150 µs, on our side's clock).
+  while (counter.unsafeValue([]).count < target) {
+    if (Date.now() > deadline) fail(`${counter.unsafeValue([]).count} of ${target} writes flushed within 30 s`)
     await new Promise<void>((resolve) => setImmediate(resolve))
   }
 }
 
 const writeBehindRows = async (dir: string): Promise<Array<Row>> => {
-  const lastKey = (round: number, n: number) => compositeKey(writeThread(round, n - 1))
   const expectedSurvivors = (round: number, n: number) =>
     Array.from({ length: Math.min(n, STORE_MAX) }, (_, j) => compositeKey(writeThread(round, n - Math.min(n, STORE_MAX) + j))).sort()
 
   interface Mirrored<S> {
     readonly runtime: ManagedRuntime.ManagedRuntime<S, StateStoreError>
     readonly record: (accountId: string, channelId: string, threadTs: string) => void
-    /** A read-only connection on the runtime's file: polls for the commit, then verifies. */
+    /** A read-only connection on the runtime's file: verifies the round, untimed. */
     readonly reader: Database.Database
   }
   // Each round: fresh files and fresh runtimes, built untimed in `setup`.
@@ -373,8 +381,7 @@ const writeBehindRows = async (dir: string): Promise<Array<Row>> => {
       record(t.accountId, t.channelId, t.threadTs)
     }
     if (round >= timing.writeBehind.warmup) loopNs.push(Number(process.hrtime.bigint() - start) / n)
-    // Batches are written in recording order: the last record committed means all are.
-    await untilCommitted(reader, NAMESPACE, lastKey(round, n))
+    await untilFlushed(flushedCounter, before.flushed + n)
     checks.push(() => {
       const after = mirrorTotals()
       if (after.flushed - before.flushed !== n) fail(`flushed ${after.flushed - before.flushed} of ${n} writes`)
@@ -392,7 +399,7 @@ const writeBehindRows = async (dir: string): Promise<Array<Row>> => {
       const t = writeThread(round, i)
       record(t.accountId, t.channelId, t.threadTs)
     }
-    await untilCommitted(reader, UNBOUNDED_NAMESPACE, lastKey(round, n))
+    await untilFlushed(unboundedFlushed, unboundedBefore + n)
     checks.push(() => {
       const flushed = Effect.runSync(Metric.value(unboundedFlushed)).count - unboundedBefore
       if (flushed !== n) fail(`unbounded: flushed ${flushed} of ${n} writes`)
@@ -400,20 +407,22 @@ const writeBehindRows = async (dir: string): Promise<Array<Row>> => {
       if (rows !== n) fail(`unbounded: store holds ${rows} rows, expected ${n}`)
     })
   }
-  // Statements are prepared inside the timed work, as our fresh connection has to.
+  // Statements are prepared inside the timed work, as our fresh connection has to. Each raw
+  // way writes the namespace of the side it is compared with (the same rows, byte for byte).
   const rawContender =
     (way: RawWay): Work =>
     (round, n) => {
       const db = raw[way]!
-      rawWork(rawWriters(db)[way])(round, n)
+      const namespace = way === "evicting" ? NAMESPACE : UNBOUNDED_NAMESPACE
+      rawWork(rawWriters(db, namespace)[way])(round, n)
       checks.push(() => {
-        const rows = keysIn(db).length
+        const rows = keysIn(db, namespace).length
         const expected = way === "evicting" ? Math.min(n, STORE_MAX) : n
         if (rows !== expected) fail(`raw ${way} holds ${rows} rows, expected ${expected}`)
       })
     }
   try {
-    const times = await timeInterleaved(
+    const samples = await sampleInterleaved(
       {
         ours: oursWork,
         perRow: rawContender("perRow"),
@@ -425,19 +434,24 @@ const writeBehindRows = async (dir: string): Promise<Array<Row>> => {
       { setup, rotate: true }
     )
     await finishRound()
+    const times = { ours: median(samples.ours), perRow: median(samples.perRow), multiRow: median(samples.multiRow), evicting: median(samples.evicting), unbounded: median(samples.unbounded) }
     const baseline = Math.min(times.perRow, times.multiRow)
     const way = times.perRow <= times.multiRow ? "1 000 prepared one-row upserts" : "two prepared 500-row upserts"
     const ns = (x: number) => `${Math.round(x)} ns`
+    // The same ratio round by round (each round's unbounded against that round's faster raw way): its spread says how sturdy the median is.
+    const perRound = samples.unbounded.map((u, r) => u / Math.min(samples.perRow[r]!, samples.multiRow[r]!)).sort((a, b) => a - b)
+    const spread = `per-round ratios ${perRound[0]!.toFixed(2)}–${perRound.at(-1)!.toFixed(2)}, their median ${median(perRound).toFixed(2)}, middle half ${perRound[Math.floor(perRound.length / 4)]!.toFixed(2)}–${perRound[Math.ceil((3 * perRound.length) / 4) - 1]!.toFixed(2)}`
     return [
       row(
         "writebehind.vs_raw_batched",
         "ns/record",
         times.unbounded,
         baseline,
-        2.0,
+        1.5,
         `${WRITES} distinct records through the Slack record path into a namespace whose store max is above ${WRITES}, so every record is persisted: ` +
-          `the sync record loop, then until the last is committed (polled from a read-only connection); mirror maxQueue 100 000, flushInterval 1 ms, maxBatch ${BATCH}. ` +
-          `Raw: the same rows, ${way} per transaction of ${BATCH}, the fastest way this run (per-row ${ns(times.perRow)}, multi-row ${ns(times.multiRow)}).`
+          `the sync record loop, then until the flusher has committed them all (its flushed-writes counter); mirror maxQueue 100 000, flushInterval 1 ms, maxBatch ${BATCH}; fresh file and runtime per round. ` +
+          `Raw: the same rows (same namespace), ${way} per transaction of ${BATCH} plus the row-count read the store's cap check makes, the fastest way this run (per-row ${ns(times.perRow)}, multi-row ${ns(times.multiRow)}). ` +
+          `Medians of ${timing.writeBehind.rounds} interleaved rounds (after ${timing.writeBehind.warmup}), 5 contenders, order rotated; ${spread}. Where ours spends it: node --import tsx bench/profile.ts writebehind.`
       ),
       row(
         "writebehind.evicting_vs_raw_evicting",

@@ -6,9 +6,18 @@
 import { mergeResults, missed, printTable, type Row, resultsFile } from "./harness.js"
 import { storeBench } from "./store.js"
 import { channelsBench } from "./channels.js"
+import { claimsBench } from "./claims.js"
+import { restartBench } from "./restart.js"
+import { faultsBench } from "./faults.js"
 
 const started = Date.now()
-const rows: Array<Row> = [...(await storeBench()), ...(await channelsBench())]
+const rows: Array<Row> = [
+  ...(await storeBench()),
+  ...(await channelsBench()),
+  ...(await claimsBench()),
+  ...(await restartBench()),
+  ...(await faultsBench())
+]
 
 console.log("")
 printTable(rows)

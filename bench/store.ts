@@ -9,17 +9,27 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import * as Reactivity from "@effect/experimental/Reactivity"
 import { SqlClient } from "@effect/sql/SqlClient"
-import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import type Database from "better-sqlite3"
-import { Effect, Layer, ManagedRuntime, Option, Redacted, Schema } from "effect"
+import { Effect, ManagedRuntime, Option, Schema } from "effect"
 import { type BatchOp, KeyedStore, type NamespaceHandle } from "../src/KeyedStore.js"
 import * as PgStore from "../src/layers/store/PgStore.js"
 import * as SqliteStore from "../src/layers/store/SqliteStore.js"
 import type { StateStoreError } from "../src/StateStoreError.js"
-import { openRawStoreFile, type Row, row, type TimingOptions, timeInterleaved, timePerOp, type Work } from "./harness.js"
+import {
+  adminSql,
+  fail,
+  freshPgDatabase,
+  openRawStoreFile,
+  pgBaseUrl,
+  type Row,
+  row,
+  type TimingOptions,
+  timeInterleaved,
+  timePerOp,
+  type Work
+} from "./harness.js"
 
 const OWNER = "bench"
 const NAMESPACE = "threads"
@@ -64,10 +74,6 @@ interface OpWorks {
   readonly registerIfAbsent: Work
   readonly consume: Work
   readonly batched: Work
-}
-
-const fail = (what: string): never => {
-  throw new Error(`bench sanity check failed: ${what}`)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -314,26 +320,16 @@ const sqliteRows = async (dir: string): Promise<{ rows: Array<Row>; figures: Rec
 // ---------------------------------------------------------------------------------------
 // PostgreSQL: ours only, reported next to our SQLite figure
 
-const adminSql = (baseUrl: string, statement: string) =>
-  Effect.runPromise(
-    Effect.flatMap(SqlClient, (sql) => sql.unsafe(statement)).pipe(
-      Effect.provide(PgClient.layer({ url: Redacted.make(baseUrl), maxConnections: 1 }).pipe(Layer.provide(Reactivity.layer)))
-    )
-  )
-
 const pgRows = async (baseUrl: string, sqlite: Record<keyof OpWorks, number>): Promise<Array<Row>> => {
-  const name = `cs_bench_${process.pid}`
-  await adminSql(baseUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-  await adminSql(baseUrl, `CREATE DATABASE ${name}`)
-  const url = new URL(baseUrl)
-  url.pathname = `/${name}`
-  const runtime: StoreRuntime = ManagedRuntime.make(PgStore.layer({ url: url.toString(), ...storeSettings }))
+  const database = await freshPgDatabase(baseUrl, "store")
+  const url = database.url
+  const runtime: StoreRuntime = ManagedRuntime.make(PgStore.layer({ url, ...storeSettings }))
   try {
     const handle = await openStore(runtime)
     await seedStore(runtime, handle)
     // Steady state: autovacuum analyzes a live table. Without statistics the planner picks the
     // (owner, namespace, created_at) index for a point lookup and scans the whole namespace.
-    await adminSql(url.toString(), "ANALYZE channel_state_entries")
+    await adminSql(url, "ANALYZE channel_state_entries")
     const ours = storeWorks(runtime, handle)
     const lookup = await timePerOp(ours.lookup, pgTiming.lookup)
     const register = await timePerOp(ours.register, pgTiming.register)
@@ -350,7 +346,7 @@ const pgRows = async (baseUrl: string, sqlite: Record<keyof OpWorks, number>): P
     ]
   } finally {
     await runtime.dispose()
-    await adminSql(baseUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+    await database.drop()
   }
 }
 
@@ -360,7 +356,7 @@ export const storeBench = async (): Promise<Array<Row>> => {
   try {
     console.error("bench: keyed store on SQLite vs raw better-sqlite3 …")
     const sqlite = await sqliteRows(dir)
-    const pgUrl = process.env.CHANNEL_STATE_TEST_PG_URL || undefined
+    const pgUrl = pgBaseUrl()
     if (pgUrl === undefined) {
       console.error("bench: CHANNEL_STATE_TEST_PG_URL not set, PostgreSQL rows skipped")
       return sqlite.rows
