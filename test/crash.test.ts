@@ -33,7 +33,7 @@ const MIN_TRAFFIC_MS = 100
 const MAX_TRAFFIC_MS = 600
 /*
  * How long a restart after a kill takes (spawn → first answer, and opening the crashed store
- * → first answer) is reported here and bounded in `npm run bench` (crash.restart_open): a
+ * → first answer) is reported here and bounded in `npm run bench` (restart.open_to_first_answer_sqlite, _pg): a
  * test on a shared machine must not depend on how busy it is.
  */
 

@@ -100,8 +100,8 @@ describe("no SQL text is built from input", () => {
     const found: Array<string> = []
     for (const file of files) {
       const text = fs.readFileSync(path.join(root, file), "utf8")
-      // The rest of the line after every `.unsafe(` / `.unsafe<T>(`: its SQL text argument.
-      for (const match of text.matchAll(/\.unsafe(?:<[^(]*>)?\(([^\n]*)/g)) {
+      // The rest of the line after every `.unsafe(` / `.unsafe<T>(` / connection `.execute(`: its SQL text argument.
+      for (const match of text.matchAll(/\.(?:unsafe|execute)(?:<[^(]*>)?\(([^\n]*)/g)) {
         found.push(`${file.replaceAll("\\", "/")}: ${match[1]?.trim()}`)
       }
     }
@@ -111,7 +111,10 @@ describe("no SQL text is built from input", () => {
       "layers/store/SqliteStore.ts: `PRAGMA busy_timeout = ${busyMillis}`).pipe(Effect.mapError(openError))",
       // biome-ignore lint/suspicious/noTemplateCurlyInString: source text, not a template
       "layers/store/StoreAdmin.ts: `PRAGMA integrity_check(${Math.max(1, Math.floor(limit))})`),",
-      "layers/store/sqlStatements.ts: statement.text, statement.params)"
+      "layers/store/sqlStatements.ts: statement.text, statement.params)",
+      "layers/store/sqlStatements.ts: statement.text, statement.params, undefined) : execute(sql, statement)",
+      // A fixed transaction verb (BEGIN IMMEDIATE, COMMIT, ROLLBACK, SAVEPOINT effect_sql_<n>).
+      "layers/store/sqlTransaction.ts: text, [], undefined))"
     ]
     expect(found.sort()).toEqual(reviewed)
   })

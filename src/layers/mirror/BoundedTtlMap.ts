@@ -34,7 +34,8 @@ export class BoundedTtlMap<A> {
 
   /** Inserts or replaces (moving the key to the young end), then evicts past `maxEntries`. */
   set(key: string, entry: TimedEntry<A>): void {
-    if (this.map.has(key)) this.map.delete(key)
+    // Deleting first (a no-op for a new key) moves a replaced key to the young end.
+    this.map.delete(key)
     this.map.set(key, entry)
     while (this.map.size > this.maxEntries) this.evictOldest()
   }

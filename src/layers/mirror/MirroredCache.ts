@@ -192,9 +192,13 @@ export const makeMirroredCache = <A>(options: MirroredCacheOptions<A>): Mirrored
     get: (key) => getStored(keyOf(key)),
     set: (key, value, createdAt, expiresAt) => {
       const k = keyOf(key)
-      memory.set(k, { value, createdAt, expiresAt })
+      if (mirror === undefined) {
+        memory.set(k, { value, createdAt, expiresAt })
+        return
+      }
+      // One object serves memory and the queue (a queued write is a timed entry too).
+      memory.set(k, mirror.register(k, value, createdAt, storedExpiry(expiresAt)))
       changes.changed(k)
-      mirror?.register(k, value, createdAt, storedExpiry(expiresAt))
     },
     delete: (key) => {
       const k = keyOf(key)

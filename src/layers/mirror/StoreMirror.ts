@@ -66,6 +66,9 @@ const backingOffError = (operation: string, namespace: string) =>
     detail: "not tried: the store is being left alone after repeated failures (back-off); it is probed again later"
   })
 
+/** A queued upsert: a batch step whose expiry is set, so it is also a timed entry. */
+type QueuedWrite<A> = Extract<BatchOp<A>, { readonly _tag: "Register" }> & { readonly expiresAt: number }
+
 /** How a flush ended: everything written, or the store contended (`Busy`), or out of reach / backing off. */
 type FlushOutcome = "written" | "contended" | "outage"
 
@@ -235,7 +238,7 @@ export const makeStoreMirror = <A>(handle: NamespaceHandle<A>, identity: MirrorI
     // A change made after the flusher finished can only be dropped: said once, in the log.
     const runtime = yield* Effect.runtime<never>()
     let droppedAfterStop = 0
-    const enqueue = (op: BatchOp<A>): void => {
+    const enqueue = <Op extends BatchOp<A>>(op: Op): Op => {
       if (stopped) {
         metrics.dropped("shutdown", 1)
         if (droppedAfterStop++ === 0) {
@@ -245,23 +248,32 @@ export const makeStoreMirror = <A>(handle: NamespaceHandle<A>, identity: MirrorI
             )
           )
         }
-        return
+        return op
       }
       if (queue.enqueue(op)) {
         metrics.stats.queuedWrites++
         signalWork()
       }
+      return op
     }
 
     return {
       handle,
       guard,
       attempt,
-      /** Queues an upsert with its original timestamps (conditional with `ifAbsentOr`). Sync, O(1), never blocks or throws. */
-      register: (key: string, value: A, createdAt: number, expiresAt: number, ifAbsentOr?: A): void =>
-        enqueue(ifAbsentOr === undefined ? { _tag: "Register", key, value, createdAt, expiresAt } : { _tag: "Register", key, value, createdAt, expiresAt, ifAbsentOr }),
+      /**
+       * Queues an upsert with its original timestamps (conditional with `ifAbsentOr`) and
+       * returns the queued step (a timed entry: memory may keep the same object). Sync, O(1),
+       * never blocks or throws.
+       */
+      register: (key: string, value: A, createdAt: number, expiresAt: number, ifAbsentOr?: A) =>
+        enqueue<QueuedWrite<A>>(
+          ifAbsentOr === undefined ? { _tag: "Register", key, value, createdAt, expiresAt } : { _tag: "Register", key, value, createdAt, expiresAt, ifAbsentOr }
+        ),
       /** Queues a delete (conditional with `ifEqual`). Sync, O(1), never blocks or throws. */
-      delete: (key: string, ifEqual?: A): void => enqueue(ifEqual === undefined ? { _tag: "Delete", key } : { _tag: "Delete", key, ifEqual }),
+      delete: (key: string, ifEqual?: A): void => {
+        enqueue(ifEqual === undefined ? { _tag: "Delete", key } : { _tag: "Delete", key, ifEqual })
+      },
       /** The newest change to `key` not yet committed (queued or being written), if any. O(1). */
       pending: (key: string): BatchOp<A> | undefined => queue.pending(key),
       /** Whether the flush running now is writing a change to `key`. */

@@ -37,7 +37,7 @@ export class WriteQueue<A> {
    * (a lost delete would let a consumed or removed entry come back). Returns whether queued.
    */
   enqueue(op: BatchOp<A>): boolean {
-    if (!this.queued.has(op.key) && this.queued.size >= this.maxQueue) {
+    if (this.queued.size >= this.maxQueue && !this.queued.has(op.key)) {
       const oldest = op._tag === "Delete" ? this.oldestWrite() : undefined
       if (oldest === undefined) {
         this.dropped("queue-full", 1)

@@ -13,19 +13,20 @@ import { makeCoalescer } from "./coalescer.js"
 import { type BusyGate, retryTransient, type Transient, transientReason } from "./retry.js"
 import { makeCaps } from "./sqlCaps.js"
 import { classify, fromSqlError } from "./sqlFailure.js"
-import { type DbRow, type DeletedRow, execute, makeStatements, type RowTimes, type RowToWrite, type SqlText, type StatementDialect } from "./sqlStatements.js"
+import { type DbRow, type DeletedRow, execute, executeInTransaction, makeStatements, type RowTimes, type RowToWrite, type SqlText, type StatementDialect } from "./sqlStatements.js"
 import type { WriteTransactions } from "./sqlTransaction.js"
-import { checkKey, decodeValue, encodeValue, isLive, lastStepPerKey, oldestFirst, type ResolvedNamespace, writeTimes } from "./storeRules.js"
+import { checkKey, decodeValue, encodeJson, encodeValue, isLive, lastStepPerKey, oldestFirst, type ResolvedNamespace, writeTimes, writeTimesOf } from "./storeRules.js"
 
 /** Rows per multi-row statement: 6 parameters a row stays far below every driver's limit. */
 const CHUNK = 500
 
-/** A register step of a batch, ready for the multi-row upsert. */
+/** A register step of a batch, ready for the multi-row upsert (or, with `orEqualTo`, the conditional one). */
 interface BatchRow {
   readonly key: string
   readonly json: string
   readonly createdAt: number
   readonly expiresAt: number | null
+  readonly orEqualTo?: string
 }
 
 /** What every handle of one store shares. */
@@ -146,7 +147,7 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
    * (the same end state, without the churn).
    */
   const keepNewest = <R extends { key: string; createdAt: number; expiresAt: number | null }>(rows: Array<R>, deletes: Array<string>, now: number): Array<R> => {
-    if (ns.overflow !== "evict-oldest") return rows
+    if (ns.overflow !== "evict-oldest" || rows.length <= ns.maxEntries) return rows
     const liveRows = rows.filter((row) => isLive(row.expiresAt, now))
     if (liveRows.length <= ns.maxEntries) return rows
     const kept = [...liveRows].sort((a, b) => oldestFirst(b, a)).slice(0, ns.maxEntries)
@@ -159,21 +160,15 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
    * A batch's register step, encoded with its explicit timestamps (and the JSON its condition
    * compares to), or why it is refused. Straight-line code: it runs once per row of a flush.
    */
-  const batchRow = (
-    op: Extract<BatchOp<A>, { readonly _tag: "Register" }>,
-    now: number
-  ): { row: BatchRow; orEqualTo: string | undefined } | StateStoreError => {
-    const json = encodeValue(ns, "writeBatch", op.key, op.value)
-    if (Either.isLeft(json)) return json.left
-    const times = writeTimes(ns, "writeBatch", now, { createdAt: op.createdAt, expiresAt: op.expiresAt })
-    if (Either.isLeft(times)) return times.left
-    let orEqualTo: string | undefined
-    if (op.ifAbsentOr !== undefined) {
-      const expected = expectedJson("writeBatch", op.key, op.ifAbsentOr)
-      if (Either.isLeft(expected)) return expected.left
-      orEqualTo = expected.right
-    }
-    return { row: { key: op.key, json: json.right, createdAt: times.right.createdAt, expiresAt: times.right.expiresAt ?? null }, orEqualTo }
+  const batchRow = (op: Extract<BatchOp<A>, { readonly _tag: "Register" }>, now: number): BatchRow | StateStoreError => {
+    const json = encodeJson(ns, "writeBatch", op.key, op.value)
+    if (typeof json !== "string") return json
+    const times = writeTimesOf(ns, "writeBatch", now, { createdAt: op.createdAt, expiresAt: op.expiresAt })
+    if (times instanceof StateStoreError) return times
+    if (op.ifAbsentOr === undefined) return { key: op.key, json, createdAt: times.createdAt, expiresAt: times.expiresAt ?? null }
+    const orEqualTo = encodeJson(ns, "writeBatch", op.key, op.ifAbsentOr)
+    if (typeof orEqualTo !== "string") return orEqualTo
+    return { key: op.key, json, createdAt: times.createdAt, expiresAt: times.expiresAt ?? null, orEqualTo }
   }
 
   const byKey = (a: { key: string }, b: { key: string }) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)
@@ -246,13 +241,10 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
           else conditionalDeletes.push({ key: op.key, json: json.right })
           continue
         }
-        const prepared = batchRow(op, now)
-        if (prepared instanceof StateStoreError) refused.push({ key: op.key, error: prepared })
-        else if (prepared.orEqualTo === undefined) rows.push(prepared.row)
-        else {
-          const { row, orEqualTo } = prepared
-          conditionalRows.push({ row: { key: row.key, json: row.json, times: { _tag: "At", createdAt: row.createdAt, expiresAt: row.expiresAt } }, orEqualTo })
-        }
+        const row = batchRow(op, now)
+        if (row instanceof StateStoreError) refused.push({ key: op.key, error: row })
+        else if (row.orEqualTo === undefined) rows.push(row)
+        else conditionalRows.push({ row: { key: row.key, json: row.json, times: { _tag: "At", createdAt: row.createdAt, expiresAt: row.expiresAt } }, orEqualTo: row.orEqualTo })
       }
       rows = keepNewest(rows, deletes, now)
       // One key order on every backend and in every process: concurrent batches never deadlock.
@@ -280,7 +272,7 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
             else refusedHere.push({ key: row.key, error: caps.full("writeBatch", row.key, ns.overflow === "reject-new" ? "namespace" : "owner") })
           }
         }
-        for (const chunk of Arr.chunksOf(accepted, CHUNK)) yield* exec(statements.upsertMany(chunk))
+        for (const chunk of Arr.chunksOf(accepted, CHUNK)) yield* executeInTransaction(sql, statements.upsertMany(chunk))
         if (accepted.length > 0) yield* caps.enforce("writeBatch", now)
         for (const { row, orEqualTo } of conditionalRows) {
           // Each in a savepoint: one that would overflow a cap is refused alone.

@@ -11,7 +11,8 @@
  *
  * @internal
  */
-import type { SqlClient } from "@effect/sql/SqlClient"
+import { type SqlClient, TransactionConnection } from "@effect/sql/SqlClient"
+import { Effect, Option } from "effect"
 import type { StoreBackend } from "../../KeyedStore.js"
 
 /** What the statements are written for. */
@@ -27,8 +28,18 @@ export interface SqlText {
   readonly params: ReadonlyArray<unknown>
 }
 
-/** Runs a statement: the one place statement texts reach the driver. */
+/** Runs a statement: one of the two places statement texts reach the driver. */
 export const execute = <R extends object = Record<string, unknown>>(sql: SqlClient, statement: SqlText) => sql.unsafe<R>(statement.text, statement.params)
+
+/**
+ * Runs a bulk statement on the connection of the transaction it is part of, through the
+ * connection's own `execute`: a 500-row upsert's 3 000 parameters skip the statement
+ * compiler (about a microsecond a row). Outside a transaction it runs as {@link execute} does.
+ */
+export const executeInTransaction = (sql: SqlClient, statement: SqlText) =>
+  Effect.flatMap(Effect.serviceOption(TransactionConnection), (transaction) =>
+    Option.isSome(transaction) ? transaction.value[0].execute(statement.text, statement.params, undefined) : execute(sql, statement)
+  )
 
 /** The database's time in epoch milliseconds: one value for the whole statement. */
 const DATABASE_NOW = {

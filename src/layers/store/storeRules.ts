@@ -6,6 +6,7 @@
  */
 import { createHash } from "node:crypto"
 import { Duration, Effect, Either, Option, ParseResult, Schema } from "effect"
+import { compileFlatJson } from "./flatJson.js"
 import type { NamespaceOptions, OverflowPolicy, WriteOptions } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
 
@@ -19,6 +20,9 @@ export const MAX_KEY_BYTES = 512
 export const MAX_VALUE_BYTES = 64 * 1024
 /** The deepest nesting of an encoded value. */
 export const MAX_VALUE_DEPTH = 64
+
+/** How the valid timestamps read in an error. */
+const EPOCH_RANGE = "epoch milliseconds from 0 to 8640000000000000"
 
 /** The latest instant a timestamp may name: the largest JS `Date` (8.64e15 ms), which also fits a PostgreSQL BIGINT. */
 export const MAX_EPOCH_MILLIS = 8_640_000_000_000_000
@@ -61,6 +65,8 @@ export interface ResolvedNamespace<A> {
   /** The schema's encoder and decoder, built once per namespace. */
   readonly encode: (value: unknown) => Either.Either<unknown, ParseResult.ParseIssue>
   readonly decode: (value: unknown) => Either.Either<A, ParseResult.ParseIssue>
+  /** The JSON of a value the flat-struct fast path takes, or `undefined` (see flatJson.ts). */
+  readonly flatJson: ((value: unknown) => string | undefined) | undefined
   readonly maxEntries: number
   readonly ttlMillis: number | undefined
   readonly overflow: OverflowPolicy
@@ -136,6 +142,7 @@ export const resolveNamespace = <A, I>(
       schema: options.schema as Schema.Schema<A, unknown>,
       encode: ParseResult.encodeUnknownEither(options.schema as Schema.Schema<A, unknown>),
       decode: ParseResult.decodeUnknownEither(options.schema as Schema.Schema<A, unknown>),
+      flatJson: compileFlatJson(options.schema.ast),
       maxEntries: options.maxEntries,
       ttlMillis: ttl.right,
       overflow
@@ -208,7 +215,9 @@ const plainJsonProblem = (value: unknown, depth: number): string | undefined => 
     if (proto !== Object.prototype && proto !== null) {
       return `value contains a ${proto?.constructor?.name ?? "non-plain"} object, which is not plain JSON`
     }
-    for (const item of Object.values(value)) {
+    // for…in allocates nothing (a plain or null-prototype object has no enumerable inherited keys).
+    for (const name in value) {
+      const item = (value as Record<string, unknown>)[name]
       if (item === undefined) continue
       const problem = plainJsonProblem(item, depth + 1)
       if (problem) return problem
@@ -218,34 +227,43 @@ const plainJsonProblem = (value: unknown, depth: number): string | undefined => 
   return `value contains a ${typeof value}, which is not JSON`
 }
 
-/** Encodes a value with the namespace Schema to JSON text within the limits, or explains why not. */
-export const encodeValue = <A>(
-  ns: ResolvedNamespace<A>,
-  operation: string,
-  key: string,
-  value: A
-): Either.Either<string, StateStoreError> => {
-  const at = { owner: ns.owner, namespace: ns.namespace, key }
+/** A refused value's `InvalidInput` (a plain function: the encoding path creates no closure per value). */
+const refuseValue = <A>(ns: ResolvedNamespace<A>, operation: string, key: string, detail: string) =>
+  invalid(operation, detail, { owner: ns.owner, namespace: ns.namespace, key })
+
+/**
+ * Encodes a value with the namespace Schema to JSON text within the limits, or explains why
+ * not (`InvalidInput`). Allocation-free on success: it runs once per row of a flush.
+ */
+export const encodeJson = <A>(ns: ResolvedNamespace<A>, operation: string, key: string, value: A): string | StateStoreError => {
   try {
+    const flat = ns.flatJson?.(value)
+    if (flat !== undefined && flat.length * 3 <= MAX_VALUE_BYTES) return flat
     const encoded = ns.encode(value)
     if (Either.isLeft(encoded)) {
       // Name where it failed, never what the value was: values may hold user content.
       const path = ParseResult.ArrayFormatter.formatIssueSync(encoded.left)[0]?.path ?? []
-      return Either.left(invalid(operation, `value does not match the namespace schema (at ${path.length > 0 ? path.join(".") : "the top level"})`, at))
+      return refuseValue(ns, operation, key, `value does not match the namespace schema (at ${path.length > 0 ? path.join(".") : "the top level"})`)
     }
     const problem = plainJsonProblem(encoded.right, 1)
-    if (problem) return Either.left(invalid(operation, problem, at))
+    if (problem) return refuseValue(ns, operation, key, problem)
     const json = JSON.stringify(encoded.right)
-    if (json === undefined) return Either.left(invalid(operation, "value encodes to nothing", at))
+    if (json === undefined) return refuseValue(ns, operation, key, "value encodes to nothing")
     // At most 3 UTF-8 bytes per UTF-16 code unit: short JSON needs no byte count.
-    if (json.length * 3 <= MAX_VALUE_BYTES) return Either.right(json)
+    if (json.length * 3 <= MAX_VALUE_BYTES) return json
     const bytes = utf8Bytes(json)
-    if (bytes > MAX_VALUE_BYTES) return Either.left(invalid(operation, `value is ${bytes} bytes of JSON, the limit is ${MAX_VALUE_BYTES}`, at))
-    return Either.right(json)
+    if (bytes > MAX_VALUE_BYTES) return refuseValue(ns, operation, key, `value is ${bytes} bytes of JSON, the limit is ${MAX_VALUE_BYTES}`)
+    return json
   } catch (error) {
     // A getter or a toJSON that throws is the caller's value's fault, not the store's.
-    return Either.left(invalid(operation, `value could not be read (${error instanceof Error ? error.name : typeof error} thrown while encoding it)`, at))
+    return refuseValue(ns, operation, key, `value could not be read (${error instanceof Error ? error.name : typeof error} thrown while encoding it)`)
   }
+}
+
+/** {@link encodeJson} as an `Either`. */
+export const encodeValue = <A>(ns: ResolvedNamespace<A>, operation: string, key: string, value: A): Either.Either<string, StateStoreError> => {
+  const json = encodeJson(ns, operation, key, value)
+  return typeof json === "string" ? Either.right(json) : Either.left(json)
 }
 
 /** Decodes stored JSON text; a failure is a `Corrupt` error for that key (the value is never echoed). */
@@ -263,35 +281,43 @@ export const decodeValue = <A>(ns: ResolvedNamespace<A>, operation: string, key:
   )
 }
 
+/** A refused timestamp's `InvalidInput`. */
+const refuseTimes = <A>(ns: ResolvedNamespace<A>, operation: string, detail: string) => invalid(operation, detail, { owner: ns.owner, namespace: ns.namespace })
+
 /**
  * Resolves the timestamps of a write: explicit `expiresAt`, else `ttl`, else the namespace
  * TTL. Timestamps are whole epoch milliseconds (fractions rounded to the nearest) from 0 to
  * {@link MAX_EPOCH_MILLIS}, the same rule on every backend; anything else is `InvalidInput`.
  */
+export const writeTimesOf = <A>(
+  ns: ResolvedNamespace<A>,
+  operation: string,
+  now: number,
+  options: WriteOptions | undefined
+): { createdAt: number; expiresAt: number | undefined } | StateStoreError => {
+  const createdAt = epochMillis(options?.createdAt ?? now)
+  if (createdAt === undefined) return refuseTimes(ns, operation, `createdAt must be ${EPOCH_RANGE}, got ${String(options?.createdAt)}`)
+  if (options?.expiresAt !== undefined) {
+    const expiresAt = epochMillis(options.expiresAt)
+    return expiresAt === undefined ? refuseTimes(ns, operation, `expiresAt must be ${EPOCH_RANGE}, got ${String(options.expiresAt)}`) : { createdAt, expiresAt }
+  }
+  const ttl = ttlToMillis(options?.ttl)
+  if (Either.isLeft(ttl)) return refuseTimes(ns, operation, ttl.left)
+  const millis = ttl.right ?? ns.ttlMillis
+  if (millis === undefined) return { createdAt, expiresAt: undefined }
+  if (createdAt + millis > MAX_EPOCH_MILLIS) return refuseTimes(ns, operation, `the expiry (createdAt + ttl) would be past ${MAX_EPOCH_MILLIS}, the largest date`)
+  return { createdAt, expiresAt: createdAt + millis }
+}
+
+/** {@link writeTimesOf} as an `Either`. */
 export const writeTimes = <A>(
   ns: ResolvedNamespace<A>,
   operation: string,
   now: number,
   options: WriteOptions | undefined
 ): Either.Either<{ createdAt: number; expiresAt: number | undefined }, StateStoreError> => {
-  const at = { owner: ns.owner, namespace: ns.namespace }
-  const range = `epoch milliseconds from 0 to ${MAX_EPOCH_MILLIS}`
-  const createdAt = epochMillis(options?.createdAt ?? now)
-  if (createdAt === undefined) return Either.left(invalid(operation, `createdAt must be ${range}, got ${String(options?.createdAt)}`, at))
-  if (options?.expiresAt !== undefined) {
-    const expiresAt = epochMillis(options.expiresAt)
-    return expiresAt === undefined
-      ? Either.left(invalid(operation, `expiresAt must be ${range}, got ${String(options.expiresAt)}`, at))
-      : Either.right({ createdAt, expiresAt })
-  }
-  const ttl = ttlToMillis(options?.ttl)
-  if (Either.isLeft(ttl)) return Either.left(invalid(operation, ttl.left, at))
-  const millis = ttl.right ?? ns.ttlMillis
-  if (millis === undefined) return Either.right({ createdAt, expiresAt: undefined })
-  if (createdAt + millis > MAX_EPOCH_MILLIS) {
-    return Either.left(invalid(operation, `the expiry (createdAt + ttl) would be past ${MAX_EPOCH_MILLIS}, the largest date`, at))
-  }
-  return Either.right({ createdAt, expiresAt: createdAt + millis })
+  const times = writeTimesOf(ns, operation, now, options)
+  return times instanceof StateStoreError ? Either.left(times) : Either.right(times)
 }
 
 /** Whether a row with this expiry is live at `now`. */

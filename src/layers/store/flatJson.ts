@@ -1,0 +1,80 @@
+/**
+ * A fast path for the commonest values a store holds — flat structs of strings, numbers,
+ * booleans and literals, like the channel caches' `{ agentId?, repliedAt }` — compiled once
+ * per namespace from its Schema's AST. It answers only when the value is exactly such a
+ * struct (a plain object, nothing but the declared properties, every one of the declared
+ * kind, numbers finite); then its JSON is exactly what the full path (Schema encode, the
+ * plain-JSON check, `JSON.stringify` of the encoded value) writes, in the Schema's property
+ * order. For anything else it answers `undefined` and the full path decides, refusals
+ * included: the fast path never accepts what the full path would refuse.
+ *
+ * @internal
+ */
+import { SchemaAST } from "effect"
+
+/** How one property's value is checked. */
+type Check = (value: unknown) => boolean
+
+const isFiniteNumber: Check = (value) => typeof value === "number" && Number.isFinite(value)
+
+/** The check of a type the fast path knows, or `undefined`. */
+const checkOf = (ast: SchemaAST.AST): Check | undefined => {
+  switch (ast._tag) {
+    case "StringKeyword":
+      return (value) => typeof value === "string"
+    case "NumberKeyword":
+      return isFiniteNumber
+    case "BooleanKeyword":
+      return (value) => typeof value === "boolean"
+    case "Literal": {
+      const literal = ast.literal
+      if (typeof literal === "bigint" || (typeof literal === "number" && !Number.isFinite(literal))) return undefined
+      return (value) => value === literal
+    }
+    case "Union": {
+      const checks = ast.types.map(checkOf)
+      if (checks.some((check) => check === undefined)) return undefined
+      return (value) => checks.some((check) => check!(value))
+    }
+    default:
+      return undefined
+  }
+}
+
+const PLAIN = Object.prototype
+
+/**
+ * Compiles the fast path of `ast`, or `undefined` when the Schema is not a flat struct of
+ * known kinds without transformations (the encoded side must be the type side itself).
+ */
+export const compileFlatJson = (ast: SchemaAST.AST): ((value: unknown) => string | undefined) | undefined => {
+  if (ast._tag !== "TypeLiteral" || ast.indexSignatures.length > 0 || SchemaAST.encodedAST(ast) !== ast) return undefined
+  const fields: Array<{ readonly name: string; readonly prefix: string; readonly optional: boolean; readonly check: Check }> = []
+  for (const property of ast.propertySignatures) {
+    if (typeof property.name !== "string") return undefined
+    // An optional property is a union with undefined: check the other members.
+    const type = property.isOptional && property.type._tag === "Union" ? SchemaAST.Union.make(property.type.types.filter((t) => t._tag !== "UndefinedKeyword")) : property.type
+    const check = checkOf(type)
+    if (check === undefined) return undefined
+    fields.push({ name: property.name, prefix: `${JSON.stringify(property.name)}:`, optional: property.isOptional, check })
+  }
+  const known = new Set(fields.map((field) => field.name))
+  return (value) => {
+    if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined
+    const proto = Object.getPrototypeOf(value)
+    if (proto !== PLAIN && proto !== null) return undefined
+    const record = value as Record<string, unknown>
+    for (const name in record) if (!known.has(name)) return undefined
+    let json = "{"
+    for (const field of fields) {
+      const item = record[field.name]
+      if (item === undefined) {
+        if (!field.optional) return undefined
+        continue
+      }
+      if (!field.check(item)) return undefined
+      json += `${json.length > 1 ? "," : ""}${field.prefix}${JSON.stringify(item)}`
+    }
+    return `${json}}`
+  }
+}
