@@ -11,6 +11,7 @@
  *
  * @internal
  */
+import { fairly } from "../fairScheduler.js"
 import { Duration, Effect, Either, Fiber, Runtime } from "effect"
 import type { BatchOp, NamespaceHandle } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
@@ -216,7 +217,7 @@ export const makeStoreMirror = <A>(handle: NamespaceHandle<A>, identity: MirrorI
     })
     // Forked from an uninterruptible acquire: the flusher itself must stay interruptible (its
     // races cut sleeps short; the shutdown bound interrupts it), and so must the bound's race.
-    yield* Effect.acquireRelease(Effect.forkDaemon(Effect.interruptible(flusher)), (fiber) =>
+    yield* Effect.acquireRelease(Effect.forkDaemon(fairly(Effect.interruptible(flusher))), (fiber) =>
       Effect.gen(function* () {
         stopBeforeExit()
         stopping = true

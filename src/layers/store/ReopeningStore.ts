@@ -6,6 +6,7 @@
  *
  * @internal
  */
+import { fairly } from "../fairScheduler.js"
 import { Clock, Deferred, Duration, Effect, ExecutionStrategy, Exit, Scope } from "effect"
 import { KeyedStore, type NamespaceHandle, type NamespaceOptions, type StoreBackend } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
@@ -169,7 +170,7 @@ export const make = (options: ReopeningOptions): Effect.Effect<KeyedStore["Type"
         // A failure that made the database stale (its connection must be replaced) is tried
         // once more, on the reopened database.
         const via = <R>(f: (h: NamespaceHandle<A>) => Effect.Effect<R, StateStoreError>) =>
-          tracked(Effect.catchIf(attempt(f), () => !closed && current !== undefined && current.db.stale() !== undefined, () => attempt(f)))
+          fairly(tracked(Effect.catchIf(attempt(f), () => !closed && current !== undefined && current.db.stale() !== undefined, () => attempt(f))))
         return {
           owner: ns.owner,
           namespace: ns.namespace,
