@@ -40,13 +40,9 @@ import { captureProblems, fail, median, type Row, row, runAlone, sleep, type Tim
 
 const SELF = fileURLToPath(import.meta.url)
 const PLUGIN = "gateway"
-const CHANNELS: ReadonlyArray<PluginRuntime.ChannelName> = ["slack", "msteams", "bluebubbles", "feishu"]
-const NS = {
-  slack: "slack.thread-participation",
-  msteams: "msteams.sent-messages",
-  bluebubbles: "bluebubbles.inbound-dedupe",
-  feishu: "feishu.message-dedupe"
-} as const
+const CHANNELS = ["slack", "msteams", "bluebubbles", "feishu"] as const satisfies ReadonlyArray<PluginRuntime.ChannelName>
+/** The store namespace each channel's cache writes. */
+const NS = Object.fromEntries(CHANNELS.map((channel) => [channel, PluginRuntime.channelModules[channel].spec.namespace])) as Record<(typeof CHANNELS)[number], string>
 const config = { plugins: { entries: { [PLUGIN]: { config: { experimentalPersistentState: true } } } } }
 const LOCK_MS = 3000
 /** Operations per round, one every ARRIVAL_MS: the traffic spans the lock. */

@@ -23,9 +23,8 @@
  * - PostgreSQL `pg_terminate_backend` on every other backend of the database: queries and
  *   transactions in flight fail with 57P01, idle pooled connections are dropped.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { monitorEventLoopDelay } from "node:perf_hooks"
@@ -40,17 +39,14 @@ import { SlackThreadParticipation } from "../src/channels/SlackThreadParticipati
 import * as PluginRuntime from "../src/PluginRuntime.js"
 import { freshPgDatabase, pgClientLayer, pgUrl, tempDir } from "./support/backends.js"
 import { eventually } from "./support/eventually.js"
+import { chattrWorks, immutable } from "./support/outages.js"
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 
 const PLUGIN = "gateway"
-const CHANNELS: ReadonlyArray<PluginRuntime.ChannelName> = ["slack", "msteams", "bluebubbles", "feishu"]
-const NS = {
-  slack: "slack.thread-participation",
-  msteams: "msteams.sent-messages",
-  bluebubbles: "bluebubbles.inbound-dedupe",
-  feishu: "feishu.message-dedupe"
-} as const
+const CHANNELS = ["slack", "msteams", "bluebubbles", "feishu"] as const satisfies ReadonlyArray<PluginRuntime.ChannelName>
+/** The store namespace each channel's cache writes. */
+const NS = Object.fromEntries(CHANNELS.map((channel) => [channel, PluginRuntime.channelModules[channel].spec.namespace])) as Record<(typeof CHANNELS)[number], string>
 const config = { plugins: { entries: { [PLUGIN]: { config: { experimentalPersistentState: true } } } } }
 const mirror = { flushInterval: "20 millis", backoffBase: "50 millis", backoffMax: "200 millis" } as const
 
@@ -292,38 +288,7 @@ const sqliteRowsOf = (file: string) => Effect.sync(() => sqliteRows(file))
 // ---------------------------------------------------------------------------------------------
 // Faults
 
-/** `chattr +i` works here (root with CAP_LINUX_IMMUTABLE on a filesystem that supports it)? */
-const chattrWorks = (() => {
-  const probe = fs.mkdtempSync(path.join(os.tmpdir(), "channel-state-chattr-probe-"))
-  try {
-    execFileSync("chattr", ["+i", probe], { stdio: "ignore" })
-    execFileSync("chattr", ["-i", probe], { stdio: "ignore" })
-    return true
-  } catch {
-    return false
-  } finally {
-    fs.rmSync(probe, { recursive: true, force: true })
-  }
-})()
 if (!chattrWorks) console.warn("[channel-state] faults: `chattr +i` is not available here; the immutable-file fault cannot run")
-
-/** Makes `paths` immutable until the scope closes (or `lift` is called). */
-const immutable = (paths: ReadonlyArray<string>) =>
-  Effect.map(
-    Effect.acquireRelease(
-      Effect.sync(() => {
-        execFileSync("chattr", ["+i", ...paths])
-        let lifted = false
-        return () => {
-          if (lifted) return
-          lifted = true
-          execFileSync("chattr", ["-i", ...paths])
-        }
-      }),
-      (lift) => Effect.sync(lift)
-    ),
-    (lift) => ({ lift: Effect.sync(lift) })
-  )
 
 /**
  * A second OS process holding an exclusive write lock on the SQLite file (`BEGIN EXCLUSIVE`
@@ -454,7 +419,7 @@ describe("persistent channel caches under real faults (SQLite)", () => {
           expect(problems(logs.lines)).toEqual([])
 
           // Every COMMIT now fails with SQLITE_IOERR_WRITE; reads still work.
-          const fault = yield* immutable([path.dirname(file), file, `${file}-wal`])
+          const fault = yield* immutable(file)
           const during = yield* runTraffic(s, "during", 800, 16)
           yield* sleep(600) // the flushers keep failing and backing off meanwhile
           const duringLines = problemsPerNamespace(logs.lines)

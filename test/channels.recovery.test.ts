@@ -5,7 +5,6 @@
  * reached through a local TCP proxy that is down at start, then comes up).
  */
 import * as fs from "node:fs"
-import * as net from "node:net"
 import * as path from "node:path"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
@@ -16,6 +15,7 @@ import { SlackThreadParticipation } from "../src/channels/SlackThreadParticipati
 import * as PluginRuntime from "../src/PluginRuntime.js"
 import { freshPgDatabase, pgClientLayer, pgUrl, tempDir } from "./support/backends.js"
 import { eventually } from "./support/eventually.js"
+import { tcpProxy } from "./support/outages.js"
 
 const PLUGIN = "gateway"
 const config = { plugins: { entries: { [PLUGIN]: { config: { experimentalPersistentState: true } } } } }
@@ -59,11 +59,13 @@ describe("a database that is down when the plugin starts", () => {
 
       fs.rmSync(blocker)
       expect(yield* traffic(s, "up", 20)).toBe(0)
+      // The file may exist before the reopened store has created its table: no rows yet.
       const rowsOf = Effect.sync(() => {
         if (!fs.existsSync(file)) return new Set<string>()
         const db = new Database(file, { readonly: true, fileMustExist: true })
         try {
-          return keysIn(db.prepare("SELECT entry_key FROM channel_state_entries").all() as Array<{ entry_key: string }>)
+          const created = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'channel_state_entries'").get() !== undefined
+          return created ? keysIn(db.prepare("SELECT entry_key FROM channel_state_entries").all() as Array<{ entry_key: string }>) : new Set<string>()
         } finally {
           db.close()
         }
@@ -79,33 +81,13 @@ describe("a database that is down when the plugin starts", () => {
     it.scopedLive("PostgreSQL: unreachable at start, then up: served from memory, claims answer in flight (the PostgreSQL default), then every write lands", () =>
       Effect.gen(function* () {
         const { url } = yield* freshPgDatabase(baseUrl)
-        const target = new URL(url)
-        // A port that refuses connections until the proxy listens on it.
-        const port = yield* Effect.promise(
-          () =>
-            new Promise<number>((resolve) => {
-              const probe = net.createServer().listen(0, "127.0.0.1", () => {
-                const { port } = probe.address() as net.AddressInfo
-                probe.close(() => resolve(port))
-              })
-            })
-        )
-        const proxied = new URL(url)
-        proxied.host = `127.0.0.1:${port}`
-        const s = yield* Effect.provide(services, yield* Layer.build(runtimeLayer({ pgUrl: proxied.toString() })))
+        // The server's port refuses connections until the proxy listens again.
+        const proxy = yield* tcpProxy(url)
+        yield* proxy.down
+        const s = yield* Effect.provide(services, yield* Layer.build(runtimeLayer({ pgUrl: proxy.url })))
         // Several instances may share this database: a claim nobody could decide is not handled here.
         expect(yield* traffic(s, "down", 20, "InFlight")).toBe(0)
-
-        const proxy = net.createServer((client) => {
-          const upstream = net.connect(Number(target.port || 5432), target.hostname)
-          client.pipe(upstream).pipe(client)
-          client.on("error", () => upstream.destroy())
-          upstream.on("error", () => client.destroy())
-        })
-        yield* Effect.acquireRelease(
-          Effect.promise(() => new Promise<void>((resolve) => proxy.listen(port, "127.0.0.1", () => resolve()))),
-          () => Effect.sync(() => proxy.close())
-        )
+        yield* proxy.up
         // Reopening is tried at most once a second, and the mirror backs off after outages:
         // until the store answers again, claims keep answering InFlight.
         let probe = 0

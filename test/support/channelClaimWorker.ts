@@ -16,31 +16,23 @@ import { parseArgs } from "node:util"
 import { Effect, Layer } from "effect"
 import { BlueBubblesInboundDedupe } from "../../src/channels/BlueBubblesInboundDedupe.js"
 import * as PluginRuntime from "../../src/PluginRuntime.js"
-import { persistenceOn, problemLogger, say, storeLocationOf, undecidedClaims, waitForGo } from "./workerIo.js"
+import { persistenceOn, problemLogger, say, storeLocationOf, undecidedClaims, type WorkerLine, waitForGo } from "./workerIo.js"
 
 /** The plugin id (and channel) the workers run as. */
 export const WORKER_PLUGIN = "bluebubbles"
 export const workerGuid = (i: number): string => `guid-${i}`
 
 /** The lines a worker prints, one JSON object each. */
-export type ChannelWorkerLine =
-  | { readonly type: "ready"; readonly worker: string }
-  | {
-      readonly type: "result"
-      readonly worker: string
-      /** `Date.now()` when the start signal was seen and when the last claim answered. */
-      readonly startedAt: number
-      readonly finishedAt: number
-      /** The guids this worker got `Claimed` for. */
-      readonly won: ReadonlyArray<string>
-      /** How many claims answered each outcome. */
-      readonly outcomes: Readonly<Record<string, number>>
-      /** Claims the store could not decide (`channel_state_undecided_claims`), by namespace/reason/answer. */
-      readonly undecided: Readonly<Record<string, number>>
-      /** Warning and error log lines of the runtime (store failures, fallbacks to memory). */
-      readonly problems: ReadonlyArray<string>
-    }
-  | { readonly type: "fatal"; readonly worker: string; readonly message: string }
+export type ChannelWorkerLine = WorkerLine<{
+  /** The guids this worker got `Claimed` for. */
+  readonly won: ReadonlyArray<string>
+  /** How many claims answered each outcome. */
+  readonly outcomes: Readonly<Record<string, number>>
+  /** Claims the store could not decide (`channel_state_undecided_claims`), by namespace/reason/answer. */
+  readonly undecided: Readonly<Record<string, number>>
+  /** Warning and error log lines of the runtime (store failures, fallbacks to memory). */
+  readonly problems: ReadonlyArray<string>
+}>
 
 const main = () => {
   const { positionals, values } = parseArgs({ allowPositionals: true, options: { "open-after-go": { type: "boolean", default: false } } })

@@ -21,7 +21,7 @@ import { BlueBubblesInboundDedupe } from "../../src/channels/BlueBubblesInboundD
 import { FeishuMessageDedupe } from "../../src/channels/FeishuMessageDedupe.js"
 import type { ClaimOutcome } from "../../src/layers/ClaimLedger.js"
 import * as PluginRuntime from "../../src/PluginRuntime.js"
-import { onStdinLine, persistenceOn, problemLogger, say, storeLocationOf, undecidedClaims, waitForGo } from "./workerIo.js"
+import { onStdinLine, persistenceOn, problemLogger, say, storeLocationOf, undecidedClaims, type WorkerLine, waitForGo } from "./workerIo.js"
 
 /** The plugin id the workers run as (the owner of both namespaces). */
 export const CONTENTION_PLUGIN = "gateway"
@@ -59,27 +59,21 @@ export interface VerifyTally {
   readonly notDuplicate: ReadonlyArray<string>
 }
 
-export type ContentionWorkerLine =
-  | { readonly type: "ready"; readonly worker: string }
-  | {
-      readonly type: "result"
-      readonly worker: string
-      /** `Date.now()` when the start signal was seen and when the last id was decided. */
-      readonly startedAt: number
-      readonly finishedAt: number
-      readonly channels: Readonly<Record<ContentionChannel, ChannelTally>>
-      /** `channel_state_undecided_claims` of this process, by namespace/reason/answer. */
-      readonly undecided: Readonly<Record<string, number>>
-      readonly problems: ReadonlyArray<string>
-    }
-  | {
-      readonly type: "verified"
-      readonly worker: string
-      readonly channels: Readonly<Record<ContentionChannel, VerifyTally>>
-      readonly undecided: Readonly<Record<string, number>>
-      readonly problems: ReadonlyArray<string>
-    }
-  | { readonly type: "fatal"; readonly worker: string; readonly message: string }
+export type ContentionWorkerLine = WorkerLine<
+  {
+    readonly channels: Readonly<Record<ContentionChannel, ChannelTally>>
+    /** `channel_state_undecided_claims` of this process, by namespace/reason/answer. */
+    readonly undecided: Readonly<Record<string, number>>
+    readonly problems: ReadonlyArray<string>
+  },
+  {
+    readonly type: "verified"
+    readonly worker: string
+    readonly channels: Readonly<Record<ContentionChannel, VerifyTally>>
+    readonly undecided: Readonly<Record<string, number>>
+    readonly problems: ReadonlyArray<string>
+  }
+>
 
 const randomMillis = (min: number, max: number) => Effect.sleep(`${Math.round(min + Math.random() * (max - min))} millis`)
 

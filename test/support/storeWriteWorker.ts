@@ -20,7 +20,7 @@ import { type BatchOp, KeyedStore, type NamespaceOptions, type OverflowPolicy } 
 import * as PgStore from "../../src/layers/store/PgStore.js"
 import * as SqliteStore from "../../src/layers/store/SqliteStore.js"
 import type { StateStoreError } from "../../src/StateStoreError.js"
-import { say, waitForGo } from "./workerIo.js"
+import { say, type WorkerLine, waitForGo } from "./workerIo.js"
 
 export const Written = Schema.Struct({ worker: Schema.String, n: Schema.Number })
 export type Written = typeof Written.Type
@@ -51,23 +51,15 @@ export interface FailedWrite {
   readonly message: string
 }
 
-export type StoreWriteLine =
-  | { readonly type: "ready"; readonly worker: string }
-  | {
-      readonly type: "result"
-      readonly worker: string
-      /** `Date.now()` when the start signal was seen and when the last write finished. */
-      readonly startedAt: number
-      readonly finishedAt: number
-      /** Writes made (a `register` each, or a `writeBatch` each). */
-      readonly attempted: number
-      /** The keys whose `register` succeeded (`distinct`). */
-      readonly written: ReadonlyArray<string>
-      readonly failed: ReadonlyArray<FailedWrite>
-      /** Steps of batches the store refused on their own (`batches`). */
-      readonly refused: number
-    }
-  | { readonly type: "fatal"; readonly worker: string; readonly message: string }
+export type StoreWriteLine = WorkerLine<{
+  /** Writes made (a `register` each, or a `writeBatch` each). */
+  readonly attempted: number
+  /** The keys whose `register` succeeded (`distinct`). */
+  readonly written: ReadonlyArray<string>
+  readonly failed: ReadonlyArray<FailedWrite>
+  /** Steps of batches the store refused on their own (`batches`). */
+  readonly refused: number
+}>
 
 const main = () => {
   const [backend, location, goFile, worker = "?", mode, ...rest] = process.argv.slice(2)

@@ -85,38 +85,30 @@ export const pgRowReader = (url: string): Effect.Effect<RowReader, never, Scope.
 export const rowReader = (backend: "sqlite" | "pg", location: string): Effect.Effect<RowReader, never, Scope.Scope> =>
   backend === "pg" ? pgRowReader(location) : Effect.succeed(sqliteRowReader(location))
 
-/**
- * The sum of every counter named `name` whose tags include all of `tags` (Effect's global
- * metric registry: the runtime under test and the test share it). 0 when none exists yet.
- */
-export const counterValue = (name: string, tags: Readonly<Record<string, string>>): Effect.Effect<number> =>
+/** The metrics named `name` whose tags include all of `tags` (Effect's global registry: the runtime under test and the test share it). */
+const metricsTagged = (name: string, tags: Readonly<Record<string, string>>) =>
   Effect.map(Metric.snapshot, (pairs) =>
-    pairs
-      .filter(
-        (pair) =>
-          pair.metricKey.name === name && Object.entries(tags).every(([key, value]) => pair.metricKey.tags.some((tag) => tag.key === key && tag.value === value))
-      )
-      .reduce((sum, pair) => sum + (MetricState.isCounterState(pair.metricState) ? Number(pair.metricState.count) : 0), 0)
+    pairs.filter(
+      (pair) => pair.metricKey.name === name && Object.entries(tags).every(([key, value]) => pair.metricKey.tags.some((tag) => tag.key === key && tag.value === value))
+    )
+  )
+
+/** The sum of every counter named `name` whose tags include all of `tags`; 0 when none exists yet. */
+export const counterValue = (name: string, tags: Readonly<Record<string, string>>): Effect.Effect<number> =>
+  Effect.map(metricsTagged(name, tags), (pairs) =>
+    pairs.reduce((sum, pair) => sum + (MetricState.isCounterState(pair.metricState) ? Number(pair.metricState.count) : 0), 0)
   )
 
 /** How many observations the histograms named `name` with all of `tags` recorded (e.g. flushed batches). */
 export const histogramCount = (name: string, tags: Readonly<Record<string, string>>): Effect.Effect<number> =>
-  Effect.map(Metric.snapshot, (pairs) =>
-    pairs
-      .filter(
-        (pair) =>
-          pair.metricKey.name === name && Object.entries(tags).every(([key, value]) => pair.metricKey.tags.some((tag) => tag.key === key && tag.value === value))
-      )
-      .reduce((sum, pair) => sum + (MetricState.isHistogramState(pair.metricState) ? pair.metricState.count : 0), 0)
-  )
+  Effect.map(metricsTagged(name, tags), (pairs) => pairs.reduce((sum, pair) => sum + (MetricState.isHistogramState(pair.metricState) ? pair.metricState.count : 0), 0))
 
 /** Every counter named `name` with `tags`, as `{ tags → count }` — for reports. */
 export const countersByTags = (name: string, tags: Readonly<Record<string, string>>): Effect.Effect<Record<string, number>> =>
-  Effect.map(Metric.snapshot, (pairs) => {
+  Effect.map(metricsTagged(name, tags), (pairs) => {
     const out: Record<string, number> = {}
     for (const pair of pairs) {
-      if (pair.metricKey.name !== name || !MetricState.isCounterState(pair.metricState)) continue
-      if (!Object.entries(tags).every(([key, value]) => pair.metricKey.tags.some((tag) => tag.key === key && tag.value === value))) continue
+      if (!MetricState.isCounterState(pair.metricState)) continue
       const label = pair.metricKey.tags
         .filter((tag) => !(tag.key in tags))
         .map((tag) => `${tag.key}=${tag.value}`)

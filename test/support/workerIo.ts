@@ -8,6 +8,22 @@ import * as fs from "node:fs"
 import { Effect, HashMap, Logger, Metric, MetricState } from "effect"
 import type * as PluginRuntime from "../../src/PluginRuntime.js"
 
+/**
+ * The lines every worker prints: `ready` once it can start, one `result` (its timing plus
+ * what `Result` holds), or `fatal`; `Extra` adds a worker's own further lines.
+ */
+export type WorkerLine<Result extends object, Extra extends object = never> =
+  | { readonly type: "ready"; readonly worker: string }
+  | ({
+      readonly type: "result"
+      readonly worker: string
+      /** `Date.now()` when the start signal was seen and when the worker's last operation answered. */
+      readonly startedAt: number
+      readonly finishedAt: number
+    } & Result)
+  | Extra
+  | { readonly type: "fatal"; readonly worker: string; readonly message: string }
+
 /** Prints one protocol line. */
 export const say = (line: object): void => {
   process.stdout.write(`${JSON.stringify(line)}\n`)

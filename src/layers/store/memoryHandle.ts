@@ -7,8 +7,8 @@
  */
 import { Clock, Effect, Either, Option } from "effect"
 import type { BatchOp, NamespaceHandle, RefusedWrite, StoredEntry, WriteBatchResult, WriteOptions } from "../../KeyedStore.js"
-import { StateStoreError } from "../../StateStoreError.js"
-import { checkKey, decodeValue, encodeValue, isLive, lastStepPerKey, oldestFirst, type ResolvedNamespace, writeTimes } from "./storeRules.js"
+import type { StateStoreError } from "../../StateStoreError.js"
+import { capExceeded, checkKey, decodeValue, encodeValue, isLive, lastStepPerKey, oldestFirst, type ResolvedNamespace, writeTimes } from "./storeRules.js"
 
 /** A stored row. */
 export interface MemoryRow {
@@ -38,18 +38,7 @@ const liveCount = (rows: MemoryRows, now: number) => {
 /** Builds the handle of the resolved namespace `ns` over its rows. */
 export const makeMemoryHandle = <A>(ns: ResolvedNamespace<A>, ctx: MemoryHandleContext): NamespaceHandle<A> => {
   const { rows, ownerMaxEntries } = ctx
-  const at = { owner: ns.owner, namespace: ns.namespace }
-  const full = (operation: string, key: string | undefined, what: "namespace" | "owner") =>
-    new StateStoreError({
-      reason: "LimitExceeded",
-      operation,
-      detail:
-        what === "namespace"
-          ? `namespace is full (${ns.maxEntries} live entries, overflow "reject-new")`
-          : `owner holds ${ownerMaxEntries} live entries, its cap (other namespaces are never evicted for it)`,
-      ...at,
-      ...(key === undefined ? {} : { key })
-    })
+  const full = (operation: string, key: string | undefined, what: "namespace" | "owner") => capExceeded(ns, ownerMaxEntries, operation, key, what)
   /** Drops the namespace's expired rows (they are invisible already); stands in for the sweeper. */
   const dropExpired = (now: number) => {
     for (const row of rows.values()) if (!isLive(row.expiresAt, now)) rows.delete(row.key)

@@ -9,9 +9,9 @@
 import type { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect } from "effect"
-import { StateStoreError } from "../../StateStoreError.js"
+import type { StateStoreError } from "../../StateStoreError.js"
 import { execute, type SqlText, type Statements } from "./sqlStatements.js"
-import type { ResolvedNamespace } from "./storeRules.js"
+import { capExceeded, type ResolvedNamespace } from "./storeRules.js"
 
 interface CountRow {
   readonly row_count: number | string
@@ -20,7 +20,6 @@ interface CountRow {
 
 /** The cap checks of one namespace, run inside its write transactions. */
 export const makeCaps = <A>(sql: SqlClient, statements: Statements, ns: ResolvedNamespace<A>, ownerMaxEntries: number | undefined) => {
-  const at = { owner: ns.owner, namespace: ns.namespace }
   const exec = (q: SqlText) => execute(sql, q)
   const countsQuery = statements.counts(ownerMaxEntries !== undefined)
   const readCounts = Effect.map(execute<CountRow>(sql, countsQuery), (rows) => ({
@@ -29,17 +28,7 @@ export const makeCaps = <A>(sql: SqlClient, statements: Statements, ns: Resolved
   }))
 
   /** The `LimitExceeded` of a full namespace (`reject-new`) or owner. */
-  const full = (operation: string, key: string | undefined, what: "namespace" | "owner") =>
-    new StateStoreError({
-      reason: "LimitExceeded",
-      operation,
-      detail:
-        what === "namespace"
-          ? `namespace is full (${ns.maxEntries} live entries, overflow "reject-new")`
-          : `owner holds ${ownerMaxEntries} live entries, its cap (other namespaces are never evicted for it)`,
-      ...at,
-      ...(key === undefined ? {} : { key })
-    })
+  const full = (operation: string, key: string | undefined, what: "namespace" | "owner") => capExceeded(ns, ownerMaxEntries, operation, key, what)
 
   /**
    * After rows may have been added: when the namespace holds more than `maxEntries` rows,

@@ -320,6 +320,29 @@ export const writeTimes = <A>(
   return times instanceof StateStoreError ? Either.left(times) : Either.right(times)
 }
 
+/**
+ * The `LimitExceeded` of a write that found its namespace full (`reject-new`) or its owner at
+ * `ownerMaxEntries`; the same words on every backend.
+ */
+export const capExceeded = <A>(
+  ns: ResolvedNamespace<A>,
+  ownerMaxEntries: number | undefined,
+  operation: string,
+  key: string | undefined,
+  what: "namespace" | "owner"
+): StateStoreError =>
+  new StateStoreError({
+    reason: "LimitExceeded",
+    operation,
+    detail:
+      what === "namespace"
+        ? `namespace is full (${ns.maxEntries} live entries, overflow "reject-new")`
+        : `owner holds ${ownerMaxEntries} live entries, its cap (other namespaces are never evicted for it)`,
+    owner: ns.owner,
+    namespace: ns.namespace,
+    ...(key === undefined ? {} : { key })
+  })
+
 /** Whether a row with this expiry is live at `now`. */
 export const isLive = (expiresAt: number | undefined | null, now: number): boolean =>
   expiresAt === undefined || expiresAt === null || expiresAt > now
