@@ -26,7 +26,8 @@ export interface SqliteStoreOptions extends SqlStore.SqlStoreOptions {
   /**
    * The longest one statement may wait for another process's lock. better-sqlite3 waits on
    * the event-loop thread, so the default is 0: a locked file answers at once, and the store
-   * retries from the fiber with short sleeps (about 300 ms in all) instead of blocking.
+   * waits the lock out from the fiber (one poller per store, never blocking the event loop)
+   * for up to `lockWait` (5 s), then fails with `Busy`.
    */
   readonly busyTimeout?: Duration.DurationInput | undefined
   /**
