@@ -56,7 +56,8 @@ export const makeCaps = <A>(sql: SqlClient, statements: Statements, ns: Resolved
     })
 
   /**
-   * How many of `fresh` new keys may be added now (after dropping expired rows): all of them
+   * How many of `fresh` new keys may be added now (expired rows are dropped only when the
+   * counts say they do not all fit): all of them
    * in an `evict-oldest` namespace without an owner cap; else as many as the `reject-new`
    * namespace and the owner have room for (rows an `evict-oldest` namespace evicts to make
    * room do not grow the owner).
@@ -64,13 +65,18 @@ export const makeCaps = <A>(sql: SqlClient, statements: Statements, ns: Resolved
   const room = (now: number, fresh: number): Effect.Effect<number, SqlError> =>
     Effect.gen(function* () {
       if (ns.overflow === "evict-oldest" && ownerMaxEntries === undefined) return fresh
+      const fitting = (counts: { readonly namespace: number; readonly owner: number }) => {
+        const namespaceFree = Math.max(0, ns.maxEntries - counts.namespace)
+        const ownerFree = ownerMaxEntries === undefined ? Number.POSITIVE_INFINITY : Math.max(0, ownerMaxEntries - counts.owner)
+        if (ns.overflow === "reject-new") return Math.min(fresh, namespaceFree, ownerFree)
+        return namespaceFree <= ownerFree ? fresh : Math.min(fresh, ownerFree)
+      }
+      // The counts include expired rows not yet swept: when everything fits by them, it fits.
+      const fits = fitting(yield* readCounts)
+      if (fits >= fresh) return fits
       yield* exec(statements.deleteExpired(now))
       if (ownerMaxEntries !== undefined) yield* exec(statements.deleteOwnerExpired(now))
-      const counts = yield* readCounts
-      const namespaceFree = Math.max(0, ns.maxEntries - counts.namespace)
-      const ownerFree = ownerMaxEntries === undefined ? Number.POSITIVE_INFINITY : Math.max(0, ownerMaxEntries - counts.owner)
-      if (ns.overflow === "reject-new") return Math.min(fresh, namespaceFree, ownerFree)
-      return namespaceFree <= ownerFree ? fresh : Math.min(fresh, ownerFree)
+      return fitting(yield* readCounts)
     })
 
   /** Whether writes must ask {@link room} first: a `reject-new` namespace, or an owner cap. */

@@ -142,13 +142,21 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
   const expectedJson = (operation: string, key: string, expected: A) => encodeValue(ns, operation, key, expected)
 
   /**
+   * Whether a row written with explicit timestamps is live when it lands, as far as making
+   * room goes: by this host's clock when the store uses it; with the database's clock, always
+   * (this host's clock may be ahead of the database's, and the database decides).
+   */
+  const aliveOnArrival = (expiresAt: number | null, now: number) => dialect.databaseClock || isLive(expiresAt, now)
+
+  /**
    * An `evict-oldest` batch carrying more live rows than the namespace holds: its older rows
    * would be evicted by this very batch, so they are deleted instead of written and evicted
    * (the same end state, without the churn).
    */
   const keepNewest = <R extends { key: string; createdAt: number; expiresAt: number | null }>(rows: Array<R>, deletes: Array<string>, now: number): Array<R> => {
-    if (ns.overflow !== "evict-oldest" || rows.length <= ns.maxEntries) return rows
-    const liveRows = rows.filter((row) => isLive(row.expiresAt, now))
+    // Under an owner cap fewer rows may fit than the namespace holds: each is then written or refused, never dropped.
+    if (ns.overflow !== "evict-oldest" || caps.refusesWhenFull || rows.length <= ns.maxEntries) return rows
+    const liveRows = rows.filter((row) => aliveOnArrival(row.expiresAt, now))
     if (liveRows.length <= ns.maxEntries) return rows
     const kept = [...liveRows].sort((a, b) => oldestFirst(b, a)).slice(0, ns.maxEntries)
     const keptKeys = new Set(kept.map((row) => row.key))
@@ -192,7 +200,7 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
         }
         candidates = candidates.filter((i) => !live.has(rows[i]!.key))
         // A row expired on arrival takes no room: it is invisible at once, and swept.
-        const deadOnArrival = (i: number) => rows[i]!.times._tag === "At" && !isLive(rows[i]!.times.expiresAt, now)
+        const deadOnArrival = (i: number) => rows[i]!.times._tag === "At" && !aliveOnArrival(rows[i]!.times.expiresAt, now)
         let fits = yield* caps.room(now, candidates.filter((i) => !deadOnArrival(i)).length)
         candidates = candidates.filter((i) => {
           if (deadOnArrival(i) || fits-- > 0) return true
@@ -265,10 +273,10 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
             for (const found of yield* exec<{ entry_key: string }>(statements.liveKeys(now, chunk.map((row) => row.key)))) live.add(found.entry_key)
           }
           // A row expired on arrival takes no room: it is invisible at once, and swept.
-          let fits = yield* caps.room(now, rows.filter((row) => !live.has(row.key) && isLive(row.expiresAt, now)).length)
+          let fits = yield* caps.room(now, rows.filter((row) => !live.has(row.key) && aliveOnArrival(row.expiresAt, now)).length)
           accepted = []
           for (const row of rows) {
-            if (live.has(row.key) || !isLive(row.expiresAt, now) || fits-- > 0) accepted.push(row)
+            if (live.has(row.key) || !aliveOnArrival(row.expiresAt, now) || fits-- > 0) accepted.push(row)
             else refusedHere.push({ key: row.key, error: caps.full("writeBatch", row.key, ns.overflow === "reject-new" ? "namespace" : "owner") })
           }
         }

@@ -241,8 +241,10 @@ export const makeStatements = (dialect: StatementDialect, owner: string, namespa
     /** Rows stored in the namespace (expired ones too) and, with `withOwner`, in all the owner's namespaces. */
     counts: (withOwner: boolean): SqlText => {
       const p = start(0)
+      // Always one row: a namespace that never held a row has no counter yet, and its owner's total still counts.
+      const namespaceCount = `(SELECT row_count FROM channel_state_counts WHERE ${inNamespace(p)}) AS row_count`
       const ownerTotal = withOwner ? `, (SELECT sum(row_count) FROM channel_state_counts WHERE owner = ${p.v(owner)}) AS owner_rows` : ""
-      return done(p, `SELECT row_count${ownerTotal} FROM channel_state_counts WHERE ${inNamespace(p)}`)
+      return done(p, `SELECT ${namespaceCount}${ownerTotal}`)
     }
   }
 }
