@@ -10,6 +10,7 @@
  *
  * @internal
  */
+import { types } from "node:util"
 import { SchemaAST } from "effect"
 
 /** How one property's value is checked. */
@@ -49,18 +50,22 @@ const PLAIN = Object.prototype
  */
 export const compileFlatJson = (ast: SchemaAST.AST): ((value: unknown) => string | undefined) | undefined => {
   if (ast._tag !== "TypeLiteral" || ast.indexSignatures.length > 0 || SchemaAST.encodedAST(ast) !== ast) return undefined
-  const fields: Array<{ readonly name: string; readonly prefix: string; readonly optional: boolean; readonly check: Check }> = []
+  const fields: Array<{ readonly name: string; readonly prefix: string; readonly optional: boolean; readonly undefinedAllowed: boolean; readonly check: Check }> = []
   for (const property of ast.propertySignatures) {
-    if (typeof property.name !== "string") return undefined
+    // `__proto__` is dropped by the full path's encode, and integer-like names come first in
+    // JavaScript's own key order, not the Schema's: both are the full path's to write.
+    if (typeof property.name !== "string" || property.name === "__proto__" || /^\d+$/.test(property.name)) return undefined
     // An optional property is a union with undefined: check the other members.
     const type = property.isOptional && property.type._tag === "Union" ? SchemaAST.Union.make(property.type.types.filter((t) => t._tag !== "UndefinedKeyword")) : property.type
     const check = checkOf(type)
     if (check === undefined) return undefined
-    fields.push({ name: property.name, prefix: `${JSON.stringify(property.name)}:`, optional: property.isOptional, check })
+    const undefinedAllowed = property.type._tag === "Union" && property.type.types.some((t) => t._tag === "UndefinedKeyword")
+    fields.push({ name: property.name, prefix: `${JSON.stringify(property.name)}:`, optional: property.isOptional, undefinedAllowed, check })
   }
   const known = new Set(fields.map((field) => field.name))
   return (value) => {
-    if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined
+    // A proxy can answer reads differently from what the full path looks at: never fast.
+    if (typeof value !== "object" || value === null || Array.isArray(value) || types.isProxy(value)) return undefined
     const proto = Object.getPrototypeOf(value)
     if (proto !== PLAIN && proto !== null) return undefined
     const record = value as Record<string, unknown>
@@ -69,7 +74,8 @@ export const compileFlatJson = (ast: SchemaAST.AST): ((value: unknown) => string
     for (const field of fields) {
       const item = record[field.name]
       if (item === undefined) {
-        if (!field.optional) return undefined
+        // An own property holding undefined: omitted when the type allows undefined, else (exact optional) the full path refuses it.
+        if (!field.optional || (!field.undefinedAllowed && Object.hasOwn(record, field.name))) return undefined
         continue
       }
       if (!field.check(item)) return undefined

@@ -1,0 +1,99 @@
+/**
+ * Attacks on "the flat-struct fast path writes exactly what the full path (Schema encode +
+ * plain-JSON check + JSON.stringify) writes, and refuses exactly what it refuses".
+ * Each case compares `encodeValue` with the namespace's compiled fast path against the same
+ * namespace with the fast path switched off; the end-to-end cases go through a real store.
+ */
+import * as path from "node:path"
+import { SqlClient } from "@effect/sql/SqlClient"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Either, Layer, Schema } from "effect"
+import { KeyedStore } from "../src/KeyedStore.js"
+import * as MemoryStore from "../src/layers/store/MemoryStore.js"
+import * as SqliteStore from "../src/layers/store/SqliteStore.js"
+import { encodeValue, resolveNamespace } from "../src/layers/store/storeRules.js"
+import { tempDir } from "./support/backends.js"
+
+const show = (result: Either.Either<string, { reason: string; detail: string }>) =>
+  Either.isRight(result) ? result.right : `refused ${result.left.reason}: ${result.left.detail}`
+
+/** [what the namespace (with its fast path) writes, what the full path writes]. */
+const bothPaths = (schema: Schema.Schema<unknown, unknown>, value: unknown) => {
+  const ns = Effect.runSync(resolveNamespace({ owner: "o", namespace: "n", schema, maxEntries: 10 }))
+  return {
+    compiled: ns.flatJson !== undefined,
+    fast: show(encodeValue(ns, "test", "k", value)),
+    full: show(encodeValue({ ...ns, flatJson: undefined }, "test", "k", value))
+  }
+}
+
+describe("flat JSON fast path vs the full path", () => {
+  it("an exact optional property present with the value undefined: the full path refuses it (InvalidInput), the fast path must too", () => {
+    const schema = Schema.Struct({ agentId: Schema.optionalWith(Schema.String, { exact: true }), repliedAt: Schema.Number })
+    const r = bothPaths(schema as Schema.Schema<unknown, unknown>, { agentId: undefined, repliedAt: 1 })
+    expect(r.full).toMatch(/^refused InvalidInput/)
+    expect(r.fast).toBe(r.full)
+  })
+
+  it("a property named __proto__ (own data property, as JSON.parse makes it): same JSON as the full path", () => {
+    const schema = Schema.Struct({ ["__proto__"]: Schema.String, b: Schema.Number })
+    const r = bothPaths(schema as Schema.Schema<unknown, unknown>, JSON.parse('{"__proto__":"x","b":1}'))
+    expect(r.fast).toBe(r.full)
+  })
+
+  it("a struct built with Schema.extend whose later property is an integer-like name: same property order as the full path", () => {
+    const schema = Schema.Struct({ b: Schema.String }).pipe(Schema.extend(Schema.Struct({ "1": Schema.String })))
+    const r = bothPaths(schema as Schema.Schema<unknown, unknown>, { b: "x", "1": "y" })
+    expect(r.fast).toBe(r.full)
+  })
+
+  it("a Proxy answering an optional property it does not own: same JSON as the full path (which reads own properties only)", () => {
+    const schema = Schema.Struct({ agentId: Schema.optional(Schema.String), repliedAt: Schema.Number })
+    const value = new Proxy({ repliedAt: 1 }, { get: (target, name) => (name === "agentId" ? "ghost" : Reflect.get(target, name)) })
+    const r = bothPaths(schema as Schema.Schema<unknown, unknown>, value)
+    expect(r.fast).toBe(r.full)
+  })
+
+  it("a Proxy whose getPrototypeOf trap throws: the full path accepts it, the fast path must not refuse it", () => {
+    const schema = Schema.Struct({ agentId: Schema.optional(Schema.String), repliedAt: Schema.Number })
+    const value = new Proxy(
+      { repliedAt: 1 },
+      {
+        getPrototypeOf: () => {
+          throw new Error("no prototype for you")
+        }
+      }
+    )
+    const r = bothPaths(schema as Schema.Schema<unknown, unknown>, value)
+    expect(r.fast).toBe(r.full)
+  })
+
+  it.scoped("end to end (memory store): register of an exact-optional property set to undefined is refused with InvalidInput, as the full path refuses it", () =>
+    Effect.gen(function* () {
+      const store = yield* Effect.provide(KeyedStore, MemoryStore.layer())
+      const schema = Schema.Struct({ agentId: Schema.optionalWith(Schema.String, { exact: true }), repliedAt: Schema.Number })
+      const ns = yield* store.open({ owner: "p", namespace: "n", schema, maxEntries: 10 })
+      const outcome = yield* Effect.either(ns.register("k", { agentId: undefined, repliedAt: 1 } as never))
+      expect(Either.isLeft(outcome) ? outcome.left.reason : "accepted").toBe("InvalidInput")
+    })
+  )
+
+  it.scopedLive("end to end (sqlite): the stored text of a Schema.extend struct with an integer-like property is the full path's JSON", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const filename = path.join(dir, "s.sqlite")
+      const context = yield* Layer.build(SqliteStore.layer({ filename }))
+      const store = Effect.runSync(Effect.provide(KeyedStore, context))
+      const schema = Schema.Struct({ b: Schema.String }).pipe(Schema.extend(Schema.Struct({ "1": Schema.String })))
+      const ns = yield* store.open({ owner: "p", namespace: "n", schema, maxEntries: 10 })
+      yield* ns.register("k", { b: "x", "1": "y" })
+      const full = JSON.stringify(Schema.encodeSync(schema)({ b: "x", "1": "y" }))
+      const rows = yield* Effect.provide(
+        Effect.flatMap(SqlClient, (sql) => sql<{ value_json: string }>`SELECT value_json FROM channel_state_entries WHERE entry_key = 'k'`),
+        SqliteClient.layer({ filename })
+      )
+      expect(rows[0]?.value_json).toBe(full)
+    })
+  )
+})
