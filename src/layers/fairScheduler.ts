@@ -73,7 +73,10 @@ const fairScheduler: Scheduler.Scheduler = new FairScheduler()
 /**
  * Runs `effect` on the fair scheduler: its steps never hold the event loop past a slice. It
  * starts with a yield, so even an operation that never suspends (SQLite answers synchronously)
- * runs inside a slice instead of in the caller's run.
+ * runs inside a slice instead of in the caller's run. Under `Effect.runSync` (Effect's
+ * synchronous scheduler) it runs as it is: the caller asked for one synchronous run.
  */
 export const fairly = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.withScheduler(Effect.zipRight(Effect.yieldNow(), effect), fairScheduler)
+  Effect.withFiberRuntime((fiber) =>
+    fiber.currentScheduler instanceof Scheduler.SyncScheduler ? effect : Effect.withScheduler(Effect.zipRight(Effect.yieldNow(), effect), fairScheduler)
+  )

@@ -109,8 +109,12 @@ const makeLocalChanges = (): LocalChanges => {
   }
 }
 
-/** An expiry as the store keeps it: a whole millisecond, at most the largest date. */
-const storedExpiry = (expiresAt: number) => (expiresAt >= MAX_EPOCH_MILLIS ? MAX_EPOCH_MILLIS : Math.round(expiresAt))
+/**
+ * An expiry as the store keeps it: a whole millisecond, at most the largest date. Rounded up:
+ * clocks read whole milliseconds, so an entry is live at exactly the same readings as with its
+ * fractional expiry (memory holds this same value, and agrees with the memory-only cache).
+ */
+const storedExpiry = (expiresAt: number) => (expiresAt >= MAX_EPOCH_MILLIS ? MAX_EPOCH_MILLIS : Math.ceil(expiresAt))
 
 /** Builds the cache. */
 export const makeMirroredCache = <A>(options: MirroredCacheOptions<A>): MirroredCache<A> => {
