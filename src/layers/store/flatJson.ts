@@ -11,7 +11,7 @@
  * @internal
  */
 import { types } from "node:util"
-import { SchemaAST } from "effect"
+import { Option, SchemaAST } from "effect"
 
 /** How one property's value is checked. */
 type Check = (value: unknown) => boolean
@@ -49,7 +49,10 @@ const PLAIN = Object.prototype
  * known kinds without transformations (the encoded side must be the type side itself).
  */
 export const compileFlatJson = (ast: SchemaAST.AST): ((value: unknown) => string | undefined) | undefined => {
-  if (ast._tag !== "TypeLiteral" || ast.indexSignatures.length > 0 || SchemaAST.encodedAST(ast) !== ast) return undefined
+  // Parse options of the Schema's own (property order, excess properties, exact) are the full path's to apply.
+  if (ast._tag !== "TypeLiteral" || ast.indexSignatures.length > 0 || SchemaAST.encodedAST(ast) !== ast || Option.isSome(SchemaAST.getParseOptionsAnnotation(ast))) {
+    return undefined
+  }
   const fields: Array<{ readonly name: string; readonly prefix: string; readonly optional: boolean; readonly undefinedAllowed: boolean; readonly check: Check }> = []
   for (const property of ast.propertySignatures) {
     // `__proto__` is dropped by the full path's encode, and integer-like names come first in
@@ -72,7 +75,8 @@ export const compileFlatJson = (ast: SchemaAST.AST): ((value: unknown) => string
     for (const name in record) if (!known.has(name)) return undefined
     let json = "{"
     for (const field of fields) {
-      const item = record[field.name]
+      // Only own properties count, as in the full path (an inherited one is absent).
+      const item = Object.hasOwn(record, field.name) ? record[field.name] : undefined
       if (item === undefined) {
         // An own property holding undefined: omitted when the type allows undefined, else (exact optional) the full path refuses it.
         if (!field.optional || (!field.undefinedAllowed && Object.hasOwn(record, field.name))) return undefined

@@ -142,11 +142,15 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
   const expectedJson = (operation: string, key: string, expected: A) => encodeValue(ns, operation, key, expected)
 
   /**
-   * Whether a row written with explicit timestamps is live when it lands, as far as making
-   * room goes: by this host's clock when the store uses it; with the database's clock, always
-   * (this host's clock may be ahead of the database's, and the database decides).
+   * The time a write's liveness is judged by, inside its transaction: the host's `now` with the
+   * application clock; with the database's clock, the database's own time — read only when a
+   * row carries an explicit expiry that could already have passed (this host's clock may be
+   * ahead of the database's or behind it, and the database decides).
    */
-  const aliveOnArrival = (expiresAt: number | null, now: number) => dialect.databaseClock || isLive(expiresAt, now)
+  const judgeTime = (now: number, expiries: ReadonlyArray<number | null>) =>
+    !dialect.databaseClock || expiries.every((expiresAt) => expiresAt === null)
+      ? Effect.succeed(now)
+      : Effect.map(exec<{ now: number | string }>(statements.now(now)), (rows) => Number(rows[0]?.now ?? now))
 
   /**
    * An `evict-oldest` batch carrying more live rows than the namespace holds: its older rows
@@ -155,8 +159,9 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
    */
   const keepNewest = <R extends { key: string; createdAt: number; expiresAt: number | null }>(rows: Array<R>, deletes: Array<string>, now: number): Array<R> => {
     // Under an owner cap fewer rows may fit than the namespace holds: each is then written or refused, never dropped.
-    if (ns.overflow !== "evict-oldest" || caps.refusesWhenFull || rows.length <= ns.maxEntries) return rows
-    const liveRows = rows.filter((row) => aliveOnArrival(row.expiresAt, now))
+    // With the database's clock, which rows are live is the database's to say: they are written, then evicted.
+    if (ns.overflow !== "evict-oldest" || caps.refusesWhenFull || dialect.databaseClock || rows.length <= ns.maxEntries) return rows
+    const liveRows = rows.filter((row) => isLive(row.expiresAt, now))
     if (liveRows.length <= ns.maxEntries) return rows
     const kept = [...liveRows].sort((a, b) => oldestFirst(b, a)).slice(0, ns.maxEntries)
     const keptKeys = new Set(kept.map((row) => row.key))
@@ -200,7 +205,17 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
         }
         candidates = candidates.filter((i) => !live.has(rows[i]!.key))
         // A row expired on arrival takes no room: it is invisible at once, and swept.
-        const deadOnArrival = (i: number) => rows[i]!.times._tag === "At" && !aliveOnArrival(rows[i]!.times.expiresAt, now)
+        const judged = yield* judgeTime(
+          now,
+          candidates.map((i) => {
+            const times = rows[i]!.times
+            return times._tag === "At" ? times.expiresAt : null
+          })
+        )
+        const deadOnArrival = (i: number) => {
+          const times = rows[i]!.times
+          return times._tag === "At" && !isLive(times.expiresAt, judged)
+        }
         let fits = yield* caps.room(now, candidates.filter((i) => !deadOnArrival(i)).length)
         candidates = candidates.filter((i) => {
           if (deadOnArrival(i) || fits-- > 0) return true
@@ -273,10 +288,14 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
             for (const found of yield* exec<{ entry_key: string }>(statements.liveKeys(now, chunk.map((row) => row.key)))) live.add(found.entry_key)
           }
           // A row expired on arrival takes no room: it is invisible at once, and swept.
-          let fits = yield* caps.room(now, rows.filter((row) => !live.has(row.key) && aliveOnArrival(row.expiresAt, now)).length)
+          const judged = yield* judgeTime(
+            now,
+            rows.map((row) => row.expiresAt)
+          )
+          let fits = yield* caps.room(now, rows.filter((row) => !live.has(row.key) && isLive(row.expiresAt, judged)).length)
           accepted = []
           for (const row of rows) {
-            if (live.has(row.key) || !aliveOnArrival(row.expiresAt, now) || fits-- > 0) accepted.push(row)
+            if (live.has(row.key) || !isLive(row.expiresAt, judged) || fits-- > 0) accepted.push(row)
             else refusedHere.push({ key: row.key, error: caps.full("writeBatch", row.key, ns.overflow === "reject-new" ? "namespace" : "owner") })
           }
         }

@@ -238,6 +238,11 @@ export const makeStatements = (dialect: StatementDialect, owner: string, namespa
       const inner = `SELECT entry_key FROM ${E} WHERE ${inNamespace(p)} ORDER BY created_at, entry_key LIMIT ${p.v(count)}`
       return done(p, `DELETE FROM ${E} WHERE ${where} AND entry_key IN (${inner})`)
     },
+    /** What time the statement's clock says it is (the database's own, with `databaseClock`), as epoch ms. */
+    now: (now: number): SqlText => {
+      const p = start(now)
+      return done(p, `SELECT ${p.now()} AS now`)
+    },
     /** Rows stored in the namespace (expired ones too) and, with `withOwner`, in all the owner's namespaces. */
     counts: (withOwner: boolean): SqlText => {
       const p = start(0)
