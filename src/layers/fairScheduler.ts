@@ -77,6 +77,11 @@ const fairScheduler: Scheduler.Scheduler = new FairScheduler()
  * synchronous scheduler) it runs as it is: the caller asked for one synchronous run.
  */
 export const fairly = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.withFiberRuntime((fiber) =>
-    fiber.currentScheduler instanceof Scheduler.SyncScheduler ? effect : Effect.withScheduler(Effect.zipRight(Effect.yieldNow(), effect), fairScheduler)
-  )
+  Effect.withFiberRuntime((fiber) => (runningSynchronously(fiber.currentScheduler) ? effect : Effect.withScheduler(Effect.zipRight(Effect.yieldNow(), effect), fairScheduler)))
+
+/**
+ * Whether `scheduler` is a synchronous run still going on. A `SyncScheduler` whose run has
+ * ended ("deferred") hands its tasks to Effect's default scheduler, and fibers (or runtimes
+ * built under `runSync`) keep it for good: those are not synchronous runs.
+ */
+const runningSynchronously = (scheduler: Scheduler.Scheduler): boolean => scheduler instanceof Scheduler.SyncScheduler && !scheduler.deferred
