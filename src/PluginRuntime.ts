@@ -6,8 +6,13 @@
  */
 import * as os from "node:os"
 import * as path from "node:path"
-import type { ConfigError } from "effect"
-import { Layer, ManagedRuntime } from "effect"
+import { PluginStateConfigError } from "./PluginStateConfigError.js"
+import { type PersistentState, persistentStateLayer } from "./PersistentState.js"
+import { persistentStateEnabled } from "./PersistenceConfig.js"
+import { describeValue, firstProblem, oneOf, optional, text } from "./layers/settingsCheck.js"
+import { mirrorSettingRules } from "./layers/mirror/StoreMirror.js"
+import { storeSettingRules } from "./layers/store/storeRules.js"
+import { Effect, Layer, ManagedRuntime } from "effect"
 import * as BlueBubbles from "./channels/BlueBubblesInboundDedupe.js"
 import * as Discord from "./channels/DiscordInteractionRegistry.js"
 import * as Feishu from "./channels/FeishuMessageDedupe.js"
@@ -22,7 +27,7 @@ import type { MirrorSettings } from "./layers/mirror/StoreMirror.js"
 import * as PgStore from "./layers/store/PgStore.js"
 import * as SqliteStore from "./layers/store/SqliteStore.js"
 import type * as SqlStore from "./layers/store/SqlStore.js"
-import type { StateStoreError } from "./StateStoreError.js"
+import { StateStoreError } from "./StateStoreError.js"
 
 /** The channel caches, by name. */
 export type ChannelName = "slack" | "discord" | "msteams" | "matrix" | "bluebubbles" | "feishu"
@@ -54,13 +59,28 @@ export const defaultSqlitePath = (): string =>
  * The keyed store at `location`: PostgreSQL when a URL is given, else the SQLite file. A
  * database that cannot be opened at start is retried on use (the caches run from memory
  * meanwhile, and their queued writes land once it is up); a bad path, a newer schema or a
- * non-database file stays unusable until fixed, and says so in the log.
+ * non-database file stays unusable until fixed, and says so in the log. A `pgUrl` that is
+ * present but empty or undefined (an unset environment variable) fails with `InvalidInput`
+ * instead of falling back to SQLite: several instances would each keep their own state.
  */
 export const storeLayer = (location: StoreLocation = {}): Layer.Layer<KeyedStore, StateStoreError> => {
+  const problem = storeLocationProblem(location, "")
+  if (problem !== undefined) return Layer.fail(new StateStoreError({ reason: "InvalidInput", operation: "open", detail: problem }))
   const { sqlitePath, pgUrl, ...settings } = location
   return pgUrl
     ? PgStore.layer({ url: pgUrl, ...settings, retryOpen: true })
     : SqliteStore.layer({ filename: sqlitePath ?? defaultSqlitePath(), ...settings, retryOpen: true })
+}
+
+/** The first problem of a store location (`prefix` + the option), or `undefined`. */
+const storeLocationProblem = (location: unknown, prefix: string): string | undefined => {
+  const problem = firstProblem(prefix, location, { ...storeSettingRules, sqlitePath: optional(text) })
+  if (problem !== undefined || location === undefined) return problem
+  const { pgUrl } = location as StoreLocation
+  if ("pgUrl" in (location as object) && (typeof pgUrl !== "string" || pgUrl.trim() === "")) {
+    return `${prefix}pgUrl is ${describeValue(pgUrl)}: expected a PostgreSQL URL (postgres://user@host:5432/db); leave pgUrl out to use the SQLite file`
+  }
+  return undefined
 }
 
 /** What the entrypoint needs to know. */
@@ -71,7 +91,7 @@ export interface PluginRuntimeOptions {
   readonly config: unknown
   /** Where state lives when the flag is on. Nothing is opened when it is off. */
   readonly store?: StoreLocation | undefined
-  /** The caches this plugin uses (default: the one its id names, e.g. `slack`; all six for an unknown id). */
+  /** The caches mirrored into the store when the flag is on (default: all six); the others stay memory-only, as {@link PersistentState} `channels` says. */
   readonly channels?: ReadonlyArray<ChannelName> | undefined
   /** Write-behind tuning. */
   readonly mirror?: Partial<MirrorSettings> | undefined
@@ -97,43 +117,68 @@ export const channelModules = {
 
 interface ChannelLayers<Id> {
   readonly layer: Layer.Layer<Id>
-  readonly layerConfig: (options: ConfigOptions<StateStoreError>) => Layer.Layer<Id, ConfigError.ConfigError | StateStoreError>
+  readonly layerConfig: (options: ConfigOptions<StateStoreError>) => Layer.Layer<Id, PluginStateConfigError | StateStoreError>
 }
-
-/** The channels a plugin id implies: the one it names, or all of them. */
-export const channelsFor = (pluginId: string): ReadonlyArray<ChannelName> =>
-  (channelNames as ReadonlyArray<string>).includes(pluginId) ? [pluginId as ChannelName] : channelNames
 
 /**
- * Every channel service: the plugin's own channels as its config flag says (memory, or
- * mirrored into one shared store), the others memory-only (they never touch the store).
- * Fails with a `ConfigError` for a flag that is not a boolean, and — with the flag on — with
- * an `InvalidInput` `StateStoreError` for a plugin id the store cannot use as an owner. A
- * database that is down does not fail it: the store opens it when it comes back.
+ * The first problem of the runtime's options, as one line naming the option, or `undefined`.
+ * Store and mirror settings only matter (and are only checked) with persistence on.
  */
-export const layer = (options: PluginRuntimeOptions): Layer.Layer<ChannelServices, ConfigError.ConfigError | StateStoreError> => {
-  const store = storeLayer(options.store)
-  const wanted = new Set(options.channels ?? channelsFor(options.pluginId))
-  const pick = <Id>(name: ChannelName, channel: ChannelLayers<Id>): Layer.Layer<Id, ConfigError.ConfigError | StateStoreError> =>
-    wanted.has(name)
-      ? channel.layerConfig({ pluginId: options.pluginId, config: options.config, store, mirror: options.mirror, whenUnreachable: options.whenUnreachable })
-      : channel.layer
-  return Layer.mergeAll(
-    pick("slack", Slack),
-    pick("discord", Discord),
-    pick("msteams", MsTeams),
-    pick("matrix", Matrix),
-    pick("bluebubbles", BlueBubbles),
-    pick("feishu", Feishu)
+const optionsProblem = (options: PluginRuntimeOptions, persistent: boolean): string | undefined =>
+  firstProblem("", options, {
+    pluginId: text,
+    channels: optional((value) =>
+      Array.isArray(value) && value.every((name) => (channelNames as ReadonlyArray<unknown>).includes(name))
+        ? undefined
+        : `expected a list of channel names (${channelNames.join(", ")})`
+    ),
+    whenUnreachable: optional(oneOf("claim-locally", "in-flight")),
+    disposeOnSignals: optional((value) =>
+      typeof value === "boolean" || (Array.isArray(value) && value.every((signal) => typeof signal === "string" && signal.startsWith("SIG")))
+        ? undefined
+        : 'expected true, false or a list of signals (["SIGTERM", "SIGINT"])'
+    )
+  }) ?? (persistent ? (storeLocationProblem(options.store, "store.") ?? firstProblem("mirror.", options.mirror, mirrorSettingRules)) : undefined)
+
+/**
+ * Every channel service, each as the plugin's config flag says: memory only, or mirrored into
+ * one shared store — all six, or only those `channels` lists (the others are then memory-only,
+ * and {@link PersistentState} says so). Fails with a {@link PluginStateConfigError} for a flag
+ * that is not a boolean or an option that is wrong (one line naming it), and — with the flag
+ * on — with an `InvalidInput` `StateStoreError` for a plugin id the store cannot use as an
+ * owner. A database that is down does not fail it: the store opens it when it comes back.
+ */
+export const layer = (options: PluginRuntimeOptions): Layer.Layer<ChannelServices | PersistentState, PluginStateConfigError | StateStoreError> =>
+  Layer.unwrapEffect(
+    Effect.gen(function* () {
+      const persistent = yield* persistentStateEnabled(options.config, options.pluginId)
+      const problem = optionsProblem(options, persistent)
+      if (problem !== undefined) return yield* new PluginStateConfigError({ path: problem.slice(0, problem.indexOf(" is ")), message: problem })
+      const wanted = new Set(options.channels ?? channelNames)
+      const store = storeLayer(options.store)
+      const pick = <Id>(name: ChannelName, channel: ChannelLayers<Id>): Layer.Layer<Id, PluginStateConfigError | StateStoreError> =>
+        wanted.has(name)
+          ? channel.layerConfig({ pluginId: options.pluginId, config: options.config, store, mirror: options.mirror, whenUnreachable: options.whenUnreachable })
+          : channel.layer
+      const persistentChannels = persistent ? channelNames.filter((name) => wanted.has(name)) : []
+      return Layer.mergeAll(
+        pick("slack", Slack),
+        pick("discord", Discord),
+        pick("msteams", MsTeams),
+        pick("matrix", Matrix),
+        pick("bluebubbles", BlueBubbles),
+        pick("feishu", Feishu),
+        persistentStateLayer(options.pluginId, persistentChannels, persistent ? store : undefined)
+      )
+    })
   )
-}
 
 /**
  * A `ManagedRuntime` over {@link layer}. `dispose()` writes every queued change (bounded by
  * the mirror's `shutdownFlushTimeout`), then closes the store; with `disposeOnSignals` a
  * SIGTERM/SIGINT does the same.
  */
-export const makeRuntime = (options: PluginRuntimeOptions): ManagedRuntime.ManagedRuntime<ChannelServices, ConfigError.ConfigError | StateStoreError> => {
+export const makeRuntime = (options: PluginRuntimeOptions): ManagedRuntime.ManagedRuntime<ChannelServices | PersistentState, PluginStateConfigError | StateStoreError> => {
   const runtime = ManagedRuntime.make(layer(options))
   const signals = options.disposeOnSignals === true ? DEFAULT_SIGNALS : options.disposeOnSignals || []
   if (signals.length === 0) return runtime

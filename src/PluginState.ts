@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { Cause, ConfigError, Effect, Exit, Option } from "effect"
+import { Cause, Effect, Exit, Option } from "effect"
 import { BlueBubblesInboundDedupe, type InboundMessage } from "./channels/BlueBubblesInboundDedupe.js"
 import { DiscordInteractionRegistry } from "./channels/DiscordInteractionRegistry.js"
 import { type FeishuMessage, FeishuMessageDedupe } from "./channels/FeishuMessageDedupe.js"
@@ -16,6 +16,8 @@ import { SlackThreadParticipation } from "./channels/SlackThreadParticipation.js
 import type { ClaimOutcome } from "./layers/ClaimLedger.js"
 import type { SettleOutcome } from "./layers/mirror/MirroredCache.js"
 import { persistentStateEnabled } from "./PersistenceConfig.js"
+import { PersistentState, type StoreHealth } from "./PersistentState.js"
+import { PluginStateConfigError } from "./PluginStateConfigError.js"
 import { makeRuntime, type PluginRuntimeOptions } from "./PluginRuntime.js"
 import { StateStoreError } from "./StateStoreError.js"
 
@@ -42,13 +44,8 @@ export type FlagCheck = { readonly ok: true; readonly enabled: boolean } | { rea
 export const checkPersistentStateConfig = (config: unknown, pluginId: string): FlagCheck =>
   Exit.match(Effect.runSyncExit(persistentStateEnabled(config, pluginId)), {
     onSuccess: (enabled) => ({ ok: true, enabled }),
-    onFailure: (cause) => ({ ok: false, error: Cause.squash(cause) instanceof Error ? String(Cause.squash(cause)) : Cause.pretty(cause) })
+    onFailure: (cause) => ({ ok: false, error: (Cause.squash(cause) as PluginStateConfigError).message })
   })
-
-/** Raised (as a Promise rejection) by {@link createPluginState} when the flag is not a boolean. */
-export class PluginStateConfigError extends Error {
-  override readonly name = "PluginStateConfigError"
-}
 
 const claimResult = (outcome: ClaimOutcome, run: <A>(effect: Effect.Effect<A>) => Promise<A>): ClaimResult => {
   switch (outcome._tag) {
@@ -65,13 +62,16 @@ const claimResult = (outcome: ClaimOutcome, run: <A>(effect: Effect.Effect<A>) =
 
 /**
  * Builds a plugin's state (opening the store only if the plugin opted in) and returns the
- * facade. Rejects only with {@link PluginStateConfigError}: for a flag that is not a boolean, or
- * (persistence on) a plugin id the store cannot use as an owner;
- * a store that cannot be opened is logged and the caches run from memory.
+ * facade. With the flag on, every cache it hands out is mirrored into the store (or those
+ * `channels` lists; `persistentChannels` says which). Rejects only with
+ * {@link PluginStateConfigError} (one line naming the option and the value): a flag that is not
+ * a boolean, a config of the wrong shape, a wrong option, or (persistence on) a plugin id the
+ * store cannot use as an owner. A store that cannot be opened is logged and the caches run
+ * from memory meanwhile (`health()` says so).
  */
 export const createPluginState = async (options: PluginRuntimeOptions) => {
-  const flag = checkPersistentStateConfig(options.config, options.pluginId)
-  if (!flag.ok) throw new PluginStateConfigError(flag.error)
+  const enabled = Effect.runSyncExit(persistentStateEnabled(options.config, options.pluginId))
+  if (Exit.isFailure(enabled)) throw Cause.squash(enabled.cause)
   const runtime = makeRuntime(options)
   const services = await runtime.runPromiseExit(
     Effect.all({
@@ -80,21 +80,31 @@ export const createPluginState = async (options: PluginRuntimeOptions) => {
       msteams: MsTeamsSentMessages,
       matrix: MatrixApprovalReactions,
       bluebubbles: BlueBubblesInboundDedupe,
-      feishu: FeishuMessageDedupe
+      feishu: FeishuMessageDedupe,
+      persistence: PersistentState
     })
   )
   if (Exit.isFailure(services)) {
     await runtime.dispose()
     const error = Cause.squash(services.cause)
-    throw new PluginStateConfigError(ConfigError.isConfigError(error) || error instanceof StateStoreError ? error.message ?? String(error) : Cause.pretty(services.cause))
+    if (error instanceof PluginStateConfigError) throw error
+    if (error instanceof StateStoreError) {
+      const path = error.owner === undefined ? "store" : "pluginId"
+      throw new PluginStateConfigError({ path, message: path === "pluginId" ? `pluginId is ${JSON.stringify(options.pluginId)}: ${error.detail}` : error.message })
+    }
+    throw new PluginStateConfigError({ path: "config", message: Cause.pretty(services.cause) })
   }
-  const { slack, discord, msteams, matrix, bluebubbles, feishu } = services.value
+  const { slack, discord, msteams, matrix, bluebubbles, feishu, persistence } = services.value
   const run = <A>(effect: Effect.Effect<A>): Promise<A> => runtime.runPromise(effect)
   const orUndefined = <A>(effect: Effect.Effect<Option.Option<A>>) => run(Effect.map(effect, Option.getOrUndefined))
 
   return {
-    /** Whether this plugin's state is mirrored into the store. */
-    persistent: flag.enabled,
+    /** Whether the flag is on: the caches in `persistentChannels` are mirrored into the store. Whether the store answers now: `health()`. */
+    persistent: enabled.value,
+    /** The caches mirrored into the store (all six with the flag on, unless `channels` narrowed them); the others are memory-only. */
+    persistentChannels: persistence.channels,
+    /** Reads the store once now: `memory-only`, `ok`, or `unreachable` with the reason. Never rejects. */
+    health: (): Promise<StoreHealth> => run(persistence.health),
     /** Slack thread participation: `record`/`has` sync over memory; `check` memory → store. */
     slack: {
       record: slack.record,

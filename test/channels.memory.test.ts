@@ -3,7 +3,7 @@
  * constants), driven by TestClock. And the config flag that selects the layer.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigError, Effect, Either, Layer, Option, TestClock } from "effect"
+import { Effect, Either, Layer, Option, TestClock } from "effect"
 import * as BlueBubbles from "../src/channels/BlueBubblesInboundDedupe.js"
 import * as Discord from "../src/channels/DiscordInteractionRegistry.js"
 import * as Feishu from "../src/channels/FeishuMessageDedupe.js"
@@ -11,6 +11,7 @@ import * as Matrix from "../src/channels/MatrixApprovalReactions.js"
 import * as MsTeams from "../src/channels/MsTeamsSentMessages.js"
 import * as Slack from "../src/channels/SlackThreadParticipation.js"
 import { persistentStateEnabled } from "../src/PersistenceConfig.js"
+import { PluginStateConfigError } from "../src/PluginStateConfigError.js"
 import * as PluginRuntime from "../src/PluginRuntime.js"
 
 describe("Slack thread participation (memory)", () => {
@@ -181,7 +182,7 @@ describe("the experimentalPersistentState flag", () => {
     })
   )
 
-  it.effect("a value that is not a boolean is a ConfigError naming the path and the value", () =>
+  it.effect("a value that is not a boolean is a PluginStateConfigError: one line naming the path and the value", () =>
     Effect.gen(function* () {
       for (const [value, shown] of [
         ["yes", '"yes"'],
@@ -191,9 +192,8 @@ describe("the experimentalPersistentState flag", () => {
       ] as const) {
         const result = yield* Effect.either(persistentStateEnabled(config(value), "slack"))
         if (Either.isRight(result)) throw new Error(`accepted ${shown}`)
-        expect(ConfigError.isConfigError(result.left)).toBe(true)
-        expect(String(result.left)).toContain("plugins.entries.slack.config.experimentalPersistentState")
-        expect(String(result.left)).toContain(shown)
+        expect(result.left).toBeInstanceOf(PluginStateConfigError)
+        expect(result.left.message).toBe(`plugins.entries.slack.config.experimentalPersistentState is ${shown}: expected true or false`)
       }
       const wrongShape = yield* Effect.either(persistentStateEnabled({ plugins: { entries: "slack" } }, "slack"))
       expect(Either.isLeft(wrongShape) && String(wrongShape.left)).toContain("plugins.entries")

@@ -90,3 +90,41 @@ it.effect("the keyed store directly", () =>
     expect(once._tag === "Some" && once.value.n).toBe(1)
   }).pipe(Effect.provide(SqliteStore.layer({ filename: tempFile() })), Effect.scoped)
 )
+
+it("the config error lines the README shows are the lines users get", async () => {
+  const readme = fs.readFileSync(path.join(path.dirname(new URL(import.meta.url).pathname), "..", "README.md"), "utf8")
+  const block = readme.split("fails with it — and nothing is opened. For example:\n\n```\n")[1]?.split("\n```")[0]
+  const on = gatewayConfig("slack", true)
+  const lineOf = (options: Parameters<typeof createPluginState>[0]) =>
+    createPluginState(options).then(
+      async (state) => {
+        await state.dispose()
+        return "started"
+      },
+      (error: PluginStateConfigError) => error.message
+    )
+  const sqlitePath = tempFile()
+  const actual = [
+    await lineOf({ pluginId: "slack", config: gatewayConfig("slack", "yes"), store: { sqlitePath } }),
+    await lineOf({ pluginId: "slack", config: { experimentalPersistentState: true }, store: { sqlitePath } }),
+    await lineOf({ pluginId: "slack", config: on, store: { pgUrl: process.env.CHANNEL_STATE_UNSET_FOR_THIS_TEST } }),
+    await lineOf({ pluginId: "slack", config: on, store: { sqlitePath, sweepInterval: "soon" as never } }),
+    await lineOf({ pluginId: "slack", config: on, store: { sqlitePath }, mirror: { maxBatch: 0 } })
+  ]
+  expect(block?.split("\n")).toEqual(actual)
+  expect(fs.existsSync(sqlitePath)).toBe(false)
+})
+
+it("every public export (and every member of an exported module) is named in the README", async () => {
+  const readme = fs.readFileSync(path.join(path.dirname(new URL(import.meta.url).pathname), "..", "README.md"), "utf8")
+  const api: Record<string, unknown> = await import("../src/index.js")
+  const unnamed: Array<string> = []
+  for (const [name, value] of Object.entries(api)) {
+    if (!readme.includes(name)) unnamed.push(name)
+    // Modules exported as namespaces (SqliteStore, PluginRuntime, the caches): their members too.
+    if (/^[A-Z]/.test(name) && value !== null && typeof value === "object" && Object.getPrototypeOf(value) === null) {
+      for (const member of Object.keys(value)) if (!readme.includes(member)) unnamed.push(`${name}.${member}`)
+    }
+  }
+  expect(unnamed).toEqual([])
+})

@@ -4,14 +4,16 @@
  *
  * @internal
  */
-import type { ConfigError, Context, Schema, Scope } from "effect"
+import type { Context, Schema, Scope } from "effect"
+import type { PluginStateConfigError } from "../PluginStateConfigError.js"
 import { Duration, Effect, Layer, Option } from "effect"
 import { KeyedStore } from "../KeyedStore.js"
-import type { StateStoreError } from "../StateStoreError.js"
+import { StateStoreError } from "../StateStoreError.js"
 import { makeCacheMetrics } from "./mirror/CacheMetrics.js"
 import { makeMirroredCache, type MirroredCache, type UndecidedPolicy } from "./mirror/MirroredCache.js"
 import { layerFromConfig } from "../PersistenceConfig.js"
-import { type MirrorSettings, makeStoreMirror } from "./mirror/StoreMirror.js"
+import { type MirrorSettings, makeStoreMirror, mirrorSettingRules } from "./mirror/StoreMirror.js"
+import { firstProblem, oneOf, optional } from "./settingsCheck.js"
 
 /** What a channel cache is: its namespace, value schema and the reference bounds. */
 export interface CacheSpec<A, I> {
@@ -64,6 +66,9 @@ export const memoryCache = <A, I>(spec: CacheSpec<A, I>, pluginId = "memory"): E
     })
   )
 
+/** What the options of a persistent cache must be, beside its mirror settings. */
+const persistentOptionRules = { whenUnreachable: optional(oneOf("claim-locally", "in-flight")) } as const
+
 /**
  * The same memory fast path, mirrored into the store namespace `spec.namespace` owned by
  * the plugin. Fails (`InvalidInput`) when the namespace cannot be opened — a plugin id the
@@ -76,6 +81,8 @@ export const persistentCache = <A, I>(
   options: PersistentOptions
 ): Effect.Effect<MirroredCache<A>, StateStoreError, KeyedStore | Scope.Scope> =>
   Effect.gen(function* () {
+    const problem = firstProblem("mirror.", options.mirror, mirrorSettingRules) ?? firstProblem("", options, persistentOptionRules)
+    if (problem !== undefined) return yield* new StateStoreError({ reason: "InvalidInput", operation: "open", detail: problem })
     const store = yield* KeyedStore
     const now = yield* clockNow
     const metrics = makeCacheMetrics(options.pluginId, spec.namespace)
@@ -113,7 +120,7 @@ export const channelLayers = <Id, S>(tag: Context.Tag<Id, S>, build: <E, R>(open
   const layer: Layer.Layer<Id> = Layer.effect(tag, build((spec) => memoryCache(spec)))
   const layerPersistent = (options: PersistentOptions): Layer.Layer<Id, StateStoreError, KeyedStore> =>
     Layer.scoped(tag, build((spec) => persistentCache(spec, options)))
-  const layerConfig = <E>(options: ConfigOptions<E>): Layer.Layer<Id, ConfigError.ConfigError | StateStoreError | E> =>
+  const layerConfig = <E>(options: ConfigOptions<E>): Layer.Layer<Id, PluginStateConfigError | StateStoreError | E> =>
     layerFromConfig({ ...options, memory: layer, persistent: layerPersistent(options) })
   return { layer, layerPersistent, layerConfig }
 }

@@ -20,6 +20,7 @@ import type { CacheMetrics } from "./CacheMetrics.js"
 import { makeFailureLog } from "./failureLog.js"
 import { backgroundSleep, onBeforeExit, yieldToEventLoop } from "../lifetime.js"
 import { WriteQueue } from "./writeQueue.js"
+import { duration, optional, wholeNumber } from "../settingsCheck.js"
 
 /** Tuning of the write-behind mirror. Every field has a default. */
 export interface MirrorSettings {
@@ -51,6 +52,18 @@ export const defaultMirrorSettings: MirrorSettings = {
   shutdownFlushTimeout: Duration.seconds(5),
   failureLogInterval: Duration.minutes(1)
 }
+
+/** What each mirror setting must be (see {@link MirrorSettings}), for settings given as JSON. */
+export const mirrorSettingRules = {
+  flushInterval: optional(duration),
+  maxBatch: optional(wholeNumber(1)),
+  maxQueue: optional(wholeNumber(1)),
+  failuresBeforeBackoff: optional(wholeNumber(1)),
+  backoffBase: optional(duration),
+  backoffMax: optional(duration),
+  shutdownFlushTimeout: optional(duration),
+  failureLogInterval: optional(duration)
+} as const
 
 /** Who is mirroring, for logs and metrics. */
 export interface MirrorIdentity {

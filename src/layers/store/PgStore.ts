@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { ConnectionOptions } from "node:tls"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { SqlClient } from "@effect/sql/SqlClient"
 import * as PgClient from "@effect/sql-pg/PgClient"
@@ -15,10 +16,37 @@ import { fromSqlError } from "./sqlFailure.js"
 import * as ReopeningStore from "./ReopeningStore.js"
 import * as SqlStore from "./SqlStore.js"
 
-/** How to reach PostgreSQL: a URL (`postgres://user@host:5432/db`) or `@effect/sql-pg` client settings. */
+/**
+ * Connection settings, beside or instead of the URL (they are handed to `@effect/sql-pg`'s
+ * pool; this package's own type, so a SQLite-only consumer never compiles `pg`'s types).
+ */
+export interface PgConnectionOptions {
+  readonly host?: string | undefined
+  readonly port?: number | undefined
+  /** A Unix socket directory instead of `host`. */
+  readonly path?: string | undefined
+  readonly database?: string | undefined
+  readonly username?: string | undefined
+  readonly password?: Redacted.Redacted | undefined
+  /** `true`, or Node's TLS options (`tls.ConnectionOptions`: `ca`, `rejectUnauthorized`, …). */
+  readonly ssl?: boolean | ConnectionOptions | undefined
+  /** Pool size (pg's default: 10). */
+  readonly maxConnections?: number | undefined
+  readonly minConnections?: number | undefined
+  /** How long a connection attempt may take (default 5 s; past it: `Unavailable`). */
+  readonly connectTimeout?: Duration.DurationInput | undefined
+  /** How long an idle pooled connection stays open (pg's default: 10 s). */
+  readonly idleTimeout?: Duration.DurationInput | undefined
+  /** How long a pooled connection lives before it is replaced. */
+  readonly connectionTTL?: Duration.DurationInput | undefined
+  /** `application_name`, as `pg_stat_activity` shows it. */
+  readonly applicationName?: string | undefined
+}
+
+/** How to reach PostgreSQL: a URL (`postgres://user@host:5432/db`) and/or connection settings. */
 export interface PgStoreOptions extends SqlStore.SqlStoreOptions {
   readonly url?: string | Redacted.Redacted | undefined
-  readonly client?: Omit<PgClient.PgClientConfig, "url"> | undefined
+  readonly client?: PgConnectionOptions | undefined
   /**
    * When the server cannot be reached at start: `false` (default) fails building the store;
    * `true` logs it and retries on use (at most once a second), operations failing with

@@ -16,7 +16,8 @@ import { fromSqlError } from "./sqlFailure.js"
 import { lockKeyOf, makeSqlHandle, type SqlHandleContext, unexpectedFailure } from "./sqlHandle.js"
 import { execute, makeStatements, type StatementDialect } from "./sqlStatements.js"
 import { makeWriteTransactions } from "./sqlTransaction.js"
-import { defaultStoreSettings, makeNamespaceRegistry, resolveNamespace, type StoreSettings } from "./storeRules.js"
+import { firstProblem } from "../settingsCheck.js"
+import { defaultStoreSettings, makeNamespaceRegistry, resolveNamespace, type StoreSettings, storeSettingRules } from "./storeRules.js"
 import { forkSweeper } from "./sweeper.js"
 
 /** Settings of the SQL store: the store-wide ones, and which clock decides expiry. */
@@ -48,6 +49,8 @@ export interface SqlStoreHooks {
  */
 export const make = (options: SqlStoreOptions = {}, hooks: SqlStoreHooks = {}) =>
   Effect.gen(function* () {
+    const problem = firstProblem("", options, storeSettingRules)
+    if (problem !== undefined) return yield* new StateStoreError({ reason: "InvalidInput", operation: "open", detail: problem })
     const { clock, ...settings } = options
     const config = { ...defaultStoreSettings, ...settings }
     const sql = yield* SqlClient

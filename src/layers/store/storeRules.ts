@@ -7,6 +7,7 @@
 import { createHash } from "node:crypto"
 import { Duration, Effect, Either, Option, ParseResult, Schema } from "effect"
 import { compileFlatJson } from "./flatJson.js"
+import { duration, oneOf, optional, wholeNumber } from "../settingsCheck.js"
 import type { NamespaceOptions, OverflowPolicy, WriteOptions } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
 
@@ -56,6 +57,15 @@ export const defaultStoreSettings: StoreSettings = {
   sweepInterval: Duration.minutes(1),
   sweepBatchSize: 200
 }
+
+/** What each store setting must be (see {@link StoreSettings}), for settings given as JSON. */
+export const storeSettingRules = {
+  ownerMaxEntries: optional(wholeNumber(1)),
+  lockWait: optional(duration),
+  sweepInterval: optional(duration),
+  sweepBatchSize: optional(wholeNumber(1)),
+  clock: optional(oneOf("database", "application"))
+} as const
 
 /** The resolved, validated form of {@link NamespaceOptions}. */
 export interface ResolvedNamespace<A> {

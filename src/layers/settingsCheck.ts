@@ -1,0 +1,74 @@
+/**
+ * Checks settings a host passes — often parsed from JSON or the environment — before anything
+ * uses them, and says what is wrong in one line naming the option's full path and the value
+ * (`store.sweepInterval is "soon": expected a duration such as "30 seconds" or a number of
+ * milliseconds`). Pure; never throws.
+ *
+ * @internal
+ */
+import { Duration, Option } from "effect"
+
+/** What one setting must be: `undefined` when `value` is fine, else what was expected. */
+export type Rule = (value: unknown) => string | undefined
+
+/** Describes a value for an error line: JSON, cut at 60 characters, or its type. */
+export const describeValue = (value: unknown): string => {
+  if (value === undefined) return "undefined"
+  if (typeof value === "function" || typeof value === "symbol" || typeof value === "bigint") return typeof value
+  let json: string | undefined
+  try {
+    json = JSON.stringify(value)
+  } catch {
+    json = undefined
+  }
+  if (json === undefined) return typeof value
+  return json.length > 60 ? `${json.slice(0, 60)}…` : json
+}
+
+/** A duration: a `Duration`, a string such as `"30 seconds"`, or milliseconds as a finite number ≥ 0. */
+export const duration: Rule = (value) => {
+  if (typeof value === "number" ? Number.isFinite(value) && value >= 0 : Option.isSome(Duration.decodeUnknown(value))) return undefined
+  return 'expected a duration such as "30 seconds" or a number of milliseconds'
+}
+
+/** A whole number from `min` up (`Number.MAX_SAFE_INTEGER` at most). */
+export const wholeNumber =
+  (min: number): Rule =>
+  (value) =>
+    Number.isSafeInteger(value) && (value as number) >= min ? undefined : `expected a whole number of at least ${min}`
+
+/** One of the strings listed. */
+export const oneOf =
+  (...choices: ReadonlyArray<string>): Rule =>
+  (value) =>
+    typeof value === "string" && choices.includes(value) ? undefined : `expected one of ${choices.map((c) => JSON.stringify(c)).join(", ")}`
+
+/** A non-empty string. */
+export const text: Rule = (value) => (typeof value === "string" && value.length > 0 ? undefined : "expected a non-empty string")
+
+/** A boolean. */
+export const flag: Rule = (value) => (typeof value === "boolean" ? undefined : "expected true or false")
+
+/** Allows `undefined` (the option left out) beside what `rule` allows. */
+export const optional =
+  (rule: Rule): Rule =>
+  (value) =>
+    value === undefined ? undefined : rule(value)
+
+/**
+ * The first problem of `settings` against `rules`, as one line with `prefix` + the option's
+ * name — or `undefined`. A settings value that is not an object is itself the problem; options
+ * not listed in `rules` are the caller's to check.
+ */
+export const firstProblem = (prefix: string, settings: unknown, rules: Readonly<Record<string, Rule>>): string | undefined => {
+  if (settings === undefined) return undefined
+  if (typeof settings !== "object" || settings === null || Array.isArray(settings)) {
+    return `${prefix.replace(/\.$/, "") || "settings"} is ${describeValue(settings)}: expected an object`
+  }
+  const record = settings as Record<string, unknown>
+  for (const [name, rule] of Object.entries(rules)) {
+    const problem = rule(record[name])
+    if (problem !== undefined) return `${prefix}${name} is ${describeValue(record[name])}: ${problem}`
+  }
+  return undefined
+}
