@@ -15,7 +15,7 @@ import * as SqliteStore from "../layers/store/SqliteStore.js"
 import { DOCTOR_OWNER, engineVersion, integrityCheck, journalMode, probe, type SchemaStatus, schemaStatus } from "../layers/store/StoreAdmin.js"
 import type { StateStoreError } from "../StateStoreError.js"
 import { type Command, storeOptions } from "./command.js"
-import { backendName, describeTarget, openSql, PG_CONNECT_TIMEOUT, sqliteFileProblem, type Target, targetOf } from "./openDatabase.js"
+import { backendName, describeTarget, openProblemKind, openSql, PG_CONNECT_TIMEOUT, sqliteFileProblem, type Target, targetOf } from "./openDatabase.js"
 import { byteSize, CliFailure, ExitCode, print, printJson } from "./output.js"
 
 /** One check: its verdict, what was found, and (when it failed) what to do. */
@@ -99,13 +99,23 @@ const sqliteChecks = async (target: Extract<Target, { backend: "sqlite" }>): Pro
     return [fail("file", problem.message, "Check --db (plugins default to ~/.local/state/channel-state/state.sqlite); doctor never creates a database.")]
   }
   if (problem !== undefined) {
+    if (fs.statSync(file, { throwIfNoEntry: false })?.isDirectory() === true) {
+      return [
+        fail("file", problem.message, `Check --db: give the state file, not its directory (e.g. --db ${quote(path.join(file, "state.sqlite"))}).`),
+        skip("database", "not checked: --db names a directory")
+      ]
+    }
     const fix =
       problem.kind === "unreadable"
         ? "Run doctor as the gateway's user, or fix the file's permissions."
         : `Check --db. If this is meant to be the state file, it is damaged: ${MOVE_ASIDE} The file was not changed.`
     return [fail("file", problem.message, fix), permissionsCheck(file), skip("database", "not checked: the file is not a usable SQLite database")]
   }
-  const checks: Array<Check> = [ok("file", `starts with the SQLite header, ${byteSize(fs.statSync(file).size)}`), permissionsCheck(file)]
+  const size = fs.statSync(file).size
+  const checks: Array<Check> = [
+    ok("file", size === 0 ? "empty (0 bytes): SQLite reads it as an empty database" : `starts with the SQLite header, ${byteSize(size)}`),
+    permissionsCheck(file)
+  ]
 
   const diagnosis = await Effect.runPromise(
     Effect.scoped(
@@ -122,7 +132,16 @@ const sqliteChecks = async (target: Extract<Target, { backend: "sqlite" }>): Pro
   if (Either.isLeft(diagnosis)) {
     const error = diagnosis.left
     const detail = error instanceof CliFailure ? error.message : detailOf(error)
-    return [...checks, fail("open", detail, `Check --db. ${MOVE_ASIDE} The file was not changed.`), skip("probe", "not run")]
+    const kind = error instanceof CliFailure ? "other" : openProblemKind(error.cause)
+    const fix =
+      kind === "permission"
+        ? "A permission problem, not damage: run doctor as the gateway's user, or fix the permissions of the file, its -wal/-shm files and its directory. The file was not changed."
+        : kind === "lock"
+          ? "Another process holds a lock on the file: try again in a moment (the gateway may be mid-write). The file was not changed."
+          : kind === "damage"
+            ? `Check --db. If this is the gateway's state file, it is damaged: ${MOVE_ASIDE} The file was not changed.`
+            : "The file was not changed. Check --db, and run doctor again; if this persists, look at the detail above."
+    return [...checks, fail("open", detail, fix), skip("probe", "not run")]
   }
   const { engine, integrity, schema, journal } = diagnosis.right
   const firstError = Either.isLeft(engine) ? engine.left : Either.isLeft(integrity) ? integrity.left : undefined
@@ -161,12 +180,33 @@ const sqliteChecks = async (target: Extract<Target, { backend: "sqlite" }>): Pro
             )
     )
   }
+  const readOnly = [file, path.dirname(file), ...[`${file}-wal`, `${file}-shm`].filter((f) => fs.existsSync(f))].filter((f) => !writable(f))
+  if (readOnly.length > 0) {
+    checks.push(
+      fail(
+        "writable",
+        `read-only for this user: ${readOnly.join(", ")} (read-only media, mode bits or chattr +i); the database itself reads fine`,
+        "A permission problem, not damage: the gateway must be able to write the file, its -wal/-shm files and its directory (lsattr shows an immutable flag; chattr -i lifts it)."
+      )
+    )
+    usable = false
+  }
   checks.push(
     usable
       ? await Effect.runPromise(probeCheck(SqliteStore.layer({ filename: file, sweepInterval: Duration.days(1) })))
       : skip("probe", "not run: fix the problems above first")
   )
   return checks
+}
+
+/** Whether this process may write `target` (mode bits, read-only mounts, the immutable flag). */
+const writable = (target: string): boolean => {
+  try {
+    fs.accessSync(target, fs.constants.W_OK)
+    return true
+  } catch {
+    return false
+  }
 }
 
 /** Checks of a PostgreSQL database, in order; stops early when it cannot be reached. */

@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import * as fs from "node:fs"
 import { parseArgs } from "node:util"
 import type { Command } from "./command.js"
 import { demoCommand } from "./demo.js"
@@ -21,11 +22,21 @@ ${Object.entries(commands)
   .map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`)
   .join("\n")}
 
-Every command takes --help. Exit codes: 0 ok, 1 something is wrong, 2 bad usage.`
+Every command takes --help and --version. Exit codes: 0 ok, 1 something is wrong, 2 bad usage.`
+
+/** This package's version, from its package.json. */
+const version = (): string => {
+  const manifest = JSON.parse(fs.readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { readonly version: string }
+  return `channel-state ${manifest.version}`
+}
 
 /** Runs the CLI with `argv` (without node and the script); resolves to the exit code. Never throws. */
 export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
   const [name, ...rest] = argv
+  if (name === "--version" || name === "-v" || rest.includes("--version")) {
+    print(version())
+    return ExitCode.ok
+  }
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     print(usage())
     return name === undefined ? ExitCode.usage : ExitCode.ok

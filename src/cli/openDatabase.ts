@@ -5,6 +5,7 @@
  * @internal
  */
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { SqlClient } from "@effect/sql/SqlClient"
@@ -111,23 +112,77 @@ const openError = (target: Target) => (error: SqlError) => {
   })
 }
 
+/** The driver's error code of a failed open (`SQLITE_CANTOPEN`, `EACCES`, …), if it has one. */
+const codeOf = (cause: unknown): string => String((cause as { code?: unknown } | undefined)?.code ?? "")
+
+/** Why a SQLite file could not be opened, as an operator should read it. */
+export const openProblemKind = (cause: unknown): "permission" | "lock" | "damage" | "other" => {
+  const code = codeOf(cause)
+  if (/^SQLITE_(CANTOPEN|READONLY|PERM|AUTH)/.test(code) || code === "EACCES" || code === "EPERM" || code === "EROFS") return "permission"
+  if (/^SQLITE_(BUSY|LOCKED)/.test(code)) return "lock"
+  if (/^SQLITE_(CORRUPT|NOTADB)/.test(code)) return "damage"
+  return "other"
+}
+
+const sqliteClient = (filename: string, readonly: boolean) =>
+  SqliteClient.make({ filename, readonly, disableWAL: true }).pipe(
+    Effect.provide(Reactivity.layer),
+    Effect.catchAllDefect((cause) => Effect.fail(openFailed(`cannot open ${filename} as a SQLite database: ${String((cause as Error)?.message ?? cause)}`, cause)))
+  )
+
+/**
+ * A private copy of the database (and its `-wal`, when there is one) in a temporary directory
+ * removed with the scope: reading it needs only read access to the originals, and nothing is
+ * ever created next to them.
+ */
+const privateCopy = (file: string) =>
+  Effect.acquireRelease(
+    Effect.try({
+      try: () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "channel-state-read-"))
+        const copy = path.join(dir, "state.sqlite")
+        fs.copyFileSync(file, copy)
+        if (fs.existsSync(`${file}-wal`)) fs.copyFileSync(`${file}-wal`, `${copy}-wal`)
+        return { dir, copy }
+      },
+      catch: (cause) => openFailed(`cannot read ${file}: ${(cause as Error).message}`, cause)
+    }),
+    ({ dir }) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+  )
+
+/**
+ * Reads a SQLite file without leaving anything next to it and without needing write access:
+ * with no `-wal` beside it (no process has it open), from a private copy; with one, directly
+ * (read-only) — or, when the directory or files refuse that (read-only media, `chattr +i`),
+ * from a private copy of the file and its `-wal`.
+ */
+const openForReading = (file: string) =>
+  Effect.gen(function* () {
+    if (!fs.existsSync(`${file}-wal`)) {
+      const { copy } = yield* privateCopy(file)
+      if (!fs.existsSync(`${file}-wal`)) return yield* sqliteClient(copy, false)
+    }
+    return yield* sqliteClient(file, true).pipe(
+      Effect.catchIf(
+        (error) => error.cause !== undefined && openProblemKind(error.cause) === "permission",
+        () => Effect.flatMap(privateCopy(file), ({ copy }) => sqliteClient(copy, false))
+      )
+    )
+  })
+
 /**
  * A `SqlClient` on the target, closed with the scope. SQLite: the file must exist and look
- * like a database (it is never created, and its journal mode is left as it is), opened
- * read-only for `"read"`. PostgreSQL: fails within {@link PG_CONNECT_TIMEOUT} when unreachable.
- * Never migrates.
+ * like a database (it is never created, and its journal mode is left as it is); for `"read"`
+ * it is read without write access and without creating files beside it (see
+ * {@link openForReading}). PostgreSQL: fails within {@link PG_CONNECT_TIMEOUT} when
+ * unreachable. Never migrates.
  */
 export const openSql = (target: Target, access: "read" | "write"): Effect.Effect<SqlClient, StateStoreError | CliFailure, Scope.Scope> =>
   Effect.gen(function* () {
     if (target.backend === "sqlite") {
       const problem = sqliteFileProblem(target.path)
       if (problem) return yield* Effect.fail(cliFailureOf(problem))
-      return yield* SqliteClient.make({ filename: target.path, readonly: access === "read", disableWAL: true }).pipe(
-        Effect.provide(Reactivity.layer),
-        Effect.catchAllDefect((cause) =>
-          Effect.fail(openFailed(`cannot open ${target.path} as a SQLite database: ${String((cause as Error)?.message ?? cause)}`, cause))
-        )
-      )
+      return yield* access === "read" ? openForReading(target.path) : sqliteClient(target.path, false)
     }
     return yield* PgClient.make({
       url: Redacted.make(target.url),
@@ -156,13 +211,19 @@ const hintFor = (error: StateStoreError): string | undefined => {
     case "Unavailable":
       return error.detail.includes("PostgreSQL")
         ? `Check the URL and that the server is running and reachable from here (gave up after ${Duration.format(PG_CONNECT_TIMEOUT)}).`
-        : "Another process holds a lock; try again in a moment."
+        : openProblemKind(error.cause) === "lock"
+          ? "Another process holds a lock; try again in a moment."
+          : openProblemKind(error.cause) === "permission"
+            ? "Check the permissions of the file, its -wal/-shm files and its directory, or run as the user that owns them."
+            : "Nothing was changed. `channel-state doctor` tells more."
     case "OpenFailed":
       return error.detail.startsWith("not a channel-state database")
         ? "Check --db / --pg: it should be the database your gateway's plugins write to (their tables appear on first use)."
         : error.detail.includes("PostgreSQL")
           ? "Check --pg: user, password, host, port and database name."
-          : "Nothing was changed. `channel-state doctor` tells more."
+          : openProblemKind(error.cause) === "permission"
+            ? "Check the permissions of the file, its -wal/-shm files and its directory, or run as the user that owns them."
+            : "Nothing was changed. `channel-state doctor` tells more."
     case "ReadFailed":
     case "WriteFailed":
     case "Corrupt":
