@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { Cause, Effect, Exit, Option } from "effect"
+import { Cause, type Context, Effect, Exit, Option } from "effect"
 import { BlueBubblesInboundDedupe, type InboundMessage } from "./channels/BlueBubblesInboundDedupe.js"
 import { DiscordInteractionRegistry } from "./channels/DiscordInteractionRegistry.js"
 import { type FeishuMessage, FeishuMessageDedupe } from "./channels/FeishuMessageDedupe.js"
@@ -69,7 +69,7 @@ const claimResult = (outcome: ClaimOutcome, run: <A>(effect: Effect.Effect<A>) =
  * store cannot use as an owner. A store that cannot be opened is logged and the caches run
  * from memory meanwhile (`health()` says so).
  */
-export const createPluginState = async (options: PluginRuntimeOptions) => {
+export const createPluginState = async (options: PluginRuntimeOptions): Promise<PluginState> => {
   const enabled = Effect.runSyncExit(persistentStateEnabled(options.config, options.pluginId))
   if (Exit.isFailure(enabled)) throw Cause.squash(enabled.cause)
   const runtime = makeRuntime(options)
@@ -99,51 +99,85 @@ export const createPluginState = async (options: PluginRuntimeOptions) => {
   const orUndefined = <A>(effect: Effect.Effect<Option.Option<A>>) => run(Effect.map(effect, Option.getOrUndefined))
 
   return {
-    /** Whether the flag is on: the caches in `persistentChannels` are mirrored into the store. Whether the store answers now: `health()`. */
     persistent: enabled.value,
-    /** The caches mirrored into the store (all six with the flag on, unless `channels` narrowed them); the others are memory-only. */
     persistentChannels: persistence.channels,
-    /** Reads the store once now: `memory-only`, `ok`, or `unreachable` with the reason. Never rejects. */
     health: (): Promise<StoreHealth> => run(persistence.health),
-    /** Slack thread participation: `record`/`has` sync over memory; `check` memory → store. */
     slack: {
       record: slack.record,
       has: slack.has,
       check: (accountId: string, channelId: string, threadTs: string) => run(slack.check(accountId, channelId, threadTs))
     },
-    /** Discord registries: `register` sync; `resolve*` one-shot by default, `undefined` when none. */
     discord: {
       register: discord.register,
       resolveComponent: (request: Parameters<typeof discord.resolveComponent>[0]) => orUndefined(discord.resolveComponent(request)),
       resolveModal: (request: Parameters<typeof discord.resolveModal>[0]) => orUndefined(discord.resolveModal(request))
     },
-    /** MS Teams sent messages: `record`/`wasSent` sync; `check` memory → store. */
     msteams: {
       record: msteams.record,
       wasSent: msteams.wasSent,
       check: (conversationId: string, messageId: string) => run(msteams.check(conversationId, messageId))
     },
-    /** Matrix approval reactions: `register`/`unregister` sync; `resolve` to the decision or `undefined`. */
     matrix: {
       register: matrix.register,
       unregister: matrix.unregister,
       resolve: (reaction: Parameters<typeof matrix.resolve>[0]) => orUndefined(matrix.resolve(reaction))
     },
-    /** BlueBubbles inbound dedupe: `claim` before handling a message. */
     bluebubbles: {
       claim: (message: InboundMessage) => run(Effect.map(bluebubbles.claim(message), (outcome) => claimResult(outcome, run)))
     },
-    /** Feishu message dedupe. */
     feishu: {
       beginProcessing: (message: FeishuMessage) => run(Effect.map(feishu.beginProcessing(message), (outcome) => claimResult(outcome, run))),
       finalize: (message: FeishuMessage) => run(feishu.finalize(message)),
       release: (message: FeishuMessage) => run(feishu.release(message)),
       hasProcessed: (message: FeishuMessage) => run(feishu.hasProcessed(message))
     },
-    /** Flushes queued writes and closes the store. Call once at shutdown. */
     dispose: (): Promise<void> => runtime.dispose()
   }
 }
 
-/** The facade {@link createPluginState} resolves to. */
-export type PluginState = Awaited<ReturnType<typeof createPluginState>>
+
+/** A service's Effect member as a Promise (it never rejects: the Effect never fails). */
+type AsPromise<F> = F extends (...args: infer P) => Effect.Effect<infer A, never, never> ? (...args: P) => Promise<A> : never
+/** … resolving to the value, or `undefined` for none. */
+type AsOptionalPromise<F> = F extends (...args: infer P) => Effect.Effect<Option.Option<infer A>, never, never> ? (...args: P) => Promise<A | undefined> : never
+type Slack = Context.Tag.Service<typeof SlackThreadParticipation>
+type Discord = Context.Tag.Service<typeof DiscordInteractionRegistry>
+type MsTeams = Context.Tag.Service<typeof MsTeamsSentMessages>
+type Matrix = Context.Tag.Service<typeof MatrixApprovalReactions>
+type Feishu = Context.Tag.Service<typeof FeishuMessageDedupe>
+
+/**
+ * The facade {@link createPluginState} resolves to. Sync members are plain functions over
+ * memory (nanoseconds, never throw); async members return Promises that never reject.
+ */
+export interface PluginState {
+  /** Whether the flag is on: the caches in `persistentChannels` are mirrored into the store. Whether the store answers now: `health()`. */
+  readonly persistent: boolean
+  /** The caches mirrored into the store (all six with the flag on, unless `channels` narrowed them); the others are memory-only. */
+  readonly persistentChannels: ReadonlyArray<string>
+  /** Reads the store once now: `memory-only`, `ok`, or `unreachable` with the reason. Never rejects. */
+  readonly health: () => Promise<StoreHealth>
+  /** Slack thread participation: `record`/`has` sync over memory; `check` memory → store. */
+  readonly slack: { readonly record: Slack["record"]; readonly has: Slack["has"]; readonly check: AsPromise<Slack["check"]> }
+  /** Discord registries: `register` sync; `resolve*` one-shot by default, `undefined` when none. */
+  readonly discord: {
+    readonly register: Discord["register"]
+    readonly resolveComponent: AsOptionalPromise<Discord["resolveComponent"]>
+    readonly resolveModal: AsOptionalPromise<Discord["resolveModal"]>
+  }
+  /** MS Teams sent messages: `record`/`wasSent` sync; `check` memory → store. */
+  readonly msteams: { readonly record: MsTeams["record"]; readonly wasSent: MsTeams["wasSent"]; readonly check: AsPromise<MsTeams["check"]> }
+  /** Matrix approval reactions: `register`/`unregister` sync; `resolve` to the decision or `undefined`. */
+  readonly matrix: { readonly register: Matrix["register"]; readonly unregister: Matrix["unregister"]; readonly resolve: AsOptionalPromise<Matrix["resolve"]> }
+  /** BlueBubbles inbound dedupe: `claim` before handling a message. */
+  readonly bluebubbles: { readonly claim: (message: InboundMessage) => Promise<ClaimResult> }
+  /** Feishu message dedupe. */
+  readonly feishu: {
+    readonly beginProcessing: (message: FeishuMessage) => Promise<ClaimResult>
+    readonly finalize: AsPromise<Feishu["finalize"]>
+    readonly release: AsPromise<Feishu["release"]>
+    readonly hasProcessed: AsPromise<Feishu["hasProcessed"]>
+  }
+  /** Flushes queued writes and closes the store. Call once at shutdown. */
+  readonly dispose: () => Promise<void>
+}

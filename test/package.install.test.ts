@@ -124,6 +124,16 @@ describe.concurrent("the packed package, installed as the README says", () => {
       fs.writeFileSync(path.join(dir, "src", `block${block.index}.ts`), `${PRELUDE}\n${block.code}\nexport {}\n`)
     }
     expect(blocks.length).toBeGreaterThanOrEqual(5)
+    // What a plugin package exports from its entrypoint: every type in these must be nameable (no TS2742).
+    fs.writeFileSync(
+      path.join(dir, "src", "entrypoint.ts"),
+      `import { createPluginState, PluginRuntime } from "channel-state"
+declare const gatewayConfig: unknown
+export const state = await createPluginState({ pluginId: "slack", config: gatewayConfig })
+export const runtime = PluginRuntime.makeRuntime({ pluginId: "slack", config: gatewayConfig, store: { pgUrl: "postgres://localhost/db" } })
+export const layer = PluginRuntime.layer({ pluginId: "slack", config: gatewayConfig })
+`
+    )
     const checked = await typecheck(dir)
     expect(checked.output).toBe("")
     expect(checked.code).toBe(0)
