@@ -9,9 +9,9 @@ import * as path from "node:path"
 import { PluginStateConfigError } from "./PluginStateConfigError.js"
 import { type PersistentState, persistentStateLayer } from "./PersistentState.js"
 import { persistentStateEnabled } from "./PersistenceConfig.js"
-import { describeValue, firstProblem, oneOf, optional, text } from "./layers/settingsCheck.js"
+import { describeValue, firstProblem, firstProblemOrUnknown, oneOf, optional, type Rule, text } from "./layers/settingsCheck.js"
 import { mirrorSettingRules } from "./layers/mirror/StoreMirror.js"
-import { storeSettingRules } from "./layers/store/storeRules.js"
+import { MAX_NAME_BYTES, NAME_PATTERN, storeSettingRules } from "./layers/store/storeRules.js"
 import { Effect, Layer, ManagedRuntime } from "effect"
 import * as BlueBubbles from "./channels/BlueBubblesInboundDedupe.js"
 import * as Discord from "./channels/DiscordInteractionRegistry.js"
@@ -74,7 +74,7 @@ export const storeLayer = (location: StoreLocation = {}): Layer.Layer<KeyedStore
 
 /** The first problem of a store location (`prefix` + the option), or `undefined`. */
 const storeLocationProblem = (location: unknown, prefix: string): string | undefined => {
-  const problem = firstProblem(prefix, location, { ...storeSettingRules, sqlitePath: optional(text) })
+  const problem = firstProblemOrUnknown(prefix, location, { ...storeSettingRules, sqlitePath: optional(text), pgUrl: () => undefined })
   if (problem !== undefined || location === undefined) return problem
   const { pgUrl } = location as StoreLocation
   if ("pgUrl" in (location as object) && (typeof pgUrl !== "string" || pgUrl.trim() === "")) {
@@ -120,13 +120,22 @@ interface ChannelLayers<Id> {
   readonly layerConfig: (options: ConfigOptions<StateStoreError>) => Layer.Layer<Id, PluginStateConfigError | StateStoreError>
 }
 
+/** Signals a Node process can listen for (SIGKILL and SIGSTOP cannot be caught). */
+const CATCHABLE_SIGNALS: ReadonlySet<string> = new Set(Object.keys(os.constants.signals).filter((name) => name !== "SIGKILL" && name !== "SIGSTOP"))
+
+/** A plugin id the store can use as the owner of its rows. */
+const ownerName: Rule = (value) =>
+  typeof value === "string" && NAME_PATTERN.test(value) && Buffer.byteLength(value) <= MAX_NAME_BYTES
+    ? undefined
+    : `expected an owner name for the store: lower-case letters, digits, ".", "_" or "-", starting with a letter or digit, at most ${MAX_NAME_BYTES} bytes`
+
 /**
  * The first problem of the runtime's options, as one line naming the option, or `undefined`.
  * Store and mirror settings only matter (and are only checked) with persistence on.
  */
 const optionsProblem = (options: PluginRuntimeOptions, persistent: boolean): string | undefined =>
   firstProblem("", options, {
-    pluginId: text,
+    pluginId: persistent ? ownerName : text,
     channels: optional((value) =>
       Array.isArray(value) && value.every((name) => (channelNames as ReadonlyArray<unknown>).includes(name))
         ? undefined
@@ -134,11 +143,11 @@ const optionsProblem = (options: PluginRuntimeOptions, persistent: boolean): str
     ),
     whenUnreachable: optional(oneOf("claim-locally", "in-flight")),
     disposeOnSignals: optional((value) =>
-      typeof value === "boolean" || (Array.isArray(value) && value.every((signal) => typeof signal === "string" && signal.startsWith("SIG")))
+      typeof value === "boolean" || (Array.isArray(value) && value.every((signal) => typeof signal === "string" && CATCHABLE_SIGNALS.has(signal)))
         ? undefined
-        : 'expected true, false or a list of signals (["SIGTERM", "SIGINT"])'
+        : 'expected true, false or a list of signals a process can catch (["SIGTERM", "SIGINT"])'
     )
-  }) ?? (persistent ? (storeLocationProblem(options.store, "store.") ?? firstProblem("mirror.", options.mirror, mirrorSettingRules)) : undefined)
+  }) ?? (persistent ? (storeLocationProblem(options.store, "store.") ?? firstProblemOrUnknown("mirror.", options.mirror, mirrorSettingRules)) : undefined)
 
 /**
  * Every channel service, each as the plugin's config flag says: memory only, or mirrored into
@@ -153,7 +162,7 @@ export const layer = (options: PluginRuntimeOptions): Layer.Layer<ChannelService
     Effect.gen(function* () {
       const persistent = yield* persistentStateEnabled(options.config, options.pluginId)
       const problem = optionsProblem(options, persistent)
-      if (problem !== undefined) return yield* new PluginStateConfigError({ path: problem.slice(0, problem.indexOf(" is ")), message: problem })
+      if (problem !== undefined) return yield* new PluginStateConfigError({ path: problem.split(/ (?:is|could not be read)\b/)[0] ?? "config", message: problem })
       const wanted = new Set(options.channels ?? channelNames)
       const store = storeLayer(options.store)
       const pick = <Id>(name: ChannelName, channel: ChannelLayers<Id>): Layer.Layer<Id, PluginStateConfigError | StateStoreError> =>
@@ -181,7 +190,8 @@ export const layer = (options: PluginRuntimeOptions): Layer.Layer<ChannelService
 export const makeRuntime = (options: PluginRuntimeOptions): ManagedRuntime.ManagedRuntime<ChannelServices | PersistentState, PluginStateConfigError | StateStoreError> => {
   const runtime = ManagedRuntime.make(layer(options))
   const signals = options.disposeOnSignals === true ? DEFAULT_SIGNALS : options.disposeOnSignals || []
-  if (signals.length === 0) return runtime
+  // A list the layer refuses (its build fails with a PluginStateConfigError) installs nothing.
+  if (signals.length === 0 || !Array.isArray(signals) || !signals.every((signal) => CATCHABLE_SIGNALS.has(signal))) return runtime
   const dispose = runtime.dispose.bind(runtime)
   const stop = disposeOnSignals(dispose, signals)
   return Object.assign(runtime, {

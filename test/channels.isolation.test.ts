@@ -7,13 +7,14 @@ import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Layer, Logger, Metric, TestClock } from "effect"
 import type { KeyedStore } from "../src/KeyedStore.js"
 import * as PluginRuntime from "../src/PluginRuntime.js"
+import type { StateStoreError } from "../src/StateStoreError.js"
 import { scenarios } from "./support/channelScenarios.js"
 import { makeFaultyStoreLayer } from "./support/faultyStore.js"
 
 const OPERATIONS = 10_000
 
 /** The channels' persistent layers (all six, one owner) over `store`. */
-const persistentChannels = (store: Layer.Layer<KeyedStore>) => {
+const persistentChannels = (store: Layer.Layer<KeyedStore, StateStoreError>) => {
   const options = { pluginId: "faulty", mirror: { flushInterval: Duration.seconds(1), maxBatch: 200 } }
   const m = PluginRuntime.channelModules
   return Layer.mergeAll(

@@ -3,7 +3,8 @@
  * letter), with persistence on: the plugin must not start half-persistent. It once fell back
  * to memory only, and a memory-only cache decides every claim locally — two gateway instances
  * on one database then both got `Claimed` for the same message. Now building the runtime
- * fails with a typed `InvalidInput` naming the owner, and no claim is ever answered.
+ * fails with a typed `PluginStateConfigError` naming `pluginId` (before anything is opened), and
+ * no claim is ever answered.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Layer, Logger } from "effect"
@@ -30,15 +31,15 @@ const claimOnce = (db: TestDatabase, pluginId: string) =>
 for (const backend of sqlBackends) {
   describe(`plugin ids the store cannot use (${backend.name})`, () => {
     for (const pluginId of ["@acme/bluebubbles", "BlueBubbles"]) {
-      it.scoped(`plugin "${pluginId}" with persistence on does not start (InvalidInput naming the owner), so it never claims locally`, () =>
+      it.scoped(`plugin "${pluginId}" with persistence on does not start (a PluginStateConfigError naming pluginId, nothing opened), so it never claims locally`, () =>
         Effect.gen(function* () {
           const db = yield* backend.fresh
           const exits = [yield* claimOnce(db, pluginId), yield* claimOnce(db, pluginId)]
           for (const exit of exits) {
             expect(Exit.isFailure(exit)).toBe(true)
             const error = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
-            expect(error).toMatchObject({ _tag: "StateStoreError", reason: "InvalidInput" })
-            expect(String((error as Error).message)).toContain(`owner ${JSON.stringify(pluginId)} must match`)
+            expect(error).toMatchObject({ _tag: "PluginStateConfigError", path: "pluginId" })
+            expect(String((error as Error).message)).toContain(`pluginId is ${JSON.stringify(pluginId)}: expected an owner name`)
           }
         })
       )

@@ -25,10 +25,20 @@ export const describeValue = (value: unknown): string => {
   return json.length > 60 ? `${json.slice(0, 60)}…` : json
 }
 
-/** A duration: a `Duration`, a string such as `"30 seconds"`, or milliseconds as a finite number ≥ 0. */
+/** The longest duration a setting may hold: what a Node timer (and PostgreSQL's lock_timeout) takes, about 24.8 days. */
+export const MAX_DURATION_MILLIS = 2 ** 31 - 1
+
+/**
+ * A duration: a `Duration`, a string such as `"30 seconds"`, or milliseconds as a number —
+ * finite, from 0 to {@link MAX_DURATION_MILLIS}.
+ */
 export const duration: Rule = (value) => {
-  if (typeof value === "number" ? Number.isFinite(value) && value >= 0 : Option.isSome(Duration.decodeUnknown(value))) return undefined
-  return 'expected a duration such as "30 seconds" or a number of milliseconds'
+  // Effect clamps a negative duration to zero: a negative setting is a mistake, not "no wait".
+  const negative = (typeof value === "number" && !(value >= 0)) || (typeof value === "string" && value.trim().startsWith("-"))
+  const decoded = negative ? Option.none() : Duration.decodeUnknown(value)
+  const millis = Option.isSome(decoded) ? Duration.toMillis(decoded.value) : Number.NaN
+  if (Number.isFinite(millis) && millis >= 0 && millis <= MAX_DURATION_MILLIS) return undefined
+  return 'expected a duration such as "30 seconds" or a number of milliseconds (at most 24 days)'
 }
 
 /** A whole number from `min` up (`Number.MAX_SAFE_INTEGER` at most). */
@@ -61,14 +71,43 @@ export const optional =
  * not listed in `rules` are the caller's to check.
  */
 export const firstProblem = (prefix: string, settings: unknown, rules: Readonly<Record<string, Rule>>): string | undefined => {
+  try {
+    return problemOf(prefix, settings, rules)
+  } catch (error) {
+    return `${prefix.replace(/\.$/, "") || "settings"} could not be read: ${describeValue(error instanceof Error ? error.message : error)}`
+  }
+}
+
+/**
+ * Like {@link firstProblem}, and an own option that `rules` does not list is a problem too
+ * (a misspelled setting would otherwise be ignored in silence).
+ */
+export const firstProblemOrUnknown = (prefix: string, settings: unknown, rules: Readonly<Record<string, Rule>>): string | undefined => {
+  const problem = firstProblem(prefix, settings, rules)
+  if (problem !== undefined || settings === undefined) return problem
+  try {
+    const unknown = Object.keys(settings as object).find((name) => !Object.hasOwn(rules, name))
+    return unknown === undefined ? undefined : `${prefix}${unknown} is not a setting: expected one of ${Object.keys(rules).join(", ")}`
+  } catch (error) {
+    return `${prefix.replace(/\.$/, "") || "settings"} could not be read: ${describeValue(error instanceof Error ? error.message : error)}`
+  }
+}
+
+const problemOf = (prefix: string, settings: unknown, rules: Readonly<Record<string, Rule>>): string | undefined => {
   if (settings === undefined) return undefined
   if (typeof settings !== "object" || settings === null || Array.isArray(settings)) {
     return `${prefix.replace(/\.$/, "") || "settings"} is ${describeValue(settings)}: expected an object`
   }
   const record = settings as Record<string, unknown>
   for (const [name, rule] of Object.entries(rules)) {
-    const problem = rule(record[name])
-    if (problem !== undefined) return `${prefix}${name} is ${describeValue(record[name])}: ${problem}`
+    let value: unknown
+    try {
+      value = Object.hasOwn(record, name) ? record[name] : undefined
+    } catch (error) {
+      return `${prefix}${name} could not be read: ${describeValue(error instanceof Error ? error.message : error)}`
+    }
+    const problem = rule(value)
+    if (problem !== undefined) return `${prefix}${name} is ${describeValue(value)}: ${problem}`
   }
   return undefined
 }

@@ -7,16 +7,21 @@
 import { Effect, Layer } from "effect"
 import type { NamespaceHandle, NamespaceOptions } from "../../KeyedStore.js"
 import { KeyedStore } from "../../KeyedStore.js"
-import type { StateStoreError } from "../../StateStoreError.js"
+import { StateStoreError } from "../../StateStoreError.js"
+import { firstProblem } from "../settingsCheck.js"
 import { makeMemoryHandle, type MemoryRows } from "./memoryHandle.js"
-import { defaultStoreSettings, isLive, makeNamespaceRegistry, resolveNamespace, type StoreSettings } from "./storeRules.js"
+import { defaultStoreSettings, isLive, makeNamespaceRegistry, resolveNamespace, type StoreSettings, storeSettingRules } from "./storeRules.js"
 
 /**
  * Builds a memory store. Operations are atomic (they run without yielding). Expired rows are
- * invisible, and dropped from a namespace whenever it is written (no background fiber).
+ * invisible, and dropped from a namespace whenever it is written (no background fiber). A
+ * wrong setting fails it with `InvalidInput`, naming the setting.
  */
 export const make = (settings: Partial<StoreSettings> = {}) =>
-  Effect.sync(() => {
+  Effect.suspend(() => {
+    const problem = firstProblem("", settings, storeSettingRules)
+    return problem === undefined ? Effect.succeed(settings) : Effect.fail(new StateStoreError({ reason: "InvalidInput", operation: "open", detail: problem }))
+  }).pipe(Effect.map(() => {
     const config = { ...defaultStoreSettings, ...settings }
     const tables = new Map<string, MemoryRows>()
     const register = makeNamespaceRegistry()
@@ -47,7 +52,7 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
       })
 
     return KeyedStore.of({ backend: "memory", open })
-  })
+  }))
 
 /** The memory store as a layer (a fresh, empty store per build). */
-export const layer = (settings: Partial<StoreSettings> = {}): Layer.Layer<KeyedStore> => Layer.effect(KeyedStore, make(settings))
+export const layer = (settings: Partial<StoreSettings> = {}): Layer.Layer<KeyedStore, StateStoreError> => Layer.effect(KeyedStore, make(settings))

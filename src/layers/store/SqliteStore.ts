@@ -17,7 +17,8 @@ import * as ReopeningStore from "./ReopeningStore.js"
 import type { OpenedDatabase } from "./ReopeningStore.js"
 import * as SqlStore from "./SqlStore.js"
 import { retryTransient, transientReason } from "./retry.js"
-import { defaultStoreSettings } from "./storeRules.js"
+import { duration, firstProblem, optional, text } from "../settingsCheck.js"
+import { defaultStoreSettings, storeSettingRules } from "./storeRules.js"
 
 /** Where and how to open the SQLite file. */
 export interface SqliteStoreOptions extends SqlStore.SqlStoreOptions {
@@ -121,6 +122,9 @@ const fileIdentity = (filename: string): string | undefined => {
  * inode; while that fails, operations fail with `Unavailable`.
  */
 export const make = (options: SqliteStoreOptions) => {
+  // Settings are checked before anything is opened or created: a wrong one is InvalidInput, naming it.
+  const problem = firstProblem("", options, { filename: text, busyTimeout: optional(duration), ...storeSettingRules })
+  if (problem !== undefined) return Effect.fail(new StateStoreError({ reason: "InvalidInput", operation: "open", detail: problem }))
   const filename = path.resolve(options.filename)
   return ReopeningStore.make({
     backend: "sqlite",
