@@ -87,7 +87,13 @@ const probeCheck = (store: Layer.Layer<KeyedStore, StateStoreError>): Effect.Eff
     Effect.match({
       onSuccess: ([elapsed]) => ok("probe", `wrote, read back and deleted a row as owner "${DOCTOR_OWNER}" (${Math.round(Duration.toMillis(elapsed))} ms)`),
       onFailure: (error) =>
-        fail("probe", `${error.reason} in ${error.operation}: ${detailOf(error)}`, "Check free disk space, that the gateway's user can write the database (file and directory), and the checks above.")
+        fail(
+          "probe",
+          `${error.reason} in ${error.operation}: ${detailOf(error)}`,
+          error.reason === "Busy"
+            ? "Another process held the database's lock for the whole wait (a gateway mid-write, or one in exclusive locking mode): try again in a moment. Nothing was changed."
+            : "Check free disk space, that the gateway's user can write the database (file and directory), and the checks above."
+        )
     })
   )
 
@@ -146,7 +152,20 @@ const sqliteChecks = async (target: Extract<Target, { backend: "sqlite" }>): Pro
   const { engine, integrity, schema, journal } = diagnosis.right
   const firstError = Either.isLeft(engine) ? engine.left : Either.isLeft(integrity) ? integrity.left : undefined
   if (firstError !== undefined) {
-    checks.push(fail("integrity", detailOf(firstError), `Check --db. If this is the gateway's state file, it is damaged: ${MOVE_ASIDE} The file was not changed.`))
+    const kind = openProblemKind(firstError.cause)
+    checks.push(
+      fail(
+        "integrity",
+        detailOf(firstError),
+        kind === "damage"
+          ? `Check --db. If this is the gateway's state file, it is damaged: ${MOVE_ASIDE} The file was not changed.`
+          : kind === "lock"
+            ? "Another process holds a lock on the file: try again in a moment (the gateway may be mid-write). The file was not changed."
+            : kind === "permission"
+              ? "A permission problem, not damage: run doctor as the gateway's user, or fix the permissions of the file, its -wal/-shm files and its directory. The file was not changed."
+              : "The file was not changed. Run doctor again; if this persists, look at the detail above."
+      )
+    )
     checks.push(skip("probe", "not run: the file is not a usable SQLite database"))
     return checks
   }

@@ -113,7 +113,16 @@ const openError = (target: Target) => (error: SqlError) => {
 }
 
 /** The driver's error code of a failed open (`SQLITE_CANTOPEN`, `EACCES`, …), if it has one. */
-const codeOf = (cause: unknown): string => String((cause as { code?: unknown } | undefined)?.code ?? "")
+const codeOf = (cause: unknown): string => {
+  // The driver's error may sit under a SqlError or a StateStoreError: follow the causes.
+  let current: unknown = cause
+  for (let depth = 0; depth < 4 && current !== undefined && current !== null; depth++) {
+    const code = (current as { code?: unknown }).code
+    if (typeof code === "string" && code.length > 0) return code
+    current = (current as { cause?: unknown }).cause
+  }
+  return ""
+}
 
 /** Why a SQLite file could not be opened, as an operator should read it. */
 export const openProblemKind = (cause: unknown): "permission" | "lock" | "damage" | "other" => {
@@ -140,33 +149,71 @@ const privateCopy = (file: string) =>
     Effect.try({
       try: () => {
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), "channel-state-read-"))
-        const copy = path.join(dir, "state.sqlite")
-        fs.copyFileSync(file, copy)
-        if (fs.existsSync(`${file}-wal`)) fs.copyFileSync(`${file}-wal`, `${copy}-wal`)
-        return { dir, copy }
+        copies.add(dir)
+        if (copies.size === 1) {
+          process.on("exit", removeAllCopies)
+          process.on("SIGINT", onSignal)
+          process.on("SIGTERM", onSignal)
+        }
+        try {
+          const copy = path.join(dir, "state.sqlite")
+          fs.copyFileSync(file, copy)
+          if (fs.existsSync(`${file}-wal`)) fs.copyFileSync(`${file}-wal`, `${copy}-wal`)
+          return { dir, copy }
+        } catch (error) {
+          removeCopy(dir)
+          throw error
+        }
       },
       catch: (cause) => openFailed(`cannot read ${file}: ${(cause as Error).message}`, cause)
     }),
-    ({ dir }) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+    ({ dir }) => Effect.sync(() => removeCopy(dir))
   )
+
+/** The private copies that exist now: removed on exit, and on SIGINT/SIGTERM before the process ends as the signal would. */
+const copies = new Set<string>()
+const removeCopy = (dir: string) => {
+  copies.delete(dir)
+  fs.rmSync(dir, { recursive: true, force: true })
+  if (copies.size === 0) stopListening()
+}
+const stopListening = () => {
+  process.off("exit", removeAllCopies)
+  process.off("SIGINT", onSignal)
+  process.off("SIGTERM", onSignal)
+}
+const removeAllCopies = () => {
+  for (const dir of [...copies]) removeCopy(dir)
+}
+const onSignal = (signal: NodeJS.Signals) => {
+  removeAllCopies()
+  stopListening()
+  process.kill(process.pid, signal)
+}
 
 /**
  * Reads a SQLite file without leaving anything next to it and without needing write access:
- * with no `-wal` beside it (no process has it open), from a private copy; with one, directly
- * (read-only) — or, when the directory or files refuse that (read-only media, `chattr +i`),
- * from a private copy of the file and its `-wal`.
+ * unless a `-wal` and a `-shm` are beside it (a gateway has it open), from a private copy of
+ * the file and its `-wal`; with both, directly (read-only) — or, when that is refused
+ * (read-only media, `chattr +i`, a gateway holding the file in exclusive locking mode), from a
+ * private copy too.
  */
 const openForReading = (file: string) =>
   Effect.gen(function* () {
-    if (!fs.existsSync(`${file}-wal`)) {
-      const { copy } = yield* privateCopy(file)
-      if (!fs.existsSync(`${file}-wal`)) return yield* sqliteClient(copy, false)
-    }
-    return yield* sqliteClient(file, true).pipe(
-      Effect.catchIf(
-        (error) => error.cause !== undefined && openProblemKind(error.cause) === "permission",
-        () => Effect.flatMap(privateCopy(file), ({ copy }) => sqliteClient(copy, false))
+    const fromCopy = Effect.flatMap(privateCopy(file), ({ copy }) => sqliteClient(copy, false))
+    // Without both a -wal and a -shm beside it, a read-only open would create them.
+    if (!fs.existsSync(`${file}-wal`) || !fs.existsSync(`${file}-shm`)) return yield* fromCopy
+    // better-sqlite3 opens lazily: a first read shows whether the -shm can be used (and the lock taken).
+    const direct = Effect.tap(sqliteClient(file, true), (client) =>
+      client`SELECT count(*) AS n FROM sqlite_master`.pipe(
+        Effect.mapError((error) => openFailed(`cannot read ${file}: ${String((error.cause as Error)?.message ?? error.message)}`, error.cause))
       )
+    )
+    return yield* direct.pipe(
+      Effect.catchIf((error) => {
+        const kind = openProblemKind(error.cause)
+        return kind === "permission" || kind === "lock"
+      }, () => fromCopy)
     )
   })
 

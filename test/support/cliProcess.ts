@@ -39,9 +39,9 @@ const checked = (result: CliResult): CliResult => {
 }
 
 /** Runs the CLI with `args`; stdin is closed at once (no terminal). */
-export const runCli = (args: ReadonlyArray<string>, options: { readonly timeoutMs?: number } = {}): Promise<CliResult> =>
+export const runCli = (args: ReadonlyArray<string>, options: { readonly timeoutMs?: number; readonly env?: Readonly<Record<string, string>> } = {}): Promise<CliResult> =>
   new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1" } })
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1", ...options.env } })
     let stdout = ""
     let stderr = ""
     child.stdout.setEncoding("utf8").on("data", (d: string) => {
