@@ -5,7 +5,7 @@
  * @module
  */
 import { Effect, Layer } from "effect"
-import { describeValue } from "./layers/settingsCheck.js"
+import { describeValue, unreadable } from "./layers/settingsCheck.js"
 import { PluginStateConfigError } from "./PluginStateConfigError.js"
 import type { KeyedStore } from "./KeyedStore.js"
 
@@ -37,7 +37,7 @@ export const persistentStateEnabled = (config: unknown, pluginId: string): Effec
       return readFlag(config, pluginId, path, reading)
     } catch (error) {
       const at = pathText(reading)
-      return Effect.fail(new PluginStateConfigError({ path: at, message: `${at} could not be read: ${describeValue(error instanceof Error ? error.message : error)}` }))
+      return Effect.fail(new PluginStateConfigError({ path: at, message: unreadable(at, error) }))
     }
   })
 

@@ -38,6 +38,16 @@ const detailOf = (error: StateStoreError) => error.detail.replace(/: run `channe
 
 const MOVE_ASIDE = "Stop the gateway, move the file (and its -wal/-shm files) aside and start it again: channel-state begins with empty state. Or restore a backup."
 
+/** What to do about a file that could not be read, by why: permission, lock and damage each get their own advice. */
+const fixFor = (kind: ReturnType<typeof openProblemKind>, otherwise: string): string =>
+  kind === "permission"
+    ? "A permission problem, not damage: run doctor as the gateway's user, or fix the permissions of the file, its -wal/-shm files and its directory. The file was not changed."
+    : kind === "lock"
+      ? "Another process holds a lock on the file: try again in a moment (the gateway may be mid-write). The file was not changed."
+      : kind === "damage"
+        ? `Check --db. If this is the gateway's state file, it is damaged: ${MOVE_ASIDE} The file was not changed.`
+        : otherwise
+
 /** Group or other permission bits on the file, its sidecars or its directory. */
 const permissionsCheck = (file: string): Check => {
   const wrong: Array<string> = []
@@ -139,33 +149,14 @@ const sqliteChecks = async (target: Extract<Target, { backend: "sqlite" }>): Pro
     const error = diagnosis.left
     const detail = error instanceof CliFailure ? error.message : detailOf(error)
     const kind = error instanceof CliFailure ? "other" : openProblemKind(error.cause)
-    const fix =
-      kind === "permission"
-        ? "A permission problem, not damage: run doctor as the gateway's user, or fix the permissions of the file, its -wal/-shm files and its directory. The file was not changed."
-        : kind === "lock"
-          ? "Another process holds a lock on the file: try again in a moment (the gateway may be mid-write). The file was not changed."
-          : kind === "damage"
-            ? `Check --db. If this is the gateway's state file, it is damaged: ${MOVE_ASIDE} The file was not changed.`
-            : "The file was not changed. Check --db, and run doctor again; if this persists, look at the detail above."
+    const fix = fixFor(kind, "The file was not changed. Check --db, and run doctor again; if this persists, look at the detail above.")
     return [...checks, fail("open", detail, fix), skip("probe", "not run")]
   }
   const { engine, integrity, schema, journal } = diagnosis.right
   const firstError = Either.isLeft(engine) ? engine.left : Either.isLeft(integrity) ? integrity.left : undefined
   if (firstError !== undefined) {
-    const kind = openProblemKind(firstError.cause)
-    checks.push(
-      fail(
-        "integrity",
-        detailOf(firstError),
-        kind === "damage"
-          ? `Check --db. If this is the gateway's state file, it is damaged: ${MOVE_ASIDE} The file was not changed.`
-          : kind === "lock"
-            ? "Another process holds a lock on the file: try again in a moment (the gateway may be mid-write). The file was not changed."
-            : kind === "permission"
-              ? "A permission problem, not damage: run doctor as the gateway's user, or fix the permissions of the file, its -wal/-shm files and its directory. The file was not changed."
-              : "The file was not changed. Run doctor again; if this persists, look at the detail above."
-      )
-    )
+    const fix = fixFor(openProblemKind(firstError.cause), "The file was not changed. Run doctor again; if this persists, look at the detail above.")
+    checks.push(fail("integrity", detailOf(firstError), fix))
     checks.push(skip("probe", "not run: the file is not a usable SQLite database"))
     return checks
   }

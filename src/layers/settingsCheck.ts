@@ -25,6 +25,10 @@ export const describeValue = (value: unknown): string => {
   return json.length > 60 ? `${json.slice(0, 60)}…` : json
 }
 
+/** The line for a setting at `path` whose read threw (a getter or proxy of the host's). */
+export const unreadable = (path: string, error: unknown): string =>
+  `${path} could not be read: ${describeValue(error instanceof Error ? error.message : error)}`
+
 /** The longest duration a setting may hold: what a Node timer (and PostgreSQL's lock_timeout) takes, about 24.8 days. */
 export const MAX_DURATION_MILLIS = 2 ** 31 - 1
 
@@ -74,7 +78,7 @@ export const firstProblem = (prefix: string, settings: unknown, rules: Readonly<
   try {
     return problemOf(prefix, settings, rules)
   } catch (error) {
-    return `${prefix.replace(/\.$/, "") || "settings"} could not be read: ${describeValue(error instanceof Error ? error.message : error)}`
+    return unreadable(prefix.replace(/\.$/, "") || "settings", error)
   }
 }
 
@@ -89,7 +93,7 @@ export const firstProblemOrUnknown = (prefix: string, settings: unknown, rules: 
     const unknown = Object.keys(settings as object).find((name) => !Object.hasOwn(rules, name))
     return unknown === undefined ? undefined : `${prefix}${unknown} is not a setting: expected one of ${Object.keys(rules).join(", ")}`
   } catch (error) {
-    return `${prefix.replace(/\.$/, "") || "settings"} could not be read: ${describeValue(error instanceof Error ? error.message : error)}`
+    return unreadable(prefix.replace(/\.$/, "") || "settings", error)
   }
 }
 
@@ -104,7 +108,7 @@ const problemOf = (prefix: string, settings: unknown, rules: Readonly<Record<str
     try {
       value = Object.hasOwn(record, name) ? record[name] : undefined
     } catch (error) {
-      return `${prefix}${name} could not be read: ${describeValue(error instanceof Error ? error.message : error)}`
+      return unreadable(`${prefix}${name}`, error)
     }
     const problem = rule(value)
     if (problem !== undefined) return `${prefix}${name} is ${describeValue(value)}: ${problem}`
