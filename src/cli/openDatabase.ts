@@ -251,6 +251,8 @@ export const cliFailureOf = (problem: FileProblem): CliFailure =>
       ? new CliFailure(problem.message, ExitCode.failed, "Nothing was changed. Check --db; `channel-state doctor` tells more.")
       : new CliFailure(problem.message, ExitCode.failed, "Check the file's permissions, or run as the user that owns it.")
 
+const PERMISSION_HINT = "Check the permissions of the file, its -wal/-shm files and its directory, or run as the user that owns them."
+
 const hintFor = (error: StateStoreError): string | undefined => {
   switch (error.reason) {
     case "SchemaUnsupported":
@@ -261,7 +263,7 @@ const hintFor = (error: StateStoreError): string | undefined => {
         : openProblemKind(error.cause) === "lock"
           ? "Another process holds a lock; try again in a moment."
           : openProblemKind(error.cause) === "permission"
-            ? "Check the permissions of the file, its -wal/-shm files and its directory, or run as the user that owns them."
+            ? PERMISSION_HINT
             : "Nothing was changed. `channel-state doctor` tells more."
     case "OpenFailed":
       return error.detail.startsWith("not a channel-state database")
@@ -269,7 +271,7 @@ const hintFor = (error: StateStoreError): string | undefined => {
         : error.detail.includes("PostgreSQL")
           ? "Check --pg: user, password, host, port and database name."
           : openProblemKind(error.cause) === "permission"
-            ? "Check the permissions of the file, its -wal/-shm files and its directory, or run as the user that owns them."
+            ? PERMISSION_HINT
             : "Nothing was changed. `channel-state doctor` tells more."
     case "ReadFailed":
     case "WriteFailed":
