@@ -39,7 +39,8 @@ import { type BatchOp, KeyedStore, type NamespaceHandle } from "../src/KeyedStor
 import * as PgStore from "../src/layers/store/PgStore.js"
 import * as SqliteStore from "../src/layers/store/SqliteStore.js"
 import { execute, makeStatements } from "../src/layers/store/sqlStatements.js"
-import { encodeValue, type ResolvedNamespace, resolveNamespace } from "../src/layers/store/storeRules.js"
+import { type ResolvedNamespace, resolveNamespace } from "../src/layers/store/storeRules.js"
+import { encodeValue } from "../src/layers/store/valueRules.js"
 import type { StateStoreError } from "../src/StateStoreError.js"
 import {
   BATCH,

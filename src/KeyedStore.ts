@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Duration, Effect, Option, Schema } from "effect"
+import type { Duration, Effect, Either, Option, Schema } from "effect"
 import { Context } from "effect"
 import type { StateStoreError } from "./StateStoreError.js"
 
@@ -17,14 +17,27 @@ import type { StateStoreError } from "./StateStoreError.js"
  */
 export type OverflowPolicy = "evict-oldest" | "reject-new"
 
-/** How a namespace is opened. Reopening the same owner + namespace with other options fails. */
-export interface NamespaceOptions<A, I = unknown> {
+/**
+ * How long a namespace keeps its rows.
+ * - `bounded` (the default): at most `maxEntries` live rows, with TTLs and an overflow policy.
+ * - `retained`: no bound, no TTL, no eviction — rows stay until deleted (OpenClaw's retained
+ *   stores). Its rows live under the stored namespace `@retained.<namespace>`, so a bounded
+ *   and a retained namespace of the same name never share rows.
+ */
+export type Retention = "bounded" | "retained"
+
+interface NamespaceOptionsBase<A, I> {
   /** The plugin id that owns the rows; a handle never sees another owner's rows. */
   readonly owner: string
-  /** `^[a-z0-9][a-z0-9._-]*$`, at most 128 bytes. */
+  /** `^[a-zA-Z0-9][a-zA-Z0-9._-]*$`, at most 128 bytes (case-sensitive: `Foo` and `foo` are two namespaces). */
   readonly namespace: string
-  /** Encodes values to plain JSON (≤ 64 KiB, depth ≤ 64) and decodes them back. */
+  /** Encodes values to plain JSON (within the store's `maxValueBytes`, 1 MiB by default; depth ≤ 64) and decodes them back. */
   readonly schema: Schema.Schema<A, I>
+}
+
+/** A bounded namespace: at most `maxEntries` live rows. */
+export interface BoundedNamespaceOptions<A, I = unknown> extends NamespaceOptionsBase<A, I> {
+  readonly retention?: "bounded" | undefined
   /** The most live rows the namespace keeps (a positive integer). */
   readonly maxEntries: number
   /** Default time-to-live of a row; none means rows live until deleted or evicted. */
@@ -32,6 +45,17 @@ export interface NamespaceOptions<A, I = unknown> {
   /** Default `evict-oldest`. */
   readonly overflow?: OverflowPolicy | undefined
 }
+
+/** A retained namespace: no bound, no TTL (a write with `ttl` or `expiresAt` is `InvalidInput`). */
+export interface RetainedNamespaceOptions<A, I = unknown> extends NamespaceOptionsBase<A, I> {
+  readonly retention: "retained"
+  readonly maxEntries?: undefined
+  readonly ttl?: undefined
+  readonly overflow?: undefined
+}
+
+/** How a namespace is opened. Reopening the same owner + namespace with other options fails. */
+export type NamespaceOptions<A, I = unknown> = BoundedNamespaceOptions<A, I> | RetainedNamespaceOptions<A, I>
 
 /**
  * Per-write options. `expiresAt` wins over `ttl`; both fall back to the namespace TTL.
@@ -141,13 +165,106 @@ export interface NamespaceHandle<A> {
    * write-behind mirrors flush.
    */
   readonly writeBatch: (ops: ReadonlyArray<BatchOp<A>>) => Effect.Effect<WriteBatchResult, StateStoreError>
+  /**
+   * Up to {@link MAX_KEYS_PER_CALL} keys in one statement, one result per key in the order
+   * given (a key named twice is answered twice): its live value, none, or — for a row that no
+   * longer decodes, which is removed — that key's `Corrupt`, so one bad row never hides the
+   * others. The effect fails only on a bad key or count (`InvalidInput`, nothing read) or when
+   * the store does.
+   */
+  readonly lookupMany: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Either.Either<Option.Option<A>, StateStoreError>>, StateStoreError>
+  /**
+   * Deletes up to {@link MAX_KEYS_PER_CALL} keys in one statement (atomic); one result per
+   * key in the order given: `true` where this call removed a live row (a key named twice is
+   * `true` at its first position only).
+   */
+  readonly deleteMany: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<boolean>, StateStoreError>
+  /**
+   * One page of live rows in a key range, in key order, read with one statement (the primary
+   * key makes it an index range). A row that no longer decodes is removed and fails the read
+   * with `Corrupt` (read again to go on).
+   */
+  readonly entriesInRange: (range: KeyRange) => Effect.Effect<EntriesPage<A>, StateStoreError>
+  /** The live entry of `key` and its revision, for a later {@link compareAndSet}. A row that no longer decodes fails with `Corrupt` and is removed. */
+  readonly observe: (key: string) => Effect.Effect<Observation<A>, StateStoreError>
+  /**
+   * Optimistic concurrency: applies `change` only while `key` is exactly as the observation
+   * with `revision` saw it (the write is conditional on the observed row, so of concurrent
+   * callers holding one revision — any process — exactly one applies). Otherwise nothing
+   * changes and the result is `Conflict` with the key's current observation. A `Set` that
+   * adds a row is subject to the caps as `register` is (`LimitExceeded`, nothing changed).
+   * A `revision` that is not one {@link observe} returns is `InvalidInput`.
+   */
+  readonly compareAndSet: (key: string, revision: string, change: Change<A>) => Effect.Effect<CompareResult<A>, StateStoreError>
   /** Live rows of this namespace, oldest first. Corrupt rows are removed and reported as `Corrupt`. */
   readonly entries: Effect.Effect<ReadonlyArray<StoredEntry<A>>, StateStoreError>
-  /** Number of live rows in this namespace. */
+  /** Number of live rows in this namespace (OpenClaw's `count`), read from the index without decoding a value. */
   readonly size: Effect.Effect<number, StateStoreError>
   /** Deletes every row of this namespace (and only it); returns how many were live. */
   readonly clear: Effect.Effect<number, StateStoreError>
 }
+
+/** The most keys one {@link NamespaceHandle.lookupMany} or {@link NamespaceHandle.deleteMany} takes, and the largest page of a range read. */
+export const MAX_KEYS_PER_CALL = 10_000
+
+/**
+ * A slice of a namespace in key order: UTF-8 byte order, the same on every backend (SQLite's
+ * `BINARY`, PostgreSQL's `"C"` collation). Bounds need not be keys that exist.
+ */
+export interface KeyRange {
+  /** The first key of the range (inclusive); none: from the smallest key. */
+  readonly from?: string | undefined
+  /** The end of the range (exclusive); none: to the largest key. Must sort after `from`. */
+  readonly to?: string | undefined
+  /** The most entries in the page, 1 … {@link MAX_KEYS_PER_CALL}. */
+  readonly limit: number
+  /** Default `asc`. */
+  readonly order?: "asc" | "desc" | undefined
+  /** A previous page's `cursor`: the read resumes after the last key that page returned. */
+  readonly cursor?: string | undefined
+}
+
+/** One page of a {@link KeyRange} read. */
+export interface EntriesPage<A> {
+  /** Live rows in key order (ascending or descending, as asked). */
+  readonly entries: ReadonlyArray<StoredEntry<A>>
+  /**
+   * Where the next page starts (pass it as `cursor` with the same range), or `undefined`
+   * when the range holds nothing more. Resuming is keyset paging: rows written between two
+   * pages appear in a later page when their key sorts after the cursor, and no row is
+   * returned twice.
+   */
+  readonly cursor: string | undefined
+}
+
+/**
+ * What {@link NamespaceHandle.observe} saw of a key: its live entry (if any) and an opaque
+ * `revision` naming exactly that row — its stored JSON and both timestamps. Every write of
+ * the key changes the revision (a `register` stamps a new `createdAt`), except one that
+ * writes the very same JSON and timestamps. An absent and an expired key have the same
+ * revision.
+ */
+export interface Observation<A> {
+  readonly entry: Option.Option<StoredEntry<A>>
+  readonly revision: string
+}
+
+/** What a {@link NamespaceHandle.compareAndSet} does when the key is still as observed. */
+export type Change<A> =
+  /** Writes `value` (an upsert: new `createdAt`, TTL as `register` resolves it). */
+  | { readonly _tag: "Set"; readonly value: A; readonly options?: WriteOptions | undefined }
+  /** Deletes the live row (`Unchanged` when there is none). */
+  | { readonly _tag: "Delete" }
+  /** Writes nothing: only checks that the key is still as observed. */
+  | { readonly _tag: "Keep" }
+
+/** How a {@link NamespaceHandle.compareAndSet} ended. */
+export type CompareResult<A> =
+  | { readonly _tag: "Applied" }
+  /** The key was as observed and the change wrote nothing (`Keep`, or `Delete` of an absent key). */
+  | { readonly _tag: "Unchanged" }
+  /** The key was not as observed: nothing changed; `current` is what it is now. */
+  | { readonly _tag: "Conflict"; readonly current: Observation<A> }
 
 /** Which backend a store runs on. */
 export type StoreBackend = "memory" | "sqlite" | "pg"

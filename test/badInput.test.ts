@@ -6,7 +6,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Option, Schema } from "effect"
 import { KeyedStore, type StoredEntry } from "../src/KeyedStore.js"
-import { MAX_KEY_BYTES, MAX_VALUE_BYTES } from "../src/layers/store/storeRules.js"
+import { DEFAULT_MAX_VALUE_BYTES, MAX_KEY_BYTES } from "../src/layers/store/storeRules.js"
 import { backends } from "./support/backends.js"
 
 const AWKWARD_KEYS = [
@@ -54,21 +54,21 @@ for (const backend of backends) {
         yield* Effect.gen(function* () {
           const store = yield* KeyedStore
           const h = yield* store.open({ owner: "o", namespace: "limits", schema: Schema.Unknown, maxEntries: 100 })
-          // A JSON string of exactly 64 KiB (two quote bytes included), and keys at the limit.
-          yield* h.register("max-value", "x".repeat(MAX_VALUE_BYTES - 2))
+          // A JSON string of exactly 1 MiB (two quote bytes included), and keys at the limit.
+          yield* h.register("max-value", "x".repeat(DEFAULT_MAX_VALUE_BYTES - 2))
           yield* h.register("keep", { n: 1 })
           const before = snapshot(yield* h.entries)
           const refused = [
-            h.register("keep", "x".repeat(MAX_VALUE_BYTES - 1)),
-            h.register(`${"é".repeat(MAX_KEY_BYTES / 2)}x`, 1),
-            h.register("keep", Number.POSITIVE_INFINITY),
-            h.register("keep", { date: new Date(0) }),
-            h.register("keep", new Set([1])),
-            h.registerIfAbsent("", 1)
-          ]
-          for (const attempt of refused) {
+            [h.register("keep", "x".repeat(DEFAULT_MAX_VALUE_BYTES - 1)), "LimitExceeded"],
+            [h.register(`${"é".repeat(MAX_KEY_BYTES / 2)}x`, 1), "InvalidInput"],
+            [h.register("keep", Number.POSITIVE_INFINITY), "InvalidInput"],
+            [h.register("keep", { date: new Date(0) }), "InvalidInput"],
+            [h.register("keep", new Set([1])), "InvalidInput"],
+            [h.registerIfAbsent("", 1), "InvalidInput"]
+          ] as const
+          for (const [attempt, reason] of refused) {
             const result = yield* Effect.either(attempt)
-            expect(Either.isLeft(result) && result.left.reason).toBe("InvalidInput")
+            expect(Either.isLeft(result) && result.left.reason).toBe(reason)
           }
           expect(snapshot(yield* h.entries)).toEqual(before)
           // In a batch, the bad step is refused alone: "keep" keeps its value, the good step lands.

@@ -5,7 +5,7 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Either, Exit, Option, Schema, TestClock } from "effect"
-import { KeyedStore, type NamespaceOptions } from "../src/KeyedStore.js"
+import { type BoundedNamespaceOptions, KeyedStore, type NamespaceOptions } from "../src/KeyedStore.js"
 import { SCHEMA_VERSION } from "../src/layers/store/migrations.js"
 import type { StoreSettings } from "../src/layers/store/storeRules.js"
 import type { StateStoreError } from "../src/StateStoreError.js"
@@ -15,7 +15,7 @@ import { eventually } from "./support/eventually.js"
 const Value = Schema.Struct({ n: Schema.Number, text: Schema.optional(Schema.String) })
 type Value = typeof Value.Type
 
-const options = (overrides: Partial<NamespaceOptions<Value, unknown>> = {}): NamespaceOptions<Value, unknown> => ({
+const options = (overrides: Partial<BoundedNamespaceOptions<Value, unknown>> = {}): NamespaceOptions<Value, unknown> => ({
   owner: "plugin-a",
   namespace: "things",
   schema: Value as Schema.Schema<Value, unknown>,
@@ -31,7 +31,7 @@ const withStore = <A, E>(db: TestDatabase, body: Effect.Effect<A, E, KeyedStore>
 const withFreshStore = <A, E>(backend: BackendFactory, body: Effect.Effect<A, E, KeyedStore>, settings?: Partial<StoreSettings>) =>
   Effect.flatMap(backend.fresh, (db) => withStore(db, body, settings))
 
-const open = (overrides: Partial<NamespaceOptions<Value, unknown>> = {}) =>
+const open = (overrides: Partial<BoundedNamespaceOptions<Value, unknown>> = {}) =>
   Effect.flatMap(KeyedStore, (store) => store.open(options(overrides)))
 
 const failure = <A>(effect: Effect.Effect<A, StateStoreError, KeyedStore>) =>
@@ -246,7 +246,7 @@ const conformance = (backend: BackendFactory) =>
       )
     )
 
-    it.scoped("bad input is a typed InvalidInput naming the problem; nothing stored changes", () =>
+    it.scoped("bad input is a typed InvalidInput (too large or too deep: LimitExceeded) naming the problem; nothing stored changes", () =>
       withFreshStore(
         backend,
         Effect.gen(function* () {
@@ -256,7 +256,10 @@ const conformance = (backend: BackendFactory) =>
           yield* h.register("keep", { n: 1 })
           yield* anything.register("keep", { quote: "'\"%_😀\u0000" })
 
-          const cases: Array<[Effect.Effect<unknown, StateStoreError, KeyedStore>, string]> = [
+          const symbolKeyed = { ok: 1, [Symbol("hidden")]: 2 }
+          const hiddenProperty = Object.defineProperty({ ok: 1 }, "hidden", { value: 2, enumerable: false })
+          const withGetter = Object.defineProperty({}, "computed", { get: () => 1, enumerable: true })
+          const cases: Array<[Effect.Effect<unknown, StateStoreError, KeyedStore>, string, string?]> = [
             [store.open(options({ namespace: "Bad Name" })), "namespace"],
             [store.open(options({ namespace: "a".repeat(129) })), "128"],
             [store.open(options({ owner: "" })), "owner"],
@@ -268,25 +271,32 @@ const conformance = (backend: BackendFactory) =>
             [h.register("lone\uD800", { n: 1 }), "lone surrogate"],
             [h.register("\uDC00", { n: 1 }), "lone surrogate"],
             [h.register("keep", { n: "one" } as unknown as Value), "schema"],
-            [anything.register("big", "x".repeat(64 * 1024)), "bytes of JSON"],
+            [anything.register("big", "x".repeat(1024 * 1024 - 1)), "bytes of JSON", "LimitExceeded"],
             [anything.register("nan", Number.NaN), "non-finite"],
             [anything.register("date", new Date(0)), "Date"],
             [anything.register("map", new Map()), "Map"],
             [anything.register("fn", () => 1), "function"],
-            [anything.register("deep", deep(65)), "deeper than 64"],
-            [anything.register("cycle", cyclic()), "deeper than 64"]
+            [anything.register("deep", deep(66)), "deeper than 64", "LimitExceeded"],
+            [anything.register("cycle", cyclic()), "circular"],
+            [anything.register("null-proto", Object.create(null)), "null-prototype"],
+            [anything.register("symbol", symbolKeyed), "symbol keys"],
+            [anything.register("hidden", hiddenProperty), "non-enumerable"],
+            [anything.register("getter", withGetter), "accessor"],
+            [anything.register("sparse", new Array(3).fill(1, 0, 1)), "sparse"],
+            [anything.register("hole", [1, undefined]), "undefined array element"]
           ]
-          for (const [effect, mentions] of cases) {
+          for (const [effect, mentions, reason = "InvalidInput"] of cases) {
             const error = yield* failure(effect)
-            expect(error.reason).toBe("InvalidInput")
+            expect(error.reason).toBe(reason)
             expect(error.message).toContain(mentions)
           }
           yield* h.register("a".repeat(512), { n: 512 })
-          yield* anything.register("edge", "x".repeat(64 * 1024 - 2))
-          yield* anything.register("deep-ok", deep(64))
+          yield* anything.register("edge", "x".repeat(1024 * 1024 - 2))
+          // The root is at depth 0: a leaf at depth 64 is the deepest a value may reach.
+          yield* anything.register("deep-ok", deep(65))
           expect(yield* h.lookup("keep")).toEqual(Option.some({ n: 1 }))
           expect(yield* anything.lookup("keep")).toEqual(Option.some({ quote: "'\"%_😀\u0000" }))
-          expect(yield* anything.lookup("edge")).toEqual(Option.some("x".repeat(64 * 1024 - 2)))
+          expect(yield* anything.lookup("edge")).toEqual(Option.some("x".repeat(1024 * 1024 - 2)))
         })
       )
     )

@@ -11,7 +11,8 @@ import * as fc from "fast-check"
 import { Participation } from "../src/channels/SlackThreadParticipation.js"
 import { ClaimState } from "../src/layers/ClaimLedger.js"
 import { compileFlatJson } from "../src/layers/store/flatJson.js"
-import { encodeValue, resolveNamespace } from "../src/layers/store/storeRules.js"
+import { resolveNamespace } from "../src/layers/store/storeRules.js"
+import { encodeValue } from "../src/layers/store/valueRules.js"
 
 const resolved = <A, I>(schema: Schema.Schema<A, I>) =>
   Effect.runSync(resolveNamespace({ owner: "o", namespace: "n", schema, maxEntries: 10 }))

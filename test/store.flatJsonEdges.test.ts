@@ -12,7 +12,8 @@ import { Effect, Either, Layer, Schema } from "effect"
 import { KeyedStore } from "../src/KeyedStore.js"
 import * as MemoryStore from "../src/layers/store/MemoryStore.js"
 import * as SqliteStore from "../src/layers/store/SqliteStore.js"
-import { encodeValue, resolveNamespace } from "../src/layers/store/storeRules.js"
+import { resolveNamespace } from "../src/layers/store/storeRules.js"
+import { encodeValue } from "../src/layers/store/valueRules.js"
 import { tempDir } from "./support/backends.js"
 
 const show = (result: Either.Either<string, { reason: string; detail: string }>) =>

@@ -45,11 +45,13 @@ export const duration: Rule = (value) => {
   return 'expected a duration such as "30 seconds" or a number of milliseconds (at most 24 days)'
 }
 
-/** A whole number from `min` up (`Number.MAX_SAFE_INTEGER` at most). */
+/** A whole number from `min` up, to `max` when given (`Number.MAX_SAFE_INTEGER` at most). */
 export const wholeNumber =
-  (min: number): Rule =>
+  (min: number, max?: number): Rule =>
   (value) =>
-    Number.isSafeInteger(value) && (value as number) >= min ? undefined : `expected a whole number of at least ${min}`
+    Number.isSafeInteger(value) && (value as number) >= min && (max === undefined || (value as number) <= max)
+      ? undefined
+      : `expected a whole number of at least ${min}${max === undefined ? "" : ` and at most ${max}`}`
 
 /** One of the strings listed. */
 export const oneOf =

@@ -33,6 +33,11 @@ export const makeFaultyStoreLayer = (failureRate: number, seed = 42) => {
     consume: (key) => maybeFail("consume", h.consume(key)),
     delete: (key) => maybeFail("delete", h.delete(key)),
     writeBatch: (ops) => maybeFail("writeBatch", h.writeBatch(ops)),
+    lookupMany: (keys) => maybeFail("lookupMany", h.lookupMany(keys)),
+    deleteMany: (keys) => maybeFail("deleteMany", h.deleteMany(keys)),
+    entriesInRange: (range) => maybeFail("entriesInRange", h.entriesInRange(range)),
+    observe: (key) => maybeFail("observe", h.observe(key)),
+    compareAndSet: (key, revision, change) => maybeFail("compareAndSet", h.compareAndSet(key, revision, change)),
     entries: maybeFail("entries", h.entries),
     size: maybeFail("size", h.size),
     clear: maybeFail("clear", h.clear)

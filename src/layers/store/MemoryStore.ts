@@ -46,7 +46,7 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
 
     const open = <A, I>(options: NamespaceOptions<A, I>): Effect.Effect<NamespaceHandle<A>, StateStoreError> =>
       Effect.gen(function* () {
-        const ns = yield* resolveNamespace(options)
+        const ns = yield* resolveNamespace(options, config.maxValueBytes)
         yield* register(ns)
         return makeMemoryHandle(ns, { rows: rowsOf(ns.owner, ns.namespace), ownerLive: ownerLive(ns.owner), ownerMaxEntries: config.ownerMaxEntries })
       })

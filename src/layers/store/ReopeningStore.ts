@@ -183,6 +183,11 @@ export const make = (options: ReopeningOptions): Effect.Effect<KeyedStore["Type"
           consume: (key) => via((h) => h.consume(key)),
           delete: (key) => via((h) => h.delete(key)),
           writeBatch: (ops) => via((h) => h.writeBatch(ops)),
+          lookupMany: (keys) => via((h) => h.lookupMany(keys)),
+          deleteMany: (keys) => via((h) => h.deleteMany(keys)),
+          entriesInRange: (range) => via((h) => h.entriesInRange(range)),
+          observe: (key) => via((h) => h.observe(key)),
+          compareAndSet: (key, revision, change) => via((h) => h.compareAndSet(key, revision, change)),
           entries: via((h) => h.entries),
           size: via((h) => h.size),
           clear: via((h) => h.clear)

@@ -92,7 +92,7 @@ export const make = (options: SqlStoreOptions = {}, hooks: SqlStoreHooks = {}) =
 
     const open = <A, I>(namespaceOptions: NamespaceOptions<A, I>): Effect.Effect<NamespaceHandle<A>, StateStoreError> =>
       Effect.gen(function* () {
-        const ns = yield* resolveNamespace(namespaceOptions)
+        const ns = yield* resolveNamespace(namespaceOptions, config.maxValueBytes)
         yield* registerNamespace(ns)
         return yield* makeSqlHandle(context, ns)
       })

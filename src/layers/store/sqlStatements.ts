@@ -91,6 +91,13 @@ export interface DbRow {
   readonly expires_at: number | string | null
 }
 
+/** A row as an observation saw it: what a compare-and-set's write is conditional on. */
+export interface ObservedRow {
+  readonly json: string
+  readonly createdAt: number
+  readonly expiresAt: number | undefined
+}
+
 /** A deleted row, with whether it was live when deleted (SQLite answers 0/1). */
 export interface DeletedRow extends DbRow {
   readonly live: boolean | number
@@ -131,6 +138,13 @@ export const makeStatements = (dialect: StatementDialect, owner: string, namespa
     }
     return text
   }
+
+  /** A key list as one parameter (a JSON array): one statement text for any number of keys. */
+  const keyList = (p: Params, keys: ReadonlyArray<string>) =>
+    dialect.backend === "pg" ? `SELECT jsonb_array_elements_text(${p.v(JSON.stringify(keys))}::jsonb)` : `SELECT value FROM json_each(${p.v(JSON.stringify(keys))})`
+  /** The row exactly as observed: the same JSON and timestamps, still live. */
+  const asObserved = (p: Params, key: string, seen: ObservedRow) =>
+    `${inNamespace(p)} AND entry_key = ${p.v(key)} AND value_json = ${p.v(seen.json)} AND created_at = ${p.v(seen.createdAt)} AND expires_at IS NOT DISTINCT FROM ${p.v(seen.expiresAt ?? null)} AND ${live(p)}`
 
   return {
     /** Upserts rows with explicit timestamps, in one statement. */
@@ -179,6 +193,40 @@ export const makeStatements = (dialect: StatementDialect, owner: string, namespa
     lookup: (now: number, key: string): SqlText => {
       const p = start(now)
       return done(p, `SELECT entry_key, value_json, created_at, expires_at FROM ${E} WHERE ${inNamespace(p)} AND entry_key = ${p.v(key)} AND ${live(p)}`)
+    },
+    /** The live rows of these keys (a JSON array of keys, however many). */
+    lookupMany: (now: number, keys: ReadonlyArray<string>): SqlText => {
+      const p = start(now)
+      const where = inNamespace(p)
+      return done(p, `SELECT entry_key, value_json, created_at, expires_at FROM ${E} WHERE ${where} AND entry_key IN (${keyList(p, keys)}) AND ${live(p)}`)
+    },
+    /** Deletes the rows of these keys, returning each deleted key and whether its row was live. */
+    deleteMany: (now: number, keys: ReadonlyArray<string>): SqlText => {
+      const p = start(now)
+      const where = inNamespace(p)
+      return done(p, `DELETE FROM ${E} WHERE ${where} AND entry_key IN (${keyList(p, keys)}) RETURNING entry_key, ${live(p)} AS live`)
+    },
+    /** Up to `limit` live rows of a key range in key order, after (or, descending, before) `cursor`. */
+    range: (now: number, range: { readonly from?: string | undefined; readonly to?: string | undefined; readonly cursor?: string | undefined; readonly order: "asc" | "desc"; readonly limit: number }): SqlText => {
+      const p = start(now)
+      let where = inNamespace(p)
+      if (range.from !== undefined) where += ` AND entry_key >= ${p.v(range.from)}`
+      if (range.to !== undefined) where += ` AND entry_key < ${p.v(range.to)}`
+      if (range.cursor !== undefined) where += ` AND entry_key ${range.order === "asc" ? ">" : "<"} ${p.v(range.cursor)}`
+      const order = range.order === "asc" ? "ASC" : "DESC"
+      return done(p, `SELECT entry_key, value_json, created_at, expires_at FROM ${E} WHERE ${where} AND ${live(p)} ORDER BY entry_key ${order} LIMIT ${p.v(range.limit)}`)
+    },
+    /** Replaces the row of `row.key` only while it is exactly as observed. Returns a row when it did. */
+    replaceObserved: (now: number, row: RowToWrite, seen: ObservedRow): SqlText => {
+      const p = start(now)
+      const value = p.v(row.json)
+      const [created, expires] = timeParts(p, row.times)
+      return done(p, `UPDATE ${E} SET value_json = ${value}, created_at = ${created}, expires_at = ${expires} WHERE ${asObserved(p, row.key, seen)} RETURNING entry_key`)
+    },
+    /** Deletes the row of `key` only while it is exactly as observed. Returns a row when it did. */
+    deleteObserved: (now: number, key: string, seen: ObservedRow): SqlText => {
+      const p = start(now)
+      return done(p, `DELETE FROM ${E} WHERE ${asObserved(p, key, seen)} RETURNING entry_key`)
     },
     /** Deletes the row of `key` (live or not), returning it and whether it was live: consume and delete. */
     take: (now: number, key: string): SqlText => {

@@ -11,16 +11,25 @@ import { duration, oneOf, optional, wholeNumber } from "../settingsCheck.js"
 import type { NamespaceOptions, OverflowPolicy, WriteOptions } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
 
-/** Owners and namespaces: lowercase letters, digits, `.`, `_`, `-`; not starting with a symbol. */
+/** Owners (plugin ids): lowercase letters, digits, `.`, `_`, `-`; not starting with a symbol. */
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]*$/
+/**
+ * Namespaces: as owners, and upper-case letters too (OpenClaw's rule; names stay
+ * case-sensitive). A retained namespace is stored as `@retained.` + its name, which no
+ * bounded name can be.
+ */
+export const NAMESPACE_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9._-]*$/
+/** The prefix of a retained namespace's stored name. */
+export const RETAINED_PREFIX = "@retained."
 /** The longest owner or namespace, in UTF-8 bytes. */
 export const MAX_NAME_BYTES = 128
 /** The longest key, in UTF-8 bytes. */
 export const MAX_KEY_BYTES = 512
-/** The largest encoded value, in bytes of JSON. */
-export const MAX_VALUE_BYTES = 64 * 1024
-/** The deepest nesting of an encoded value. */
-export const MAX_VALUE_DEPTH = 64
+
+/** The default limit of an encoded value, in UTF-8 bytes of JSON (1 MiB, as OpenClaw's store). */
+export const DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
+/** The largest value limit a store may be given (64 MiB). */
+export const MAX_VALUE_BYTES_SETTING = 64 * 1024 * 1024
 
 /** How the valid timestamps read in an error. */
 const EPOCH_RANGE = "epoch milliseconds from 0 to 8640000000000000"
@@ -48,6 +57,12 @@ export interface StoreSettings {
   readonly sweepInterval: Duration.DurationInput
   /** Rows deleted per sweep statement (default 200: one batch blocks the event loop about 10 ms). */
   readonly sweepBatchSize: number
+  /**
+   * The largest value the store takes, in UTF-8 bytes of its JSON (default 1 MiB, at most
+   * 64 MiB); a larger one is `LimitExceeded`. Every process sharing a database should use
+   * the same limit: it is checked where a value is written.
+   */
+  readonly maxValueBytes: number
 }
 
 /** The defaults of {@link StoreSettings}. */
@@ -55,7 +70,8 @@ export const defaultStoreSettings: StoreSettings = {
   ownerMaxEntries: undefined,
   lockWait: Duration.seconds(5),
   sweepInterval: Duration.minutes(1),
-  sweepBatchSize: 200
+  sweepBatchSize: 200,
+  maxValueBytes: DEFAULT_MAX_VALUE_BYTES
 }
 
 /** What each store setting must be (see {@link StoreSettings}), for settings given as JSON. */
@@ -64,6 +80,7 @@ export const storeSettingRules = {
   lockWait: optional(duration),
   sweepInterval: optional(duration),
   sweepBatchSize: optional(wholeNumber(1)),
+  maxValueBytes: optional(wholeNumber(1, MAX_VALUE_BYTES_SETTING)),
   clock: optional(oneOf("database", "application"))
 } as const
 
@@ -77,19 +94,27 @@ export interface ResolvedNamespace<A> {
   readonly decode: (value: unknown) => Either.Either<A, ParseResult.ParseIssue>
   /** The JSON of a value the flat-struct fast path takes, or `undefined` (see flatJson.ts). */
   readonly flatJson: ((value: unknown) => string | undefined) | undefined
+  /** `Number.MAX_SAFE_INTEGER` for a retained namespace. */
   readonly maxEntries: number
   readonly ttlMillis: number | undefined
   readonly overflow: OverflowPolicy
+  /** No bound, no TTL: writes with a TTL or an expiry are refused. */
+  readonly retained: boolean
+  /** The largest value's JSON, in UTF-8 bytes (the store's `maxValueBytes`). */
+  readonly maxValueBytes: number
 }
 
-const utf8Bytes = (s: string): number => Buffer.byteLength(s, "utf8")
+/** The UTF-8 length of `s`, in bytes. */
+export const utf8Bytes = (s: string): number => Buffer.byteLength(s, "utf8")
 
-const invalid = (operation: string, detail: string, where: { owner?: string; namespace?: string; key?: string } = {}) =>
+/** An `InvalidInput` of `operation`. */
+export const invalid = (operation: string, detail: string, where: { owner?: string; namespace?: string; key?: string } = {}) =>
   new StateStoreError({ reason: "InvalidInput", operation, detail, ...where })
 
 const checkName = (what: "owner" | "namespace", name: unknown): string | undefined => {
   if (typeof name !== "string") return `${what} must be a string, got ${typeof name}`
-  if (!NAME_PATTERN.test(name)) return `${what} ${JSON.stringify(name)} must match ${NAME_PATTERN.source}`
+  const pattern = what === "owner" ? NAME_PATTERN : NAMESPACE_PATTERN
+  if (!pattern.test(name)) return `${what} ${JSON.stringify(name)} must match ${pattern.source}`
   if (utf8Bytes(name) > MAX_NAME_BYTES) return `${what} is ${utf8Bytes(name)} bytes, the limit is ${MAX_NAME_BYTES}`
   return undefined
 }
@@ -124,11 +149,15 @@ export const epochMillis = (value: unknown): number | undefined => {
   return rounded >= 0 && rounded <= MAX_EPOCH_MILLIS ? rounded : undefined
 }
 
-/** Validates namespace options; fails with `InvalidInput` naming the bad field. */
+/**
+ * Validates namespace options; fails with `InvalidInput` naming the bad field. A retained
+ * namespace takes no `maxEntries`, `ttl` or `overflow`, and resolves to its stored name.
+ */
 export const resolveNamespace = <A, I>(
-  options: NamespaceOptions<A, I>
+  options: NamespaceOptions<A, I>,
+  maxValueBytes: number = DEFAULT_MAX_VALUE_BYTES
 ): Effect.Effect<ResolvedNamespace<A>, StateStoreError> =>
-  Effect.suspend(() => {
+  Effect.suspend((): Effect.Effect<ResolvedNamespace<A>, StateStoreError> => {
     const op = "open"
     const ownerProblem = checkName("owner", options.owner)
     if (ownerProblem) return Effect.fail(invalid(op, ownerProblem))
@@ -137,6 +166,22 @@ export const resolveNamespace = <A, I>(
     if (nsProblem) return Effect.fail(invalid(op, nsProblem, where))
     const at = { owner: options.owner, namespace: options.namespace }
     if (!Schema.isSchema(options.schema)) return Effect.fail(invalid(op, "schema must be an effect Schema", at))
+    const retention = options.retention ?? "bounded"
+    if (retention !== "bounded" && retention !== "retained") return Effect.fail(invalid(op, `retention must be "bounded" or "retained", got ${String(retention)}`, at))
+    const codec = {
+      owner: options.owner,
+      schema: options.schema as Schema.Schema<A, unknown>,
+      encode: ParseResult.encodeUnknownEither(options.schema as Schema.Schema<A, unknown>),
+      decode: ParseResult.decodeUnknownEither(options.schema as Schema.Schema<A, unknown>),
+      flatJson: compileFlatJson(options.schema.ast),
+      maxValueBytes
+    }
+    if (options.retention === "retained") {
+      if (options.maxEntries !== undefined || options.ttl !== undefined || options.overflow !== undefined) {
+        return Effect.fail(invalid(op, "a retained namespace takes no maxEntries, ttl or overflow (it keeps every row until deleted)", at))
+      }
+      return Effect.succeed({ ...codec, namespace: `${RETAINED_PREFIX}${options.namespace}`, maxEntries: Number.MAX_SAFE_INTEGER, ttlMillis: undefined, overflow: "evict-oldest", retained: true })
+    }
     if (!Number.isSafeInteger(options.maxEntries) || options.maxEntries < 1) {
       return Effect.fail(invalid(op, `maxEntries must be a positive integer, got ${String(options.maxEntries)}`, at))
     }
@@ -146,17 +191,7 @@ export const resolveNamespace = <A, I>(
     }
     const ttl = ttlToMillis(options.ttl)
     if (Either.isLeft(ttl)) return Effect.fail(invalid(op, ttl.left, at))
-    return Effect.succeed({
-      owner: options.owner,
-      namespace: options.namespace,
-      schema: options.schema as Schema.Schema<A, unknown>,
-      encode: ParseResult.encodeUnknownEither(options.schema as Schema.Schema<A, unknown>),
-      decode: ParseResult.decodeUnknownEither(options.schema as Schema.Schema<A, unknown>),
-      flatJson: compileFlatJson(options.schema.ast),
-      maxEntries: options.maxEntries,
-      ttlMillis: ttl.right,
-      overflow
-    })
+    return Effect.succeed({ ...codec, namespace: options.namespace, maxEntries: options.maxEntries, ttlMillis: ttl.right, overflow, retained: false })
   })
 
 /**
@@ -208,89 +243,6 @@ export const checkKey = <A>(ns: ResolvedNamespace<A>, operation: string, key: un
   return undefined
 }
 
-/** Why `value` is not plain JSON within the depth limit, or `undefined` when it is. */
-const plainJsonProblem = (value: unknown, depth: number): string | undefined => {
-  if (depth > MAX_VALUE_DEPTH) return `value is nested deeper than ${MAX_VALUE_DEPTH} levels (or is cyclic)`
-  if (value === null || typeof value === "string" || typeof value === "boolean") return undefined
-  if (typeof value === "number") return Number.isFinite(value) ? undefined : `value contains a non-finite number`
-  if (Array.isArray(value)) {
-    for (const item of value) {
-      const problem = plainJsonProblem(item, depth + 1)
-      if (problem) return problem
-    }
-    return undefined
-  }
-  if (typeof value === "object") {
-    const proto = Object.getPrototypeOf(value)
-    if (proto !== Object.prototype && proto !== null) {
-      return `value contains a ${proto?.constructor?.name ?? "non-plain"} object, which is not plain JSON`
-    }
-    // for…in allocates nothing (a plain or null-prototype object has no enumerable inherited keys).
-    for (const name in value) {
-      const item = (value as Record<string, unknown>)[name]
-      if (item === undefined) continue
-      const problem = plainJsonProblem(item, depth + 1)
-      if (problem) return problem
-    }
-    return undefined
-  }
-  return `value contains a ${typeof value}, which is not JSON`
-}
-
-/** A refused value's `InvalidInput` (a plain function: the encoding path creates no closure per value). */
-const refuseValue = <A>(ns: ResolvedNamespace<A>, operation: string, key: string, detail: string) =>
-  invalid(operation, detail, { owner: ns.owner, namespace: ns.namespace, key })
-
-/**
- * Encodes a value with the namespace Schema to JSON text within the limits, or explains why
- * not (`InvalidInput`). Allocation-free on success: it runs once per row of a flush.
- */
-export const encodeJson = <A>(ns: ResolvedNamespace<A>, operation: string, key: string, value: A): string | StateStoreError => {
-  try {
-    const flat = ns.flatJson?.(value)
-    if (flat !== undefined && flat.length * 3 <= MAX_VALUE_BYTES) return flat
-    const encoded = ns.encode(value)
-    if (Either.isLeft(encoded)) {
-      // Name where it failed, never what the value was: values may hold user content.
-      const path = ParseResult.ArrayFormatter.formatIssueSync(encoded.left)[0]?.path ?? []
-      return refuseValue(ns, operation, key, `value does not match the namespace schema (at ${path.length > 0 ? path.join(".") : "the top level"})`)
-    }
-    const problem = plainJsonProblem(encoded.right, 1)
-    if (problem) return refuseValue(ns, operation, key, problem)
-    const json = JSON.stringify(encoded.right)
-    if (json === undefined) return refuseValue(ns, operation, key, "value encodes to nothing")
-    // At most 3 UTF-8 bytes per UTF-16 code unit: short JSON needs no byte count.
-    if (json.length * 3 <= MAX_VALUE_BYTES) return json
-    const bytes = utf8Bytes(json)
-    if (bytes > MAX_VALUE_BYTES) return refuseValue(ns, operation, key, `value is ${bytes} bytes of JSON, the limit is ${MAX_VALUE_BYTES}`)
-    return json
-  } catch (error) {
-    // A getter or a toJSON that throws is the caller's value's fault, not the store's.
-    return refuseValue(ns, operation, key, `value could not be read (${error instanceof Error ? error.name : typeof error} thrown while encoding it)`)
-  }
-}
-
-/** {@link encodeJson} as an `Either`. */
-export const encodeValue = <A>(ns: ResolvedNamespace<A>, operation: string, key: string, value: A): Either.Either<string, StateStoreError> => {
-  const json = encodeJson(ns, operation, key, value)
-  return typeof json === "string" ? Either.right(json) : Either.left(json)
-}
-
-/** Decodes stored JSON text; a failure is a `Corrupt` error for that key (the value is never echoed). */
-export const decodeValue = <A>(ns: ResolvedNamespace<A>, operation: string, key: string, json: string): Either.Either<A, StateStoreError> => {
-  const corrupt = (detail: string) =>
-    new StateStoreError({ reason: "Corrupt", operation, owner: ns.owner, namespace: ns.namespace, key, detail })
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(json)
-  } catch {
-    return Either.left(corrupt("stored value is not valid JSON; the row was removed"))
-  }
-  return Either.mapLeft(ns.decode(parsed), () =>
-    corrupt("stored value no longer matches the namespace schema; the row was removed")
-  )
-}
-
 /** A refused timestamp's `InvalidInput`. */
 const refuseTimes = <A>(ns: ResolvedNamespace<A>, operation: string, detail: string) => invalid(operation, detail, { owner: ns.owner, namespace: ns.namespace })
 
@@ -307,6 +259,11 @@ export const writeTimesOf = <A>(
 ): { createdAt: number; expiresAt: number | undefined } | StateStoreError => {
   const createdAt = epochMillis(options?.createdAt ?? now)
   if (createdAt === undefined) return refuseTimes(ns, operation, `createdAt must be ${EPOCH_RANGE}, got ${String(options?.createdAt)}`)
+  if (ns.retained) {
+    return options?.expiresAt === undefined && options?.ttl === undefined
+      ? { createdAt, expiresAt: undefined }
+      : refuseTimes(ns, operation, "a retained namespace takes no ttl or expiresAt (its rows stay until deleted)")
+  }
   if (options?.expiresAt !== undefined) {
     const expiresAt = epochMillis(options.expiresAt)
     return expiresAt === undefined ? refuseTimes(ns, operation, `expiresAt must be ${EPOCH_RANGE}, got ${String(options.expiresAt)}`) : { createdAt, expiresAt }

@@ -1,0 +1,69 @@
+/**
+ * The rules of the many-key, range and compare-and-set members, shared by every backend:
+ * key lists, key ranges, and revisions (what a compare-and-set compares).
+ *
+ * @internal
+ */
+import { createHash } from "node:crypto"
+import { type KeyRange, MAX_KEYS_PER_CALL } from "../../KeyedStore.js"
+import type { StateStoreError } from "../../StateStoreError.js"
+import { checkKey, invalid, type ResolvedNamespace } from "./storeRules.js"
+
+/** Checks a key list: at most {@link MAX_KEYS_PER_CALL} keys, each one valid; nothing is read before. */
+export const checkKeys = <A>(ns: ResolvedNamespace<A>, operation: string, keys: ReadonlyArray<string>): StateStoreError | undefined => {
+  const at = { owner: ns.owner, namespace: ns.namespace }
+  if (!Array.isArray(keys)) return invalid(operation, `keys must be an array, got ${typeof keys}`, at)
+  if (keys.length > MAX_KEYS_PER_CALL) return invalid(operation, `${keys.length} keys given, the limit is ${MAX_KEYS_PER_CALL} per call`, at)
+  for (const key of keys) {
+    const problem = checkKey(ns, operation, key)
+    if (problem) return problem
+  }
+  return undefined
+}
+
+/** A validated {@link KeyRange}. */
+export interface CheckedRange {
+  readonly from: string | undefined
+  readonly to: string | undefined
+  readonly limit: number
+  readonly order: "asc" | "desc"
+  readonly cursor: string | undefined
+}
+
+/** Compares two strings in UTF-8 byte order (SQLite's `BINARY`, PostgreSQL's `"C"`). */
+export const byteOrder = (a: string, b: string): number => Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"))
+
+/** Checks a range: bounds are strings with `from` before `to`, a limit of 1 … {@link MAX_KEYS_PER_CALL}, a known order, a cursor that is a key. */
+export const checkRange = <A>(ns: ResolvedNamespace<A>, range: KeyRange): CheckedRange | StateStoreError => {
+  const op = "entriesInRange"
+  const at = { owner: ns.owner, namespace: ns.namespace }
+  if (typeof range !== "object" || range === null) return invalid(op, "the range must be an object", at)
+  const { from, to, limit, order = "asc", cursor } = range
+  if (from !== undefined && typeof from !== "string") return invalid(op, `from must be a string, got ${typeof from}`, at)
+  if (to !== undefined && typeof to !== "string") return invalid(op, `to must be a string, got ${typeof to}`, at)
+  if (from !== undefined && to !== undefined && byteOrder(from, to) >= 0) return invalid(op, "the range must end (to, exclusive) after it starts (from)", at)
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_KEYS_PER_CALL) return invalid(op, `limit must be a whole number from 1 to ${MAX_KEYS_PER_CALL}, got ${String(limit)}`, at)
+  if (order !== "asc" && order !== "desc") return invalid(op, `order must be "asc" or "desc", got ${String(order)}`, at)
+  if (cursor !== undefined) {
+    const problem = checkKey(ns, op, cursor)
+    if (problem) return invalid(op, "cursor must be one a previous page returned", at)
+  }
+  return { from, to, limit, order, cursor }
+}
+
+/** The revision of an absent (or expired) key. */
+export const ABSENT = "-"
+
+const REVISION = /^(?:-|[0-9a-f]{64})$/
+
+/** The revision of a stored row: a digest of its JSON text and both timestamps. */
+export const revisionOf = (json: string, createdAt: number, expiresAt: number | undefined): string =>
+  createHash("sha256")
+    .update(JSON.stringify([json, createdAt, expiresAt ?? null]))
+    .digest("hex")
+
+/** Checks that `revision` is one `observe` could have returned. */
+export const checkRevision = <A>(ns: ResolvedNamespace<A>, key: string, revision: unknown): StateStoreError | undefined =>
+  typeof revision === "string" && REVISION.test(revision)
+    ? undefined
+    : invalid("compareAndSet", "revision must be one observe returned", { owner: ns.owner, namespace: ns.namespace, key })

@@ -1,0 +1,202 @@
+/**
+ * The batch writes of a SQL namespace handle: `writeBatch` (how write-behind mirrors flush)
+ * and the claim batcher, which lands concurrent `registerIfAbsent` calls of one namespace in
+ * one transaction.
+ *
+ * @internal
+ */
+import { Array as Arr, Clock, Effect, Either } from "effect"
+import type { BatchOp, RefusedWrite, WriteBatchResult } from "../../KeyedStore.js"
+import { StateStoreError } from "../../StateStoreError.js"
+import { makeCoalescer } from "./coalescer.js"
+import { CHUNK, type SqlHandleCore } from "./sqlHandleCore.js"
+import { executeInTransaction, type RowToWrite } from "./sqlStatements.js"
+import { checkKey, isLive, lastStepPerKey, oldestFirst, writeTimesOf } from "./storeRules.js"
+import { encodeJson, encodeValue } from "./valueRules.js"
+
+/** A register step of a batch, ready for the multi-row upsert (or, with `orEqualTo`, the conditional one). */
+interface BatchRow {
+  readonly key: string
+  readonly json: string
+  readonly createdAt: number
+  readonly expiresAt: number | null
+  readonly orEqualTo?: string
+}
+
+const byKey = (a: { key: string }, b: { key: string }) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)
+
+/** The batch writes of the namespace `core` is for; the claim batcher runs in the store's scope. */
+export const makeSqlBatchWrites = <A>(core: SqlHandleCore<A>) =>
+  Effect.gen(function* () {
+  const { ctx, ns, at, statements, caps, lockKey, exec, run, judgeTime } = core
+  const { sql, writes, dialect } = ctx
+  const expectedJson = (operation: string, key: string, expected: A) => encodeValue(ns, operation, key, expected)
+
+  /**
+   * An `evict-oldest` batch carrying more live rows than the namespace holds: its older rows
+   * would be evicted by this very batch, so they are deleted instead of written and evicted
+   * (the same end state, without the churn).
+   */
+  const keepNewest = <R extends { key: string; createdAt: number; expiresAt: number | null }>(rows: Array<R>, deletes: Array<string>, now: number): Array<R> => {
+    // Under an owner cap fewer rows may fit than the namespace holds: each is then written or refused, never dropped.
+    // With the database's clock, which rows are live is the database's to say: they are written, then evicted.
+    if (ns.overflow !== "evict-oldest" || caps.refusesWhenFull || dialect.databaseClock || rows.length <= ns.maxEntries) return rows
+    const liveRows = rows.filter((row) => isLive(row.expiresAt, now))
+    if (liveRows.length <= ns.maxEntries) return rows
+    const kept = [...liveRows].sort((a, b) => oldestFirst(b, a)).slice(0, ns.maxEntries)
+    const keptKeys = new Set(kept.map((row) => row.key))
+    for (const row of rows) if (!keptKeys.has(row.key)) deletes.push(row.key)
+    return kept
+  }
+
+  /**
+   * A batch's register step, encoded with its explicit timestamps (and the JSON its condition
+   * compares to), or why it is refused. Straight-line code: it runs once per row of a flush.
+   */
+  const batchRow = (op: Extract<BatchOp<A>, { readonly _tag: "Register" }>, now: number): BatchRow | StateStoreError => {
+    const json = encodeJson(ns, "writeBatch", op.key, op.value)
+    if (typeof json !== "string") return json
+    const times = writeTimesOf(ns, "writeBatch", now, { createdAt: op.createdAt, expiresAt: op.expiresAt })
+    if (times instanceof StateStoreError) return times
+    if (op.ifAbsentOr === undefined) return { key: op.key, json, createdAt: times.createdAt, expiresAt: times.expiresAt ?? null }
+    const orEqualTo = encodeJson(ns, "writeBatch", op.key, op.ifAbsentOr)
+    if (typeof orEqualTo !== "string") return orEqualTo
+    return { key: op.key, json, createdAt: times.createdAt, expiresAt: times.expiresAt ?? null, orEqualTo }
+  }
+
+  /**
+   * The claims waiting together, in one transaction: one multi-row statement writes each key
+   * that has no live row (the first claim of a key in the batch takes part; a second one
+   * loses to it); a `reject-new` namespace or an owner cap takes as many new keys as fit.
+   */
+  const claimBatch = (rows: ReadonlyArray<RowToWrite>) =>
+    Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      const results: Array<boolean | StateStoreError> = rows.map(() => false)
+      const first = new Map<string, number>()
+      for (const [i, row] of rows.entries()) if (!first.has(row.key)) first.set(row.key, i)
+      let candidates = [...first.values()]
+      if (caps.refusesWhenFull) {
+        const live = new Set<string>()
+        for (const chunk of Arr.chunksOf(candidates, CHUNK)) {
+          for (const found of yield* exec<{ entry_key: string }>(statements.liveKeys(now, chunk.map((i) => rows[i]!.key)))) live.add(found.entry_key)
+        }
+        candidates = candidates.filter((i) => !live.has(rows[i]!.key))
+        // A row expired on arrival takes no room: it is invisible at once, and swept.
+        const judged = yield* judgeTime(
+          now,
+          candidates.map((i) => {
+            const times = rows[i]!.times
+            return times._tag === "At" ? times.expiresAt : null
+          })
+        )
+        const deadOnArrival = (i: number) => {
+          const times = rows[i]!.times
+          return times._tag === "At" && !isLive(times.expiresAt, judged)
+        }
+        let fits = yield* caps.room(now, candidates.filter((i) => !deadOnArrival(i)).length)
+        candidates = candidates.filter((i) => {
+          if (deadOnArrival(i) || fits-- > 0) return true
+          results[i] = caps.full("registerIfAbsent", rows[i]!.key, ns.overflow === "reject-new" ? "namespace" : "owner")
+          return false
+        })
+      }
+      let anyWon = false
+      for (const chunk of Arr.chunksOf(candidates, CHUNK)) {
+        const won = new Set((yield* exec<{ entry_key: string }>(statements.claimMany(now, chunk.map((i) => rows[i]!)))).map((r) => r.entry_key))
+        for (const i of chunk) results[i] = won.has(rows[i]!.key)
+        anyWon ||= won.size > 0
+      }
+      if (anyWon) yield* caps.enforce("registerIfAbsent", now)
+      return results
+    })
+  const claims = yield* makeCoalescer(
+    (rows: ReadonlyArray<RowToWrite>) => run("registerIfAbsent", "write", writes.transaction(lockKey, claimBatch(rows))),
+    {
+      maxBatch: CHUNK,
+      scope: ctx.scope,
+      closed: new StateStoreError({ reason: "Unavailable", operation: "registerIfAbsent", detail: "the store was closed", ...at })
+    }
+  )
+
+  const writeBatch = (ops: ReadonlyArray<BatchOp<A>>): Effect.Effect<WriteBatchResult, StateStoreError> =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const refused: Array<RefusedWrite> = []
+      const deletes: Array<string> = []
+      const conditionalDeletes: Array<{ key: string; json: string }> = []
+      let rows: Array<BatchRow> = []
+      const conditionalRows: Array<{ row: RowToWrite; orEqualTo: string }> = []
+      for (const op of lastStepPerKey(ops)) {
+        const problem = checkKey(ns, "writeBatch", op.key)
+        if (problem) {
+          refused.push({ key: String(op.key), error: problem })
+          continue
+        }
+        if (op._tag === "Delete") {
+          if (op.ifEqual === undefined) {
+            deletes.push(op.key)
+            continue
+          }
+          const json = expectedJson("writeBatch", op.key, op.ifEqual)
+          if (Either.isLeft(json)) refused.push({ key: op.key, error: json.left })
+          else conditionalDeletes.push({ key: op.key, json: json.right })
+          continue
+        }
+        const row = batchRow(op, now)
+        if (row instanceof StateStoreError) refused.push({ key: op.key, error: row })
+        else if (row.orEqualTo === undefined) rows.push(row)
+        else conditionalRows.push({ row: { key: row.key, json: row.json, times: { _tag: "At", createdAt: row.createdAt, expiresAt: row.expiresAt } }, orEqualTo: row.orEqualTo })
+      }
+      rows = keepNewest(rows, deletes, now)
+      // One key order on every backend and in every process: concurrent batches never deadlock.
+      deletes.sort()
+      rows.sort(byKey)
+      conditionalDeletes.sort(byKey)
+      conditionalRows.sort((a, b) => byKey(a.row, b.row))
+      if (deletes.length + conditionalDeletes.length + rows.length + conditionalRows.length === 0) return Effect.succeed({ refused })
+
+      const body = Effect.gen(function* () {
+        const refusedHere: Array<RefusedWrite> = []
+        for (const keys of Arr.chunksOf(deletes, CHUNK)) yield* exec(statements.deleteKeys(keys))
+        for (const { key, json } of conditionalDeletes) yield* exec(statements.deleteIfEqual(now, key, json))
+        let accepted = rows
+        if (rows.length > 0 && caps.refusesWhenFull) {
+          const live = new Set<string>()
+          for (const chunk of Arr.chunksOf(rows, CHUNK)) {
+            for (const found of yield* exec<{ entry_key: string }>(statements.liveKeys(now, chunk.map((row) => row.key)))) live.add(found.entry_key)
+          }
+          // A row expired on arrival takes no room: it is invisible at once, and swept.
+          const judged = yield* judgeTime(
+            now,
+            rows.map((row) => row.expiresAt)
+          )
+          let fits = yield* caps.room(now, rows.filter((row) => !live.has(row.key) && isLive(row.expiresAt, judged)).length)
+          accepted = []
+          for (const row of rows) {
+            if (live.has(row.key) || !isLive(row.expiresAt, judged) || fits-- > 0) accepted.push(row)
+            else refusedHere.push({ key: row.key, error: caps.full("writeBatch", row.key, ns.overflow === "reject-new" ? "namespace" : "owner") })
+          }
+        }
+        for (const chunk of Arr.chunksOf(accepted, CHUNK)) yield* executeInTransaction(sql, statements.upsertMany(chunk))
+        if (accepted.length > 0) yield* caps.enforce("writeBatch", now)
+        for (const { row, orEqualTo } of conditionalRows) {
+          // Each in a savepoint: one that would overflow a cap is refused alone.
+          const landed = yield* Effect.either(
+            sql.withTransaction(
+              Effect.flatMap(exec(statements.upsertIfAbsent(now, row, orEqualTo)), (written) =>
+                written.length > 0 ? caps.enforce("writeBatch", now, row.key) : Effect.void
+              )
+            )
+          )
+          if (Either.isLeft(landed)) {
+            if (landed.left._tag === "StateStoreError" && landed.left.reason === "LimitExceeded") refusedHere.push({ key: row.key, error: landed.left })
+            else return yield* Effect.fail(landed.left)
+          }
+        }
+        return refusedHere
+      })
+      return Effect.map(run("writeBatch", "write", writes.transaction(lockKey, body)), (refusedHere) => ({ refused: refused.concat(refusedHere) }))
+    })
+
+  return { writeBatch, claims }
+  })

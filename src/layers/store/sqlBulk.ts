@@ -1,0 +1,83 @@
+/**
+ * The many-key and range reads and deletes of a SQL namespace handle: each one statement,
+ * however many keys (a key list travels as one JSON parameter).
+ *
+ * @internal
+ */
+import { Clock, Effect, Either, Option } from "effect"
+import type { EntriesPage, KeyRange, StoredEntry } from "../../KeyedStore.js"
+import type { StateStoreError } from "../../StateStoreError.js"
+import { checkKeys, checkRange } from "./bulkRules.js"
+import type { SqlHandleCore } from "./sqlHandleCore.js"
+import type { DbRow, DeletedRow } from "./sqlStatements.js"
+import { decodeValue } from "./valueRules.js"
+
+/** The many-key and range members of the namespace `core` is for. */
+export const makeSqlBulk = <A>(core: SqlHandleCore<A>) => {
+  const { ctx, ns, statements, lockKey, exec, run, toEntry } = core
+
+  const lookupMany = (keys: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<Either.Either<Option.Option<A>, StateStoreError>>, StateStoreError> => {
+    const problem = checkKeys(ns, "lookupMany", keys)
+    if (problem) return Effect.fail(problem)
+    if (keys.length === 0) return Effect.succeed([])
+    return run(
+      "lookupMany",
+      "read",
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        const rows = new Map<string, DbRow>()
+        for (const row of yield* exec<DbRow>(statements.lookupMany(now, [...new Set(keys)]))) rows.set(row.entry_key, row)
+        const corrupt = new Map<string, DbRow>()
+        // Decoded at each position: a key named twice gets two values, not one shared object.
+        const results = keys.map((key): Either.Either<Option.Option<A>, StateStoreError> => {
+          const row = rows.get(key)
+          if (row === undefined) return Either.right(Option.none())
+          const decoded = decodeValue(ns, "lookupMany", key, row.value_json)
+          if (Either.isLeft(decoded)) corrupt.set(key, row)
+          return Either.map(decoded, Option.some)
+        })
+        // A row that no longer decodes is removed, only while it still holds that text.
+        for (const row of corrupt.values()) yield* ctx.writes.statement(lockKey, exec(statements.deleteCorrupt(row.entry_key, row.value_json)))
+        return results
+      })
+    )
+  }
+
+  const deleteMany = (keys: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<boolean>, StateStoreError> => {
+    const problem = checkKeys(ns, "deleteMany", keys)
+    if (problem) return Effect.fail(problem)
+    if (keys.length === 0) return Effect.succeed([])
+    return run(
+      "deleteMany",
+      "write",
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.map(ctx.writes.statement(lockKey, exec<DeletedRow>(statements.deleteMany(now, [...new Set(keys)]))), (deleted) => {
+          const removed = new Set<string>()
+          for (const row of deleted) if (row.live === true || row.live === 1) removed.add(row.entry_key)
+          // A key named twice is reported at its first position only.
+          return keys.map((key) => removed.delete(key))
+        })
+      )
+    )
+  }
+
+  const entriesInRange = (range: KeyRange): Effect.Effect<EntriesPage<A>, StateStoreError> => {
+    const checked = checkRange(ns, range)
+    if (!("limit" in checked)) return Effect.fail(checked)
+    return run(
+      "entriesInRange",
+      "read",
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        // One row past the page says whether there is a next one.
+        const rows = yield* exec<DbRow>(statements.range(now, { ...checked, limit: checked.limit + 1 }))
+        const page = rows.slice(0, checked.limit)
+        const entries: Array<StoredEntry<A>> = []
+        for (const row of page) entries.push(yield* toEntry("entriesInRange", row))
+        return { entries, cursor: rows.length > checked.limit ? page[page.length - 1]!.entry_key : undefined }
+      })
+    )
+  }
+
+  return { lookupMany, deleteMany, entriesInRange }
+}

@@ -1,0 +1,132 @@
+/**
+ * What every member of a SQL namespace handle is built from: the statements, the lock its
+ * writes take, its caps, and `run` — contention waited out, typed errors, a span.
+ *
+ * @internal
+ */
+import type { SqlClient } from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Clock, Effect, Either, type Scope } from "effect"
+import type { StoredEntry, WriteOptions } from "../../KeyedStore.js"
+import { StateStoreError } from "../../StateStoreError.js"
+import { type BusyGate, retryTransient, type Transient, transientReason } from "./retry.js"
+import { makeCaps } from "./sqlCaps.js"
+import { classify, fromSqlError } from "./sqlFailure.js"
+import { type DbRow, execute, makeStatements, type RowTimes, type RowToWrite, type SqlText, type StatementDialect } from "./sqlStatements.js"
+import type { WriteTransactions } from "./sqlTransaction.js"
+import { checkKey, type ResolvedNamespace, writeTimes } from "./storeRules.js"
+import { decodeValue, encodeValue } from "./valueRules.js"
+
+/** Rows per multi-row statement: 6 parameters a row stays far below every driver's limit. */
+export const CHUNK = 500
+
+/** What every handle of one store shares. */
+export interface SqlHandleContext {
+  readonly sql: SqlClient
+  readonly dialect: StatementDialect
+  readonly writes: WriteTransactions
+  readonly ownerMaxEntries: number | undefined
+  readonly lockWaitMillis: number
+  /** The store's scope: its background fibers (the claim batchers) end with it. */
+  readonly scope: Scope.Scope
+  /** Where operations on a busy database queue behind one poller (SQLite). */
+  readonly gate?: BusyGate | undefined
+  /** Told when a statement failed to prepare because the database was busy (see `SqlStoreHooks`). */
+  readonly onStatementStuck?: (() => void) | undefined
+}
+
+/** The lock a write of this namespace takes: the namespace's, or the owner's when an owner cap spans its namespaces. */
+export const lockKeyOf = (owner: string, namespace: string, ownerMaxEntries: number | undefined) =>
+  ownerMaxEntries === undefined ? `${owner}/${namespace}` : owner
+
+/** A defect (a driver or file-system throw nobody mapped) as the typed failure every store operation promises. */
+export const unexpectedFailure = (operation: string, kind: "read" | "write", defect: unknown, where: { owner?: string; namespace?: string } = {}) =>
+  new StateStoreError({
+    reason: kind === "read" ? "ReadFailed" : "WriteFailed",
+    operation,
+    detail: `unexpected store error: ${defect instanceof Error ? defect.message : String(defect)}`,
+    cause: defect,
+    ...where
+  })
+
+/** The building blocks of one namespace's handle (see {@link makeSqlHandleCore}). */
+export type SqlHandleCore<A> = ReturnType<typeof makeSqlHandleCore<A>>
+
+/** The building blocks of the handle of the resolved namespace `ns`. */
+export const makeSqlHandleCore = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>) => {
+  const { sql, dialect, writes } = ctx
+  const { owner, namespace } = ns
+  const at = { owner, namespace }
+  const statements = makeStatements(dialect, owner, namespace)
+  const caps = makeCaps(sql, statements, ns, ctx.ownerMaxEntries)
+  const lockKey = lockKeyOf(owner, namespace, ctx.ownerMaxEntries)
+  const exec = <R extends object = Record<string, unknown>>(q: SqlText) => execute<R>(sql, q)
+  // Reads never wait on the gate: SQLite's write lock does not block readers (WAL).
+  const retry = { read: retryTransient(ctx.lockWaitMillis), write: retryTransient(ctx.lockWaitMillis, ctx.gate) }
+  /**
+   * Retried: contention and dropped connections — except a statement that failed to prepare
+   * while the database was busy, which this connection keeps failing (it is replaced instead).
+   */
+  const transient = (error: SqlError | StateStoreError): Transient => {
+    if (error._tag !== "SqlError") return transientReason(error)
+    const kind = classify(error).kind
+    if (kind === "busy" && error.message.startsWith("Failed to prepare")) {
+      ctx.onStatementStuck?.()
+      return undefined
+    }
+    return kind === "failed" ? undefined : kind
+  }
+
+  /** Runs one store operation: contention waited out, typed errors (defects included), a span. */
+  const run = <R>(operation: string, kind: "read" | "write", effect: Effect.Effect<R, SqlError | StateStoreError>, key?: string) =>
+    retry[kind](effect, transient).pipe(
+      Effect.mapError((error) => (error._tag === "SqlError" ? fromSqlError(operation, kind, key === undefined ? at : { ...at, key })(error) : error)),
+      Effect.catchAllDefect((defect) => Effect.fail(unexpectedFailure(operation, kind, defect, at))),
+      Effect.withSpan(`KeyedStore.${operation}`, { attributes: { owner, namespace, backend: dialect.backend }, captureStackTrace: false })
+    )
+  /** Runs `f` with the time, once `key` is known to be valid. */
+  const withValidKey = <R>(operation: string, key: string, kind: "read" | "write", f: (now: number) => Effect.Effect<R, SqlError | StateStoreError>) => {
+    const problem = checkKey(ns, operation, key)
+    return problem ? Effect.fail(problem) : run(operation, kind, Effect.flatMap(Clock.currentTimeMillis, f), key)
+  }
+
+  /** A row as an entry; one that no longer decodes is removed (only while it still holds that text) and reported `Corrupt`. */
+  const toEntry = (operation: string, row: DbRow): Effect.Effect<StoredEntry<A>, StateStoreError | SqlError> =>
+    Either.match(decodeValue(ns, operation, row.entry_key, row.value_json), {
+      onLeft: (corrupt) => Effect.zipRight(writes.statement(lockKey, exec(statements.deleteCorrupt(row.entry_key, row.value_json))), Effect.fail(corrupt)),
+      onRight: (value) =>
+        Effect.succeed({
+          key: row.entry_key,
+          value,
+          createdAt: Number(row.created_at),
+          expiresAt: row.expires_at === null ? undefined : Number(row.expires_at)
+        })
+    })
+
+  /** When a write is stamped: explicit times as given; otherwise now (+ TTL), by the database's clock when it decides. */
+  const rowTimes = (operation: string, now: number, options: WriteOptions | undefined): Either.Either<RowTimes, StateStoreError> =>
+    Either.map(writeTimes(ns, operation, now, options), (t): RowTimes =>
+      dialect.databaseClock && options?.createdAt === undefined && options?.expiresAt === undefined
+        ? { _tag: "FromNow", ttlMillis: t.expiresAt === undefined ? null : t.expiresAt - t.createdAt }
+        : { _tag: "At", createdAt: t.createdAt, expiresAt: t.expiresAt ?? null }
+    )
+  /** A write's row, validated and encoded, or why it is refused. */
+  const prepareRow = (operation: string, key: string, value: A, options: WriteOptions | undefined, now: number): Either.Either<RowToWrite, StateStoreError> => {
+    const problem = checkKey(ns, operation, key)
+    if (problem) return Either.left(problem)
+    return Either.flatMap(encodeValue(ns, operation, key, value), (json) => Either.map(rowTimes(operation, now, options), (times) => ({ key, json, times })))
+  }
+
+  /**
+   * The time a write's liveness is judged by, inside its transaction: the host's `now` with the
+   * application clock; with the database's clock, the database's own time — read only when a
+   * row carries an explicit expiry that could already have passed (this host's clock may be
+   * ahead of the database's or behind it, and the database decides).
+   */
+  const judgeTime = (now: number, expiries: ReadonlyArray<number | null>) =>
+    !dialect.databaseClock || expiries.every((expiresAt) => expiresAt === null)
+      ? Effect.succeed(now)
+      : Effect.map(exec<{ now: number | string }>(statements.now(now)), (rows) => Number(rows[0]?.now ?? now))
+
+  return { ctx, ns, at, statements, caps, lockKey, exec, run, withValidKey, toEntry, prepareRow, judgeTime }
+}
