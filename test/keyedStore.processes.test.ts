@@ -21,6 +21,7 @@ import {
   type WorkerLine
 } from "./support/claimProtocol.js"
 import { type BackendFactory, sqlBackends, tempDir } from "./support/backends.js"
+import { type CompareLine, counterNamespace, COUNTER_KEY } from "./support/compareProtocol.js"
 import { type ChildExit, resultLineOf, spawnLineProcess } from "./support/lineProcess.js"
 
 const workerScript = path.join("test", "support", "claimWorker.ts")
@@ -117,4 +118,52 @@ const processes = (backend: BackendFactory) =>
     )
   })
 
-for (const backend of sqlBackends) processes(backend)
+const compareScript = path.join("test", "support", "compareWorker.ts")
+const INCREMENTS = 150
+
+const compareAcrossProcesses = (backend: BackendFactory) =>
+  describe(`KeyedStore compare-and-set across processes: ${backend.name}`, () => {
+    it.scopedLive(
+      "two processes incrementing one counter by observe + compareAndSet: every revision applied exactly once, no increment lost",
+      () =>
+        Effect.gen(function* () {
+          const db = yield* backend.fresh
+          const signals = yield* tempDir
+          const goFile = path.join(signals, "go")
+          yield* Effect.scoped(Effect.provide(Effect.flatMap(KeyedStore, (store) => store.open(counterNamespace)), db.store()))
+          const names = ["worker-a", "worker-b"]
+          const workers = yield* Effect.forEach(names, (name) =>
+            spawnLineProcess<CompareLine>(compareScript, [backend.name, db.location!, goFile, name, String(INCREMENTS)])
+          )
+          yield* Effect.forEach(workers, (w, i) => w.ready((line) => line.type === "ready", `worker ${names[i]}`), { concurrency: "unbounded", discard: true }).pipe(
+            Effect.timeout("40 seconds"),
+            Effect.orDie
+          )
+          fs.writeFileSync(goFile, "go")
+          const exits = yield* Effect.forEach(workers, (w) => w.exit, { concurrency: "unbounded" }).pipe(Effect.timeout("80 seconds"), Effect.orDie)
+          const results = exits.map((exit, i) =>
+            resultLineOf(`worker ${names[i]}`, exit, (line): line is Extract<CompareLine, { type: "result" }> => line.type === "result")
+          )
+          for (const result of results) expect(result.failures, `${result.worker} had failing operations`).toEqual([])
+          const latestStart = Math.max(...results.map((r) => r.startedAt))
+          const earliestEnd = Math.min(...results.map((r) => r.finishedAt))
+          expect(latestStart, "runs did not overlap").toBeLessThan(earliestEnd)
+          // Each counter value was moved from exactly once, by one process or the other.
+          const movedFrom = results.flatMap((r) => r.movedFrom).sort((a, b) => a - b)
+          expect(movedFrom).toEqual(Array.from({ length: 2 * INCREMENTS }, (_, i) => i))
+          const stored = yield* Effect.scoped(
+            Effect.provide(
+              Effect.flatMap(KeyedStore, (store) => Effect.flatMap(store.open(counterNamespace), (h) => h.lookup(COUNTER_KEY))),
+              db.store()
+            )
+          )
+          expect(Option.map(stored, (c) => c.n)).toEqual(Option.some(2 * INCREMENTS))
+        }),
+      120_000
+    )
+  })
+
+for (const backend of sqlBackends) {
+  processes(backend)
+  compareAcrossProcesses(backend)
+}
