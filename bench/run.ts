@@ -9,6 +9,7 @@ import { channelsBench } from "./channels.js"
 import { claimsBench } from "./claims.js"
 import { restartBench } from "./restart.js"
 import { faultsBench } from "./faults.js"
+import { bulkBench } from "./bulk.js"
 
 const started = Date.now()
 const rows: Array<Row> = [
@@ -16,7 +17,8 @@ const rows: Array<Row> = [
   ...(await channelsBench()),
   ...(await claimsBench()),
   ...(await restartBench()),
-  ...(await faultsBench())
+  ...(await faultsBench()),
+  ...(await bulkBench())
 ]
 
 console.log("")

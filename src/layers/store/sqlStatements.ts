@@ -139,9 +139,8 @@ export const makeStatements = (dialect: StatementDialect, owner: string, namespa
     return text
   }
 
-  /** A key list as one parameter (a JSON array): one statement text for any number of keys. */
-  const keyList = (p: Params, keys: ReadonlyArray<string>) =>
-    dialect.backend === "pg" ? `SELECT jsonb_array_elements_text(${p.v(JSON.stringify(keys))}::jsonb)` : `SELECT value FROM json_each(${p.v(JSON.stringify(keys))})`
+  /** SQLite: `entry_key` is one of `keys`, passed as one parameter (a JSON array): one statement text for any number of keys. */
+  const keyIn = (p: Params, keys: ReadonlyArray<string>) => `entry_key IN (SELECT value FROM json_each(${p.v(JSON.stringify(keys))}))`
   /** The row exactly as observed: the same JSON and timestamps, still live. */
   const asObserved = (p: Params, key: string, seen: ObservedRow) =>
     `${inNamespace(p)} AND entry_key = ${p.v(key)} AND value_json = ${p.v(seen.json)} AND created_at = ${p.v(seen.createdAt)} AND expires_at IS NOT DISTINCT FROM ${p.v(seen.expiresAt ?? null)} AND ${live(p)}`
@@ -194,17 +193,29 @@ export const makeStatements = (dialect: StatementDialect, owner: string, namespa
       const p = start(now)
       return done(p, `SELECT entry_key, value_json, created_at, expires_at FROM ${E} WHERE ${inNamespace(p)} AND entry_key = ${p.v(key)} AND ${live(p)}`)
     },
-    /** The live rows of these keys (a JSON array of keys, however many). */
+    /**
+     * The live rows of these keys (a JSON array of keys, however many). On PostgreSQL the keys
+     * are a derived table joined on the primary key: `IN (SELECT …)` of a set-returning
+     * function was planned as a nested loop over every row (1 000 keys: 116 ms; joined: 0.9 ms).
+     */
     lookupMany: (now: number, keys: ReadonlyArray<string>): SqlText => {
       const p = start(now)
-      const where = inNamespace(p)
-      return done(p, `SELECT entry_key, value_json, created_at, expires_at FROM ${E} WHERE ${where} AND entry_key IN (${keyList(p, keys)}) AND ${live(p)}`)
+      if (dialect.backend !== "pg") {
+        const where = inNamespace(p)
+        return done(p, `SELECT entry_key, value_json, created_at, expires_at FROM ${E} WHERE ${where} AND ${keyIn(p, keys)} AND ${live(p)}`)
+      }
+      const wanted = `(SELECT jsonb_array_elements_text(${p.v(JSON.stringify(keys))}::jsonb) AS wanted) AS wanted_keys`
+      return done(p, `SELECT entry_key, value_json, created_at, expires_at FROM ${wanted} JOIN ${E} ON ${inNamespace(p)} AND entry_key = wanted_keys.wanted WHERE ${live(p)}`)
     },
-    /** Deletes the rows of these keys, returning each deleted key and whether its row was live. */
+    /** Deletes the rows of these keys, returning each deleted key and whether its row was live (joined on PostgreSQL, as `lookupMany`). */
     deleteMany: (now: number, keys: ReadonlyArray<string>): SqlText => {
       const p = start(now)
-      const where = inNamespace(p)
-      return done(p, `DELETE FROM ${E} WHERE ${where} AND entry_key IN (${keyList(p, keys)}) RETURNING entry_key, ${live(p)} AS live`)
+      if (dialect.backend !== "pg") {
+        const where = inNamespace(p)
+        return done(p, `DELETE FROM ${E} WHERE ${where} AND ${keyIn(p, keys)} RETURNING entry_key, ${live(p)} AS live`)
+      }
+      const wanted = `(SELECT jsonb_array_elements_text(${p.v(JSON.stringify(keys))}::jsonb) AS wanted) AS wanted_keys`
+      return done(p, `DELETE FROM ${E} USING ${wanted} WHERE ${inNamespace(p)} AND entry_key = wanted_keys.wanted RETURNING entry_key, ${live(p)} AS live`)
     },
     /** Up to `limit` live rows of a key range in key order, after (or, descending, before) `cursor`. */
     range: (now: number, range: { readonly from?: string | undefined; readonly to?: string | undefined; readonly cursor?: string | undefined; readonly order: "asc" | "desc"; readonly limit: number }): SqlText => {
