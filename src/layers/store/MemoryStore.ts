@@ -9,7 +9,8 @@ import type { NamespaceHandle, NamespaceOptions } from "../../KeyedStore.js"
 import { KeyedStore } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
 import { firstProblem } from "../settingsCheck.js"
-import { makeMemoryHandle, type MemoryRows } from "./memoryHandle.js"
+import type { MemoryRows } from "./memoryCore.js"
+import { makeMemoryHandle } from "./memoryHandle.js"
 import { defaultStoreSettings, isLive, makeNamespaceRegistry, resolveNamespace, type StoreSettings, storeSettingRules } from "./storeRules.js"
 
 /**
