@@ -1,9 +1,9 @@
 /**
  * A write the store refuses is refused alone: in one flush batch of a namespace, next to
  * valid registrations and deletes, a value the store will not take (a Discord component
- * whose encoded value is over 64 KiB, one that does not match the namespace schema; a Matrix
- * prompt with a decision the schema does not know, one over 64 KiB) is dropped — and
- * counted in `channel_state_dropped_writes{reason="InvalidInput"}` — while every other change
+ * whose encoded value is over 1 MiB, one that does not match the namespace schema; a Matrix
+ * prompt with a decision the schema does not know, one over 1 MiB) is dropped — and
+ * counted in `channel_state_dropped_writes` by reason (`LimitExceeded`, `InvalidInput`) — while every other change
  * of that batch lands: after a restart the valid registrations are there, the unregistered
  * and consumed entries stay gone, the refused ones are absent.
  *
@@ -49,12 +49,12 @@ const promptOf = (eventId: string, allowedDecisions: ReadonlyArray<Decision> = [
   approvalId,
   allowedDecisions
 })
-/** Over 64 KiB once encoded (the store's value limit). */
-const OVERSIZED = "x".repeat(70_000)
+/** Over 1 MiB once encoded (the store's default value limit). */
+const OVERSIZED = "x".repeat(1_100_000)
 
 const refusedAlone = (backend: BackendFactory) =>
   it.scopedLive(
-    `${backend.name}: one flush batch with refused writes (over 64 KiB, not matching the schema) among valid registrations, unregisters of flushed prompts and consumed components — the rest lands, the deletes hold after a restart, the refused are absent and counted by reason`,
+    `${backend.name}: one flush batch with refused writes (over 1 MiB, not matching the schema) among valid registrations, unregisters of flushed prompts and consumed components — the rest lands, the deletes hold after a restart, the refused are absent and counted by reason`,
     () =>
       Effect.gen(function* () {
         const db = yield* backend.fresh
@@ -161,8 +161,8 @@ const refusedAlone = (backend: BackendFactory) =>
         const discordDrops = yield* countersByTags(DROPPED, tags(NS.discord))
         const matrixDrops = yield* countersByTags(DROPPED, tags(NS.matrix))
         console.log(`[mirror.refusals] ${backend.name}: dropped writes by tag`, { discord: discordDrops, matrix: matrixDrops })
-        expect(discordDrops).toEqual({ "reason=InvalidInput": 2 })
-        expect(matrixDrops).toEqual({ "reason=InvalidInput": 2 })
+        expect(discordDrops).toEqual({ "reason=InvalidInput": 1, "reason=LimitExceeded": 1 })
+        expect(matrixDrops).toEqual({ "reason=InvalidInput": 1, "reason=LimitExceeded": 1 })
       }),
     60_000
   )

@@ -62,11 +62,11 @@ describe("the queued op shared with memory", () => {
     })
   )
 
-  it.scopedLive("a refused write (over 64 KiB) and then a valid write of the same key: the valid one lands and memory answers it", () =>
+  it.scopedLive("a refused write (over 1 MiB) and then a valid write of the same key: the valid one lands and memory answers it", () =>
     Effect.gen(function* () {
       const { cache, storedJson } = yield* withCache
       const t = cache.now()
-      cache.set("k", { s: "x".repeat(70_000) }, t, t + 3_600_000)
+      cache.set("k", { s: "x".repeat(1_100_000) }, t, t + 3_600_000)
       yield* Effect.sleep("50 millis")
       expect(storedJson("k")).toBeUndefined()
       cache.set("k", { s: "small" }, t, t + 3_600_000)

@@ -135,10 +135,13 @@ describe.concurrent("the packed package, installed as the README says", () => {
     fs.writeFileSync(
       path.join(dir, "src", "entrypoint.ts"),
       `import { createPluginState, PluginRuntime } from "channel-state"
+import { createOpenClawState } from "channel-state/openclaw"
 declare const gatewayConfig: unknown
 export const state = await createPluginState({ pluginId: "slack", config: gatewayConfig })
 export const runtime = PluginRuntime.makeRuntime({ pluginId: "slack", config: gatewayConfig, store: { pgUrl: "postgres://localhost/db" } })
 export const layer = PluginRuntime.layer({ pluginId: "slack", config: gatewayConfig })
+export const openclaw = createOpenClawState({ pluginId: "slack", pgUrl: "postgres://localhost/db" })
+export const openclawStore = openclaw.openKeyedStore<{ n: number }>({ namespace: "jobs", retention: "retained" })
 `
     )
     const checked = await typecheck(dir)

@@ -16,6 +16,7 @@ import {
   SlackThreadParticipation,
   SqliteStore
 } from "../src/index.js"
+import { createOpenClawState } from "../src/openclaw/index.js"
 
 const tempDirs: Array<string> = []
 const tempFile = () => {
@@ -115,9 +116,24 @@ it("the config error lines the README shows are the lines users get", async () =
   expect(fs.existsSync(sqlitePath)).toBe(false)
 })
 
+it("the OpenClaw adapter example: register, observe, compareAndApply, across a restart", async () => {
+  const sqlitePath = tempFile()
+  const state = createOpenClawState({ pluginId: "discord", sqlitePath })
+  const bindings = state.openKeyedStore<{ channel: string }>({ namespace: "bindings", maxEntries: 10_000, defaultTtlMs: 86_400_000 })
+  await bindings.register("guild:1", { channel: "general" })
+  const seen = await bindings.observe("guild:1")
+  const result = await bindings.compareAndApply("guild:1", seen.comparison, { operation: "update", action: "set", value: { channel: "ops" } })
+  expect(result.status).toBe("applied")
+  expect((await bindings.compareAndApply("guild:1", seen.comparison, { operation: "update", action: "keep" })).status).toBe("conflict")
+  await state.close()
+  const again = createOpenClawState({ pluginId: "discord", sqlitePath })
+  expect(await again.openKeyedStore<{ channel: string }>({ namespace: "bindings", maxEntries: 10_000, defaultTtlMs: 86_400_000 }).lookup("guild:1")).toEqual({ channel: "ops" })
+  await again.close()
+})
+
 it("every public export (and every member of an exported module) is named in the README", async () => {
   const readme = fs.readFileSync(path.join(path.dirname(new URL(import.meta.url).pathname), "..", "README.md"), "utf8")
-  const api: Record<string, unknown> = await import("../src/index.js")
+  const api: Record<string, unknown> = { ...(await import("../src/index.js")), ...(await import("../src/openclaw/index.js")) }
   const unnamed: Array<string> = []
   for (const [name, value] of Object.entries(api)) {
     if (!readme.includes(name)) unnamed.push(name)

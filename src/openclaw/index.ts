@@ -22,7 +22,7 @@ import type { StateStoreError } from "../StateStoreError.js"
 import { makeOpenClawStore } from "./keyedStore.js"
 import type { OpenAsyncKeyedStoreOptions, PluginStateKeyedStore } from "./types.js"
 
-export * from "./PluginStateStoreError.js"
+export { PluginStateStoreError, type PluginStateStoreErrorCode, type PluginStateStoreOperation } from "./PluginStateStoreError.js"
 export type * from "./types.js"
 
 /** Where the stores of {@link createOpenClawState} keep their rows. */
