@@ -52,7 +52,7 @@ for (const backend of backends) {
           const failures = [
             typed.register("a", { text: 42 } as unknown as typeof Value.Type),
             typed.register("b", { text: SECRET, extra: SECRET } as unknown as typeof Value.Type),
-            raw.register("c", `${SECRET}${"x".repeat(70_000)}`),
+            raw.register("c", `${SECRET}${"x".repeat(1_100_000)}`),
             raw.register("d", { text: SECRET, when: new Date() }),
             raw.register("e", { text: SECRET, n: Number.NaN })
           ]
@@ -135,7 +135,15 @@ describe("no SQL text is built from input", () => {
       /^tuple\(p, row\)$/,
       /^tuples\.join\(", "\)$/,
       /^keys\.map\(\(k\) => p\.v\(k\)\)\.join\(", "\)$/,
-      /^Array\.from\(\{ length: 6$/
+      /^Array\.from\(\{ length: 6$/,
+      // A key list is one parameter (its JSON); expiries may be null; the fragments built of them.
+      /^p\.v\(JSON\.stringify\(keys\)\)$/,
+      /^p\.v\(seen\.expiresAt \?\? null\)$/,
+      /^keyIn\(p, keys\)$/,
+      /^asObserved\(p, (row\.key|key), seen\)$/,
+      /^(wanted|order)$/,
+      // A comparison operator chosen by the page's direction, not by input text.
+      /^range\.order === "asc" \? ">" : "<"$/
     ]
     const unexpected = interpolations.filter((part) => !allowed.some((pattern) => pattern.test(part)))
     expect(interpolations.length).toBeGreaterThan(50)

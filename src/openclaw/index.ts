@@ -14,12 +14,13 @@
  *
  * @module
  */
+import { randomUUID } from "node:crypto"
 import * as path from "node:path"
-import { type Layer, ManagedRuntime } from "effect"
+import { Layer, ManagedRuntime } from "effect"
 import type { KeyedStore } from "../KeyedStore.js"
 import { defaultSqlitePath, type StoreLocation, storeLayer } from "../PluginRuntime.js"
-import type { StateStoreError } from "../StateStoreError.js"
-import { makeOpenClawStore } from "./keyedStore.js"
+import { StateStoreError } from "../StateStoreError.js"
+import { type AdapterContext, openOpenClawStore } from "./keyedStore.js"
 import type { OpenAsyncKeyedStoreOptions, PluginStateKeyedStore } from "./types.js"
 
 export { PluginStateStoreError, type PluginStateStoreErrorCode, type PluginStateStoreOperation } from "./PluginStateStoreError.js"
@@ -34,6 +35,12 @@ export type OpenClawStateOptions = {
   | {
       /** A keyed store layer of your own (for tests: `MemoryStore.layer()`). */
       readonly store: Layer.Layer<KeyedStore, StateStoreError>
+      /**
+       * Names the database in comparisons: give every process sharing that store's database
+       * the same one. Default: a name of this state's own, so a comparison made on another
+       * state is refused.
+       */
+      readonly identity?: string | undefined
       /** The largest value, in UTF-8 bytes of JSON; give the same as the store's `maxValueBytes` (default 1 MiB). */
       readonly maxValueBytes?: number | undefined
     }
@@ -53,7 +60,7 @@ export interface OpenClawState {
 
 /** Names a database the same way in every process that opens it (a comparison made on another database is refused). */
 const identityOf = (options: OpenClawStateOptions): string => {
-  if ("store" in options) return "store"
+  if ("store" in options) return options.identity ?? `store:${randomUUID()}`
   if (options.pgUrl) {
     try {
       const url = new URL(options.pgUrl)
@@ -65,25 +72,29 @@ const identityOf = (options: OpenClawStateOptions): string => {
   return `sqlite:${path.resolve(options.sqlitePath ?? defaultSqlitePath())}`
 }
 
+const openFailure = (error: unknown) =>
+  new StateStoreError({ reason: "InvalidInput", operation: "open", detail: `the plugin state options could not be read (${error instanceof Error ? error.message : String(error)})` })
+
 /**
  * The plugin-state API for `pluginId` over the SQLite file (`sqlitePath`, default
  * {@link defaultSqlitePath}), a PostgreSQL database (`pgUrl`) or a store layer of your own.
- * The database opens on first use; call `close()` at shutdown.
+ * The database opens on first use; call `close()` at shutdown. Never throws: options it
+ * cannot use make every member of every store reject (`PLUGIN_STATE_INVALID_INPUT` or
+ * `PLUGIN_STATE_OPEN_FAILED`, operation `open`).
  */
 export const createOpenClawState = (options: OpenClawStateOptions): OpenClawState => {
-  const { pluginId, ...location } = options
-  const layer = "store" in location ? location.store : storeLayer(location)
-  const runtime = ManagedRuntime.make(layer)
-  const sqlitePath = "store" in options || options.pgUrl ? undefined : path.resolve(options.sqlitePath ?? defaultSqlitePath())
-  const context = {
-    pluginId,
-    runtime,
-    identity: identityOf(options),
-    path: sqlitePath,
-    maxValueBytes: "store" in options ? options.maxValueBytes : options.maxValueBytes
+  let context: AdapterContext
+  try {
+    const { pluginId, ...location } = options
+    const layer = "store" in location ? location.store : storeLayer(location)
+    const sqlitePath = "store" in location || location.pgUrl ? undefined : path.resolve(location.sqlitePath ?? defaultSqlitePath())
+    context = { pluginId, runtime: ManagedRuntime.make(layer), identity: identityOf(options), path: sqlitePath, maxValueBytes: location.maxValueBytes }
+  } catch (error) {
+    context = { pluginId: "", runtime: ManagedRuntime.make(Layer.fail(openFailure(error))), identity: "", path: undefined, maxValueBytes: undefined }
   }
+  const { runtime } = context
   return {
-    openKeyedStore: (storeOptions) => makeOpenClawStore(context, storeOptions),
+    openKeyedStore: (storeOptions) => openOpenClawStore(context, storeOptions),
     close: () => runtime.dispose().catch(() => undefined)
   }
 }

@@ -43,10 +43,10 @@ const normalizeKey = (operation: PluginStateStoreOperation, key: unknown): strin
 }
 
 /** A TTL as OpenClaw takes it: a positive safe integer of milliseconds, none in a retained store. */
-const checkTtl = (retained: boolean, ttlMs: unknown): number | undefined | PluginStateStoreError => {
+const checkTtl = (retained: boolean, ttlMs: unknown, operation: PluginStateStoreOperation = "register"): number | undefined | PluginStateStoreError => {
   if (ttlMs === undefined || ttlMs === null) return undefined
-  if (retained) return invalidInput("register", "Retained plugin state does not accept a TTL.")
-  if (!Number.isSafeInteger(ttlMs) || (ttlMs as number) < 1) return invalidInput("register", "plugin state ttlMs must be a positive safe integer")
+  if (retained) return invalidInput(operation, "Retained plugin state does not accept a TTL.")
+  if (!Number.isSafeInteger(ttlMs) || (ttlMs as number) < 1) return invalidInput(operation, "plugin state ttlMs must be a positive safe integer")
   return ttlMs as number
 }
 
@@ -58,8 +58,58 @@ class OpenFailure {
 const entryOf = <T>(entry: StoredEntry<unknown>): PluginStateEntry<T> =>
   entry.expiresAt === undefined ? { key: entry.key, value: entry.value as T, createdAt: entry.createdAt } : { key: entry.key, value: entry.value as T, createdAt: entry.createdAt, expiresAt: entry.expiresAt }
 
-/** Opens OpenClaw's keyed store `options` for the context's plugin. Never throws: a bad option makes every member reject with it. */
-export const makeOpenClawStore = <T>(ctx: AdapterContext, options: OpenAsyncKeyedStoreOptions): PluginStateKeyedStore<T> => {
+/** The operation each member's errors carry (OpenClaw's names). */
+const OPERATION_OF: { readonly [K in keyof PluginStateKeyedStore<unknown>]: PluginStateStoreOperation } = {
+  observe: "lookup",
+  compareAndApply: "register",
+  register: "register",
+  registerIfAbsent: "register",
+  deleteIfEqual: "delete",
+  lookup: "lookup",
+  lookupMany: "lookup",
+  consume: "consume",
+  delete: "delete",
+  entries: "entries",
+  entriesInKeyRange: "entries",
+  count: "count",
+  clear: "clear"
+}
+
+const unreadable = (operation: PluginStateStoreOperation, error: unknown) =>
+  invalidInput(operation, `plugin state arguments could not be read (${error instanceof Error ? error.name : typeof error} thrown while reading them)`)
+
+/** A store whose every member rejects with `error`. */
+const rejecting = <T>(error: PluginStateStoreError): PluginStateKeyedStore<T> =>
+  Object.fromEntries(Object.keys(OPERATION_OF).map((name) => [name, () => Promise.reject(error)])) as unknown as PluginStateKeyedStore<T>
+
+/** `store` with every member's synchronous throw (an argument whose getter throws, a hostile proxy) turned into a rejection. */
+const neverThrowing = <T>(store: PluginStateKeyedStore<T>): PluginStateKeyedStore<T> =>
+  Object.fromEntries(
+    Object.entries(OPERATION_OF).map(([name, operation]) => {
+      const member = store[name as keyof PluginStateKeyedStore<T>] as (...args: ReadonlyArray<unknown>) => Promise<unknown>
+      return [
+        name,
+        (...args: ReadonlyArray<unknown>) => {
+          try {
+            return member(...args)
+          } catch (error) {
+            return Promise.reject(unreadable(operation, error))
+          }
+        }
+      ]
+    })
+  ) as unknown as PluginStateKeyedStore<T>
+
+/** Opens OpenClaw's keyed store `options` for the context's plugin. Never throws: a bad option makes every member reject with it; no member throws. */
+export const openOpenClawStore = <T>(ctx: AdapterContext, options: OpenAsyncKeyedStoreOptions): PluginStateKeyedStore<T> => {
+  try {
+    return neverThrowing(makeOpenClawStore<T>(ctx, options))
+  } catch (error) {
+    return rejecting(unreadable("open", error))
+  }
+}
+
+const makeOpenClawStore = <T>(ctx: AdapterContext, options: OpenAsyncKeyedStoreOptions): PluginStateKeyedStore<T> => {
   const retained = options?.retention === "retained"
   const namespace = typeof options?.namespace === "string" ? options.namespace.trim() : options?.namespace
   const openProblem = (): PluginStateStoreError | undefined => {
@@ -69,7 +119,7 @@ export const makeOpenClawStore = <T>(ctx: AdapterContext, options: OpenAsyncKeye
       return invalidInput("open", "Retained plugin state does not accept count, overflow or TTL options.")
     }
     if (!retained && (!Number.isInteger(options.maxEntries) || options.maxEntries < 1)) return invalidInput("open", "plugin state maxEntries must be an integer >= 1")
-    const ttl = checkTtl(retained, options.defaultTtlMs)
+    const ttl = checkTtl(retained, options.defaultTtlMs, "open")
     return ttl instanceof PluginStateStoreError ? ttl : undefined
   }
   const problem = openProblem()

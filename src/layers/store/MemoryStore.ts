@@ -10,6 +10,7 @@ import { KeyedStore } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
 import { firstProblem } from "../settingsCheck.js"
 import type { MemoryRows } from "./memoryCore.js"
+import { typedFailures } from "./handleGuard.js"
 import { makeMemoryHandle } from "./memoryHandle.js"
 import { defaultStoreSettings, isLive, makeNamespaceRegistry, resolveNamespace, type StoreSettings, storeSettingRules } from "./storeRules.js"
 
@@ -49,7 +50,7 @@ export const make = (settings: Partial<StoreSettings> = {}) =>
       Effect.gen(function* () {
         const ns = yield* resolveNamespace(options, config.maxValueBytes)
         yield* register(ns)
-        return makeMemoryHandle(ns, { rows: rowsOf(ns.owner, ns.namespace), ownerLive: ownerLive(ns.owner), ownerMaxEntries: config.ownerMaxEntries })
+        return typedFailures(makeMemoryHandle(ns, { rows: rowsOf(ns.owner, ns.namespace), ownerLive: ownerLive(ns.owner), ownerMaxEntries: config.ownerMaxEntries }))
       })
 
     return KeyedStore.of({ backend: "memory", open })

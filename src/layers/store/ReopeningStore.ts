@@ -11,7 +11,7 @@ import { Clock, Deferred, Duration, Effect, ExecutionStrategy, Exit, Scope } fro
 import { KeyedStore, type NamespaceHandle, type NamespaceOptions, type StoreBackend } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
 import { realSleep } from "./retry.js"
-import { unexpectedFailure } from "./sqlHandle.js"
+import { unexpectedFailure } from "./handleGuard.js"
 import { makeNamespaceRegistry, resolveNamespace } from "./storeRules.js"
 
 /** One opened database: its store, and whether it no longer matches what it was opened from. */

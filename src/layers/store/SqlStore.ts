@@ -13,7 +13,8 @@ import { StateStoreError } from "../../StateStoreError.js"
 import { migrate } from "./migrations.js"
 import { BusyGate, retryTransient, transientReason } from "./retry.js"
 import { fromSqlError } from "./sqlFailure.js"
-import { lockKeyOf, makeSqlHandle, type SqlHandleContext, unexpectedFailure } from "./sqlHandle.js"
+import { typedFailures, unexpectedFailure } from "./handleGuard.js"
+import { lockKeyOf, makeSqlHandle, type SqlHandleContext } from "./sqlHandle.js"
 import { execute, makeStatements, type StatementDialect } from "./sqlStatements.js"
 import { makeWriteTransactions } from "./sqlTransaction.js"
 import { firstProblem } from "../settingsCheck.js"
@@ -94,7 +95,7 @@ export const make = (options: SqlStoreOptions = {}, hooks: SqlStoreHooks = {}) =
       Effect.gen(function* () {
         const ns = yield* resolveNamespace(namespaceOptions, config.maxValueBytes)
         yield* registerNamespace(ns)
-        return yield* makeSqlHandle(context, ns)
+        return typedFailures(yield* makeSqlHandle(context, ns))
       })
 
     return KeyedStore.of({ backend, open })

@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto"
 import { type KeyRange, MAX_KEYS_PER_CALL } from "../../KeyedStore.js"
 import type { StateStoreError } from "../../StateStoreError.js"
-import { checkKey, invalid, type ResolvedNamespace } from "./storeRules.js"
+import { checkKey, invalid, isWellFormedText, type ResolvedNamespace } from "./storeRules.js"
 
 /** Checks a key list: at most {@link MAX_KEYS_PER_CALL} keys, each one valid; nothing is read before. */
 export const checkKeys = <A>(ns: ResolvedNamespace<A>, operation: string, keys: ReadonlyArray<string>): StateStoreError | undefined => {
@@ -17,6 +17,17 @@ export const checkKeys = <A>(ns: ResolvedNamespace<A>, operation: string, keys: 
   for (const key of keys) {
     const problem = checkKey(ns, operation, key)
     if (problem) return problem
+  }
+  return undefined
+}
+
+/** Checks a batch's shape: an array of `Register` / `Delete` steps. A malformed step refuses the whole batch (nothing is written): it is a caller's bug, not a write to refuse alone. */
+export const checkSteps = <A>(ns: ResolvedNamespace<A>, steps: unknown): StateStoreError | undefined => {
+  const at = { owner: ns.owner, namespace: ns.namespace }
+  if (!Array.isArray(steps)) return invalid("writeBatch", `steps must be an array, got ${steps === null ? "null" : typeof steps}`, at)
+  for (const [i, step] of steps.entries()) {
+    const tag = typeof step === "object" && step !== null ? (step as { _tag?: unknown })._tag : undefined
+    if (tag !== "Register" && tag !== "Delete") return invalid("writeBatch", `step ${i} is not a { _tag: "Register" } or { _tag: "Delete" } step`, at)
   }
   return undefined
 }
@@ -39,8 +50,15 @@ export const checkRange = <A>(ns: ResolvedNamespace<A>, range: KeyRange): Checke
   const at = { owner: ns.owner, namespace: ns.namespace }
   if (typeof range !== "object" || range === null) return invalid(op, "the range must be an object", at)
   const { from, to, limit, order = "asc", cursor } = range
-  if (from !== undefined && typeof from !== "string") return invalid(op, `from must be a string, got ${typeof from}`, at)
-  if (to !== undefined && typeof to !== "string") return invalid(op, `to must be a string, got ${typeof to}`, at)
+  for (const [name, bound] of [
+    ["from", from],
+    ["to", to]
+  ] as const) {
+    if (bound === undefined) continue
+    if (typeof bound !== "string") return invalid(op, `${name} must be a string, got ${typeof bound}`, at)
+    // What no key can hold, no backend compares alike (PostgreSQL refuses NUL; a lone surrogate is sent as raw bytes to SQLite).
+    if (!isWellFormedText(bound)) return invalid(op, `${name} must be well-formed Unicode without NUL characters`, at)
+  }
   if (from !== undefined && to !== undefined && byteOrder(from, to) >= 0) return invalid(op, "the range must end (to, exclusive) after it starts (from)", at)
   if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_KEYS_PER_CALL) return invalid(op, `limit must be a whole number from 1 to ${MAX_KEYS_PER_CALL}, got ${String(limit)}`, at)
   if (order !== "asc" && order !== "desc") return invalid(op, `order must be "asc" or "desc", got ${String(order)}`, at)

@@ -10,6 +10,7 @@ import type { StateStoreError } from "../../StateStoreError.js"
 import { ABSENT, byteOrder, checkKeys, checkRange, checkRevision, revisionOf } from "./bulkRules.js"
 import type { MemoryCore, MemoryRow } from "./memoryCore.js"
 import { checkKey, invalid, isLive } from "./storeRules.js"
+import { decodeValue } from "./valueRules.js"
 
 /** The many-key, range and compare-and-set members of the namespace `core` is for. */
 export const makeMemoryBulk = <A>(core: MemoryCore<A>) => {
@@ -18,12 +19,17 @@ export const makeMemoryBulk = <A>(core: MemoryCore<A>) => {
     Effect.flatMap(Clock.currentTimeMillis, (now) => {
       const problem = checkKeys(ns, "lookupMany", keys)
       if (problem) return Effect.fail(problem)
-      return Effect.succeed(
-        keys.map((key): Either.Either<Option.Option<A>, StateStoreError> => {
-          const row = liveRow(key, now)
-          return row === undefined ? Either.right(Option.none()) : Either.map(decodeRow("lookupMany", row), (entry) => Option.some(entry.value))
-        })
-      )
+      const corrupt = new Set<string>()
+      // Every position decoded before a corrupt row is removed: a key named twice is Corrupt twice, as on SQL.
+      const results = keys.map((key): Either.Either<Option.Option<A>, StateStoreError> => {
+        const row = liveRow(key, now)
+        if (row === undefined) return Either.right(Option.none())
+        const decoded = decodeValue(ns, "lookupMany", key, row.json)
+        if (Either.isLeft(decoded)) corrupt.add(key)
+        return Either.map(decoded, Option.some)
+      })
+      for (const key of corrupt) rows.delete(key)
+      return Effect.succeed(results)
     })
 
   const deleteMany = (keys: ReadonlyArray<string>) =>

@@ -8,6 +8,8 @@
  */
 import { Clock, Effect, Either, Option } from "effect"
 import type { BatchOp, NamespaceHandle, RefusedWrite, StoredEntry, WriteBatchResult } from "../../KeyedStore.js"
+import type { StateStoreError } from "../../StateStoreError.js"
+import { checkSteps } from "./bulkRules.js"
 import { makeMemoryBulk } from "./memoryBulk.js"
 import { liveCount, type MemoryHandleContext, type MemoryRow, makeMemoryCore } from "./memoryCore.js"
 import { checkKey, isLive, lastStepPerKey, oldestFirst, type ResolvedNamespace } from "./storeRules.js"
@@ -26,8 +28,10 @@ export const makeMemoryHandle = <A>(ns: ResolvedNamespace<A>, ctx: MemoryHandleC
 
   const byKey = (a: { key: string }, b: { key: string }) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)
 
-  const writeBatch = (ops: ReadonlyArray<BatchOp<A>>): Effect.Effect<WriteBatchResult> =>
-    Effect.map(Clock.currentTimeMillis, (now) => {
+  const writeBatch = (ops: ReadonlyArray<BatchOp<A>>): Effect.Effect<WriteBatchResult, StateStoreError> =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const malformed = checkSteps(ns, ops)
+      if (malformed) return Effect.fail(malformed)
       const refused: Array<RefusedWrite> = []
       const deletes: Array<{ key: string; ifEqual: string | undefined }> = []
       const plain: Array<MemoryRow> = []
@@ -71,7 +75,7 @@ export const makeMemoryHandle = <A>(ns: ResolvedNamespace<A>, ctx: MemoryHandleC
         const landed = transact("writeBatch", now, row.key, (put) => put(row))
         if (Either.isLeft(landed)) refused.push({ key: row.key, error: landed.left })
       }
-      return { refused }
+      return Effect.succeed({ refused })
     })
 
   return {

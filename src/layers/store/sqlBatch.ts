@@ -8,6 +8,7 @@
 import { Array as Arr, Clock, Effect, Either } from "effect"
 import type { BatchOp, RefusedWrite, WriteBatchResult } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
+import { checkSteps } from "./bulkRules.js"
 import { makeCoalescer } from "./coalescer.js"
 import { CHUNK, type SqlHandleCore } from "./sqlHandleCore.js"
 import { executeInTransaction, type RowToWrite } from "./sqlStatements.js"
@@ -121,6 +122,8 @@ export const makeSqlBatchWrites = <A>(core: SqlHandleCore<A>) =>
 
   const writeBatch = (ops: ReadonlyArray<BatchOp<A>>): Effect.Effect<WriteBatchResult, StateStoreError> =>
     Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const malformed = checkSteps(ns, ops)
+      if (malformed) return Effect.fail(malformed)
       const refused: Array<RefusedWrite> = []
       const deletes: Array<string> = []
       const conditionalDeletes: Array<{ key: string; json: string }> = []

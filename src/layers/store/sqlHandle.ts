@@ -17,7 +17,7 @@ import type { DbRow, DeletedRow, RowToWrite } from "./sqlStatements.js"
 import type { ResolvedNamespace } from "./storeRules.js"
 import { encodeValue } from "./valueRules.js"
 
-export { lockKeyOf, type SqlHandleContext, unexpectedFailure } from "./sqlHandleCore.js"
+export { lockKeyOf, type SqlHandleContext } from "./sqlHandleCore.js"
 
 /** Builds the handle of the resolved namespace `ns`; its claim batcher runs in the store's scope. */
 export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>): Effect.Effect<NamespaceHandle<A>> =>

@@ -8,7 +8,8 @@ import type { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, Effect, Either, type Scope } from "effect"
 import type { StoredEntry, WriteOptions } from "../../KeyedStore.js"
-import { StateStoreError } from "../../StateStoreError.js"
+import type { StateStoreError } from "../../StateStoreError.js"
+import { unexpectedFailure } from "./handleGuard.js"
 import { type BusyGate, retryTransient, type Transient, transientReason } from "./retry.js"
 import { makeCaps } from "./sqlCaps.js"
 import { classify, fromSqlError } from "./sqlFailure.js"
@@ -38,16 +39,6 @@ export interface SqlHandleContext {
 /** The lock a write of this namespace takes: the namespace's, or the owner's when an owner cap spans its namespaces. */
 export const lockKeyOf = (owner: string, namespace: string, ownerMaxEntries: number | undefined) =>
   ownerMaxEntries === undefined ? `${owner}/${namespace}` : owner
-
-/** A defect (a driver or file-system throw nobody mapped) as the typed failure every store operation promises. */
-export const unexpectedFailure = (operation: string, kind: "read" | "write", defect: unknown, where: { owner?: string; namespace?: string } = {}) =>
-  new StateStoreError({
-    reason: kind === "read" ? "ReadFailed" : "WriteFailed",
-    operation,
-    detail: `unexpected store error: ${defect instanceof Error ? defect.message : String(defect)}`,
-    cause: defect,
-    ...where
-  })
 
 /** The building blocks of one namespace's handle (see {@link makeSqlHandleCore}). */
 export type SqlHandleCore<A> = ReturnType<typeof makeSqlHandleCore<A>>

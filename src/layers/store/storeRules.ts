@@ -229,6 +229,9 @@ const NEEDS_A_LOOK = /[\u0000\uD800-\uDFFF]/
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 
+/** Whether `text` is well-formed Unicode without NUL: what every backend stores and compares alike. */
+export const isWellFormedText = (text: string): boolean => !NEEDS_A_LOOK.test(text) || (!text.includes("\u0000") && !LONE_SURROGATE.test(text))
+
 /** Checks a key: a non-empty string of at most 512 UTF-8 bytes without NUL. */
 export const checkKey = <A>(ns: ResolvedNamespace<A>, operation: string, key: unknown): StateStoreError | undefined => {
   // The common case — a short key with no NUL and no surrogate at all — needs no more checks.

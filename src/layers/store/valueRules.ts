@@ -8,6 +8,7 @@
  *
  * @internal
  */
+import { types } from "node:util"
 import { Either, ParseResult } from "effect"
 import { StateStoreError } from "../../StateStoreError.js"
 import { invalid, type ResolvedNamespace, utf8Bytes } from "./storeRules.js"
@@ -25,25 +26,36 @@ interface Problem {
 const problem = (reason: Problem["reason"], detail: string): Problem => ({ reason, detail, path: [] })
 
 const OBJECT_SOURCE = Function.prototype.toString.call(Object)
+const ARRAY_SOURCE = Function.prototype.toString.call(Array)
 
-/** A plain object's prototype: `Object.prototype`, or another realm's (a value made in a `vm` context is plain too). */
-const isPlainPrototype = (proto: unknown): boolean => {
-  if (proto === Object.prototype) return true
-  if (proto === null || typeof proto !== "object" || Object.getPrototypeOf(proto) !== null) return false
+/** Whether `proto` is `constructor`'s prototype in this realm or another one (a value made in a `vm` context is plain too). */
+const isBuiltinPrototype = (proto: unknown, own: object, source: string, parentIsRoot: boolean): boolean => {
+  if (proto === own) return true
+  if (proto === null || typeof proto !== "object") return false
+  const parent = Object.getPrototypeOf(proto)
+  if (parentIsRoot ? parent !== null : !isBuiltinPrototype(parent, Object.prototype, OBJECT_SOURCE, true)) return false
   const maker = (proto as { constructor?: unknown }).constructor
-  return typeof maker === "function" && Function.prototype.toString.call(maker) === OBJECT_SOURCE && maker.prototype === proto
+  return typeof maker === "function" && Function.prototype.toString.call(maker) === source && maker.prototype === proto
+}
+
+/** A `toJSON` on the prototype chain (someone patched `Object.prototype` or `Array.prototype`): `JSON.stringify` would call it. */
+const inheritsToJson = (proto: object): boolean => {
+  for (let p: object | null = proto; p !== null; p = Object.getPrototypeOf(p)) if (Object.getOwnPropertyDescriptor(p, "toJSON") !== undefined) return true
+  return false
 }
 
 /**
  * Why `value` is not JSON that reads back as it is, or `undefined` when it is. Getters are
- * never called; `ancestors` holds the objects above `value`, so a cycle is named as one
- * (the same object twice, side by side, is fine).
+ * never called (nor proxy traps: a proxy is refused); `ancestors` holds the objects above
+ * `value`, so a cycle is named as one (the same object twice, side by side, is fine).
+ * `-0` is taken, and reads back as `0`: JSON has no negative zero.
  */
 const jsonProblem = (value: unknown, depth: number, ancestors: Array<object>): Problem | undefined => {
   if (depth > MAX_VALUE_DEPTH) return problem("LimitExceeded", `value is nested deeper than ${MAX_VALUE_DEPTH} levels`)
   if (value === null || typeof value === "string" || typeof value === "boolean") return undefined
   if (typeof value === "number") return Number.isFinite(value) ? undefined : problem("InvalidInput", "value contains a non-finite number")
   if (typeof value !== "object") return problem("InvalidInput", `value contains a ${typeof value}, which is not JSON`)
+  if (types.isProxy(value)) return problem("InvalidInput", "value contains a Proxy (what it answers is not what JSON would write)")
   if (ancestors.includes(value)) return problem("InvalidInput", "value contains a circular reference")
   ancestors.push(value)
   const found = Array.isArray(value) ? arrayProblem(value, depth, ancestors) : objectProblem(value, depth, ancestors)
@@ -51,41 +63,49 @@ const jsonProblem = (value: unknown, depth: number, ancestors: Array<object>): P
   return found
 }
 
-const arrayProblem = (value: ReadonlyArray<unknown>, depth: number, ancestors: Array<object>): Problem | undefined => {
-  for (let i = 0; i < value.length; i++) {
-    // JSON writes a hole or an undefined element as null: it would not read back.
-    if (!(i in value)) return { ...problem("InvalidInput", "value contains a sparse array"), path: [i] }
-    const item = value[i]
-    if (item === undefined) return { ...problem("InvalidInput", "value contains an undefined array element (JSON writes it as null)"), path: [i] }
+/** Checks the own properties of a plain object or array: data properties only, enumerable, no symbols; items walked. */
+const propertiesProblem = (value: object, names: ReadonlyArray<string>, depth: number, ancestors: Array<object>, isArray: boolean): Problem | undefined => {
+  if (Object.getOwnPropertySymbols(value).length > 0) return problem("InvalidInput", `value contains ${isArray ? "an array" : "an object"} with symbol keys (JSON drops them)`)
+  for (const name of names) {
+    const descriptor = Object.getOwnPropertyDescriptor(value, name)!
+    if (!("value" in descriptor)) return { ...problem("InvalidInput", "value contains an accessor property (getters are not read)"), path: [name] }
+    if (!descriptor.enumerable) return { ...problem("InvalidInput", "value contains a non-enumerable property (JSON drops it)"), path: [name] }
+    const item: unknown = descriptor.value
+    if (item === undefined) {
+      // An undefined property is an absent one: how a Schema's optional fields encode.
+      if (!isArray) continue
+      return { ...problem("InvalidInput", "value contains an undefined array element (JSON writes it as null)"), path: [name] }
+    }
     const found = jsonProblem(item, depth + 1, ancestors)
     if (found) {
-      found.path.unshift(i)
+      found.path.unshift(isArray ? Number(name) : name)
       return found
     }
   }
   return undefined
 }
 
+const arrayProblem = (value: ReadonlyArray<unknown>, depth: number, ancestors: Array<object>): Problem | undefined => {
+  const proto = Object.getPrototypeOf(value)
+  if (!isBuiltinPrototype(proto, Array.prototype, ARRAY_SOURCE, false)) return problem("InvalidInput", "value contains an array of a subclass, which reads back as a plain array")
+  if (inheritsToJson(proto)) return problem("InvalidInput", "value contains an array that inherits a toJSON")
+  const names = Object.getOwnPropertyNames(value)
+  // Own names are the indexes, then "length": any other (a toJSON, a label) JSON would drop.
+  if (names.length !== value.length + 1) {
+    for (let i = 0; i < value.length; i++) if (!Object.hasOwn(value, i)) return { ...problem("InvalidInput", "value contains a sparse array"), path: [i] }
+    return problem("InvalidInput", "value contains an array with named properties (JSON drops them)")
+  }
+  return propertiesProblem(value, names.slice(0, value.length), depth, ancestors, true)
+}
+
 const objectProblem = (value: object, depth: number, ancestors: Array<object>): Problem | undefined => {
   const proto = Object.getPrototypeOf(value)
-  if (!isPlainPrototype(proto)) {
+  if (!isBuiltinPrototype(proto, Object.prototype, OBJECT_SOURCE, true)) {
     const name = proto === null ? "null-prototype" : ((proto as { constructor?: { name?: string } }).constructor?.name ?? "non-plain")
     return problem("InvalidInput", `value contains a ${name} object, which is not plain JSON`)
   }
-  if (Object.getOwnPropertySymbols(value).length > 0) return problem("InvalidInput", "value contains an object with symbol keys (JSON drops them)")
-  for (const name of Object.getOwnPropertyNames(value)) {
-    const descriptor = Object.getOwnPropertyDescriptor(value, name)!
-    if (!("value" in descriptor)) return { ...problem("InvalidInput", "value contains an accessor property (getters are not read)"), path: [name] }
-    if (!descriptor.enumerable) return { ...problem("InvalidInput", "value contains a non-enumerable property (JSON drops it)"), path: [name] }
-    // An undefined property is an absent one: how a Schema's optional fields encode.
-    if (descriptor.value === undefined) continue
-    const found = jsonProblem(descriptor.value, depth + 1, ancestors)
-    if (found) {
-      found.path.unshift(name)
-      return found
-    }
-  }
-  return undefined
+  if (inheritsToJson(proto)) return problem("InvalidInput", "value contains an object that inherits a toJSON")
+  return propertiesProblem(value, Object.getOwnPropertyNames(value), depth, ancestors, false)
 }
 
 const where = (path: ReadonlyArray<string | number>) => (path.length === 0 ? "" : ` (at ${path.join(".")})`)

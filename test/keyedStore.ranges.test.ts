@@ -1,5 +1,5 @@
 /**
- * Attack: entriesInRange — UTF-8 byte order on every backend, bounds, cursors; memory agrees
+ * Under attack: entriesInRange — UTF-8 byte order on every backend, bounds, cursors; memory agrees
  * with SQL exactly, also for bounds that are not keys (NUL, lone surrogates).
  */
 import { describe, expect, it } from "@effect/vitest"
@@ -77,7 +77,7 @@ const rangeOutcome = (backend: BackendFactory, keys: ReadonlyArray<string>, rang
   )
 
 const suite = (backend: BackendFactory) =>
-  describe(`attack range: ${backend.name}`, () => {
+  describe(`KeyedStore key ranges, byte order and bounds: ${backend.name}`, () => {
     it.scoped("every page size, both orders, every from/to pair of the tricky keys: UTF-8 byte order, no duplicates or skips", () =>
       withFreshStore(
         backend,
@@ -136,6 +136,21 @@ const suite = (backend: BackendFactory) =>
           expect(second.cursor).toBeUndefined()
           const exact = yield* h.entriesInRange({ limit: 3 })
           expect(exact.cursor).toBeUndefined()
+        })
+      )
+    )
+
+    it.scoped("lookupMany and deleteMany find every tricky key (numeric-looking, JSON-escaped, astral, combining) by position", () =>
+      withFreshStore(
+        backend,
+        Effect.gen(function* () {
+          const h = yield* open()
+          const keys = [...KEYS, "1", "1.0", "true", "null", '"quoted"', "back\\slash", "\\u0041", "[1]", "{}", "\u2028"]
+          yield* h.writeBatch(keys.map((key, i) => ({ _tag: "Register" as const, key, value: i, createdAt: 0, expiresAt: undefined })))
+          const asked = [...keys].reverse()
+          const found = yield* h.lookupMany(asked)
+          expect(found.map((r) => (Either.isRight(r) && r.right._tag === "Some" ? r.right.value : "missing"))).toEqual(asked.map((k) => keys.indexOf(k)))
+          expect(yield* h.deleteMany(asked)).toEqual(asked.map(() => true))
         })
       )
     )
