@@ -70,6 +70,18 @@ describe("flat JSON fast path vs the full path", () => {
     expect(r.fast).toBe(r.full)
   })
 
+  it("numbers around the epoch-millisecond shortcut (whole numbers from 1e9 to below 1e15, zeros in the last six digits): the full path's text", () => {
+    const schema = Schema.Struct({ repliedAt: Schema.Number }) as Schema.Schema<unknown, unknown>
+    const edges = [1e9 - 1, 1e9, 1e9 + 0.5, 1712345000000, 1712345000001, 1712345000010, 1712345000100, 1712345001000, 1712345010000, 1712345100000, 1712345999999]
+    const around = [1e15 - 1, 1e15 - 0.5, 1e15, 2 ** 53, -1712345678901, -0, 0, 8640000000000000, 1.5e-7]
+    const random = Array.from({ length: 2000 }, (_, i) => Math.floor(10 ** (9 + (i % 600) / 100) + ((i * 7919) % 1_000_000)))
+    for (const repliedAt of [...edges, ...around, ...random]) {
+      const r = bothPaths(schema, { repliedAt })
+      expect(r.compiled).toBe(true)
+      expect(r.fast, String(repliedAt)).toBe(r.full)
+    }
+  })
+
   it.scoped("end to end (memory store): register of an exact-optional property set to undefined is refused with InvalidInput, as the full path refuses it", () =>
     Effect.gen(function* () {
       const store = yield* Effect.provide(KeyedStore, MemoryStore.layer())

@@ -127,13 +127,25 @@ export const makeStatements = (dialect: StatementDialect, owner: string, namespa
     `INSERT INTO ${E} (${COLUMNS}) VALUES ${tuple(p, row)} ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET ${SET_ALL}`
 
   // Multi-row upserts are built once per row count: a batch then costs one parameter array.
+  // SQLite: the owner and namespace are bound once per statement, not once per row (SQLite
+  // copies every bound text: a third fewer parameters, and about a tenth less time in the
+  // statement), and the text is half as long (the client's statement cache hashes it on
+  // every run). The same rows: a VALUES list selected from (`WHERE true` keeps SQLite's
+  // parser from reading ON CONFLICT as a join's constraint).
+  // PostgreSQL keeps one tuple of six per row: its VALUES columns take their types from the
+  // table only when inserted directly.
   const upsertTexts = new Map<number, string>()
-  const placeholder = dialect.backend === "pg" ? (i: number) => `$${i}` : (_: number) => "?"
+  const pgPlaceholder = (i: number) => `$${i}`
   const upsertText = (rows: number): string => {
     let text = upsertTexts.get(rows)
     if (text === undefined) {
-      const tuples = Array.from({ length: rows }, (_, r) => `(${Array.from({ length: 6 }, (_, c) => placeholder(r * 6 + c + 1)).join(", ")})`)
-      text = `INSERT INTO ${E} (${COLUMNS}) VALUES ${tuples.join(", ")} ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET ${SET_ALL}`
+      if (dialect.backend === "pg") {
+        const tuples = Array.from({ length: rows }, (_, r) => `(${Array.from({ length: 6 }, (_, c) => pgPlaceholder(r * 6 + c + 1)).join(", ")})`)
+        text = `INSERT INTO ${E} (${COLUMNS}) VALUES ${tuples.join(", ")} ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET ${SET_ALL}`
+      } else {
+        const tuples = Array.from({ length: rows }, () => "(?,?,?,?)").join(",")
+        text = `INSERT INTO ${E} (${COLUMNS}) SELECT ?, ?, column1, column2, column3, column4 FROM (VALUES ${tuples}) WHERE true ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET ${SET_ALL}`
+      }
       upsertTexts.set(rows, text)
     }
     return text
@@ -146,10 +158,14 @@ export const makeStatements = (dialect: StatementDialect, owner: string, namespa
     `${inNamespace(p)} AND entry_key = ${p.v(key)} AND value_json = ${p.v(seen.json)} AND created_at = ${p.v(seen.createdAt)} AND expires_at IS NOT DISTINCT FROM ${p.v(seen.expiresAt ?? null)} AND ${live(p)}`
 
   return {
-    /** Upserts rows with explicit timestamps, in one statement. */
+    /** Upserts rows with explicit timestamps, in one statement (written per dialect: see `upsertText`). */
     upsertMany: (rows: ReadonlyArray<{ readonly key: string; readonly json: string; readonly createdAt: number; readonly expiresAt: number | null }>): SqlText => {
       const params: Array<unknown> = []
-      for (const row of rows) params.push(owner, namespace, row.key, row.json, row.createdAt, row.expiresAt)
+      if (dialect.backend === "pg") for (const row of rows) params.push(owner, namespace, row.key, row.json, row.createdAt, row.expiresAt)
+      else {
+        params.push(owner, namespace)
+        for (const row of rows) params.push(row.key, row.json, row.createdAt, row.expiresAt)
+      }
       return { text: upsertText(rows.length), params }
     },
     /** Upserts one row. */

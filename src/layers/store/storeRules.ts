@@ -327,6 +327,16 @@ export const oldestFirst = (a: { createdAt: number; key: string }, b: { createdA
 /** Collapses a batch to its last step per key (each key placed where its last step was). */
 export const lastStepPerKey = <T extends { readonly key: string }>(ops: ReadonlyArray<T>): ReadonlyArray<T> => {
   // Most batches (a flush is already collapsed) name each key once: then they are their own answer.
+  // Keys in strictly increasing order (time-ordered ids written in order) are distinct: one
+  // comparison a step says so, without building the set (about a tenth of its cost).
+  let i = 1
+  while (i < ops.length) {
+    const before = ops[i - 1]!.key
+    const key = ops[i]!.key
+    if (typeof before !== "string" || typeof key !== "string" || !(before < key)) break
+    i++
+  }
+  if (i >= ops.length) return ops
   const seen = new Set<string>()
   for (const op of ops) seen.add(op.key)
   if (seen.size === ops.length) return ops
