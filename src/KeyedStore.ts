@@ -5,8 +5,12 @@
  *
  * @module
  */
-import type { Duration, Effect, Either, Option, Schema } from "effect"
-import { Context } from "effect"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import type * as Either from "effect/Either"
+import type * as Option from "effect/Option"
+import type * as Schema from "effect/Schema"
+import * as Context from "effect/Context"
 import type { StateStoreError } from "./StateStoreError.js"
 
 /**

@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { Effect, Layer } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { describeValue, unreadable } from "./layers/settingsCheck.js"
 import { PluginStateConfigError } from "./PluginStateConfigError.js"
 import type { KeyedStore } from "./KeyedStore.js"

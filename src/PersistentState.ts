@@ -4,7 +4,10 @@
  *
  * @module
  */
-import { Context, Effect, Layer, Schema } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
 import { KeyedStore, type StoreBackend } from "./KeyedStore.js"
 import type { StateStoreError, StateStoreErrorReason } from "./StateStoreError.js"
 

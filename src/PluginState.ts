@@ -6,7 +6,11 @@
  *
  * @module
  */
-import { Cause, type Context, Effect, Exit, Option } from "effect"
+import * as Cause from "effect/Cause"
+import type * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
 import { BlueBubblesInboundDedupe, type InboundMessage } from "./channels/BlueBubblesInboundDedupe.js"
 import { DiscordInteractionRegistry } from "./channels/DiscordInteractionRegistry.js"
 import { type FeishuMessage, FeishuMessageDedupe } from "./channels/FeishuMessageDedupe.js"

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { Data } from "effect"
+import * as Data from "effect/Data"
 
 /**
  * A setting that is wrong: the flag, the config object's shape, or a store, mirror or runtime

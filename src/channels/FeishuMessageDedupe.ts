@@ -3,7 +3,9 @@
  *
  * @module
  */
-import { Context, Duration, Effect } from "effect"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import { type CacheSpec, channelLayers } from "../layers/channelCache.js"
 import { type ClaimOutcome, ClaimState, makeClaimLedger, sameClaim } from "../layers/ClaimLedger.js"
 

@@ -4,7 +4,11 @@
  *
  * @module
  */
-import { Context, Duration, Effect, Option, Schema } from "effect"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import { type CacheSpec, channelLayers, ttlMillisOr } from "../layers/channelCache.js"
 
 /** What a reaction decides: ✅ allow-once, ♾️ allow-always, ❌ deny. */

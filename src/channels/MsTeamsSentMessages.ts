@@ -4,7 +4,11 @@
  *
  * @module
  */
-import { Context, Duration, Effect, Option, Schema } from "effect"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import { BoundedTtlMap } from "../layers/mirror/BoundedTtlMap.js"
 import { type CacheSpec, channelLayers } from "../layers/channelCache.js"
 

@@ -5,9 +5,8 @@
  */
 import type { parseArgs } from "node:util"
 
-/** A subcommand: its one-line summary, its help text, its flags, and how it runs. */
+/** A subcommand: its help text, its flags, and how it runs (its one-line summary is in main.ts, which loads it on demand). */
 export interface Command {
-  readonly summary: string
   readonly help: string
   readonly options: NonNullable<NonNullable<Parameters<typeof parseArgs>[0]>["options"]>
   /** Runs with the parsed flags; resolves to the exit code. May throw a `CliFailure`. */

@@ -9,7 +9,8 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Effect, Metric } from "effect"
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
 import type { ChannelName, StoreLocation } from "../PluginRuntime.js"
 import { createPluginState, type PluginState } from "../PluginState.js"
 import { type Command, storeOptions } from "./command.js"
@@ -170,7 +171,6 @@ export const runDemo = async (options: DemoOptions): Promise<number> => {
 
 /** The `demo` subcommand. */
 export const demoCommand: Command = {
-  summary: "show six caches surviving a restart (what `npm start` runs)",
   help: `Usage: channel-state demo [--db PATH | --pg URL] [--stats]
 
 For each cache, performs what a plugin does, restarts, and replays what the user does next —

@@ -8,7 +8,10 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { SqlClient } from "@effect/sql/SqlClient"
-import { Duration, Effect, Either, type Layer } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import type * as Layer from "effect/Layer"
 import type { KeyedStore } from "../KeyedStore.js"
 import * as PgStore from "../layers/store/PgStore.js"
 import * as SqliteStore from "../layers/store/SqliteStore.js"
@@ -264,7 +267,6 @@ const pgChecks = async (target: Extract<Target, { backend: "pg" }>): Promise<Rea
 
 /** The `doctor` subcommand. */
 export const doctorCommand: Command = {
-  summary: "check a state database and say what to fix",
   help: `Usage: channel-state doctor (--db PATH | --pg URL) [--json]
 
 Checks, and prints each as ok or FAIL with what to do:

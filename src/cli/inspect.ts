@@ -5,7 +5,8 @@
  *
  * @internal
  */
-import { Clock, Effect } from "effect"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
 import { type AdminEntry, listEntries, type NamespaceSummary, summary } from "../layers/store/StoreAdmin.js"
 import { type Command, storeOptions } from "./command.js"
 import { nameFlag } from "./flags.js"
@@ -49,7 +50,6 @@ const namespaceJson = (n: NamespaceSummary) => ({ ...n, oldest: isoTime(n.oldest
 
 /** The `inspect` subcommand. */
 export const inspectCommand: Command = {
-  summary: "show what a state database holds, per owner and namespace",
   help: `Usage: channel-state inspect (--db PATH | --pg URL) [--owner ID [--namespace NS] [--values] [--limit N]] [--json]
 
 Prints, per owner (plugin id) and namespace: live rows, expired rows not yet swept, bytes of

@@ -7,13 +7,15 @@
 import * as fs from "node:fs"
 import { parseArgs } from "node:util"
 import type { Command } from "./command.js"
-import { demoCommand } from "./demo.js"
-import { doctorCommand } from "./doctor.js"
-import { inspectCommand } from "./inspect.js"
 import { CliFailure, ExitCode, print, printError } from "./output.js"
-import { purgeCommand } from "./purge.js"
 
-const commands: Record<string, Command> = { demo: demoCommand, inspect: inspectCommand, purge: purgeCommand, doctor: doctorCommand }
+/** Each command's summary, and its module, loaded only when it runs: `--help` and `--version` load no store code. */
+const commands: Record<string, { readonly summary: string; readonly load: () => Promise<Command> }> = {
+  demo: { summary: "show six caches surviving a restart (what `npm start` runs)", load: async () => (await import("./demo.js")).demoCommand },
+  inspect: { summary: "show what a state database holds, per owner and namespace", load: async () => (await import("./inspect.js")).inspectCommand },
+  purge: { summary: "delete one owner's rows (all, one namespace, or only expired ones)", load: async () => (await import("./purge.js")).purgeCommand },
+  doctor: { summary: "check a state database and say what to fix", load: async () => (await import("./doctor.js")).doctorCommand }
+}
 
 const usage = () => `Usage: channel-state <command> [options]
 
@@ -41,12 +43,13 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
     print(usage())
     return name === undefined ? ExitCode.usage : ExitCode.ok
   }
-  const command = commands[name]
-  if (command === undefined) {
+  const entry = commands[name]
+  if (entry === undefined) {
     printError(new CliFailure(`unknown command "${name}"`, ExitCode.usage, "Run `channel-state --help` for the list of commands."))
     return ExitCode.usage
   }
   try {
+    const command = await entry.load()
     const { values } = parseArgs({ args: [...rest], options: { ...command.options, help: { type: "boolean", short: "h" } }, strict: true, allowPositionals: false })
     if (values.help) {
       print(command.help)

@@ -5,7 +5,7 @@
  * @internal
  */
 import * as readline from "node:readline"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { type PurgeCounts, purge, purgePreview } from "../layers/store/StoreAdmin.js"
 import { type Command, storeOptions } from "./command.js"
 import { nameFlag } from "./flags.js"
@@ -40,7 +40,6 @@ const countsTable = (counts: PurgeCounts) =>
 
 /** The `purge` subcommand. */
 export const purgeCommand: Command = {
-  summary: "delete one owner's rows (all, one namespace, or only expired ones)",
   help: `Usage: channel-state purge (--db PATH | --pg URL) --owner ID [--namespace NS] [--expired-only] [--yes] [--json]
 
 Deletes rows of one owner (plugin id) — never another owner's. First prints how many rows it

@@ -9,7 +9,10 @@
  * @internal
  */
 import { randomUUID } from "node:crypto"
-import { Duration, Effect, Option, Schema } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import type { MirroredCache, SettleOutcome } from "./mirror/MirroredCache.js"
 
 /**

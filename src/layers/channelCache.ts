@@ -4,9 +4,14 @@
  *
  * @internal
  */
-import type { Context, Schema, Scope } from "effect"
+import type * as Context from "effect/Context"
+import type * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import type { PluginStateConfigError } from "../PluginStateConfigError.js"
-import { Duration, Effect, Layer, Option } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import { KeyedStore } from "../KeyedStore.js"
 import { StateStoreError } from "../StateStoreError.js"
 import { makeCacheMetrics } from "./mirror/CacheMetrics.js"

@@ -12,7 +12,9 @@
  *
  * @internal
  */
-import { Effect, FiberRef, Scheduler } from "effect"
+import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
+import * as Scheduler from "effect/Scheduler"
 
 /** The longest unbroken run of the library's fiber steps, in milliseconds. */
 export const SLICE_MS = 8

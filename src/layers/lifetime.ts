@@ -11,7 +11,9 @@
  *
  * @internal
  */
-import { Clock, Duration, Effect } from "effect"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 
 const liveClockPrototype = Object.getPrototypeOf(Clock.make())
 

@@ -6,7 +6,8 @@
  *
  * @internal
  */
-import { Duration, Option } from "effect"
+import * as Duration from "effect/Duration"
+import * as Option from "effect/Option"
 
 /** What one setting must be: `undefined` when `value` is fine, else what was expected. */
 export type Rule = (value: unknown) => string | undefined

@@ -16,7 +16,8 @@
  */
 import { randomUUID } from "node:crypto"
 import * as path from "node:path"
-import { Layer, ManagedRuntime } from "effect"
+import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
 import type { KeyedStore } from "../KeyedStore.js"
 import { defaultSqlitePath, type StoreLocation, storeLayer } from "../PluginRuntime.js"
 import { StateStoreError } from "../StateStoreError.js"

@@ -6,7 +6,13 @@
  * @internal
  */
 import { createHash } from "node:crypto"
-import { Cause, Effect, Either, Exit, type ManagedRuntime, Option, Schema } from "effect"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import type * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import { type Change, KeyedStore, MAX_KEYS_PER_CALL, type NamespaceHandle, type StoredEntry } from "../KeyedStore.js"
 import { MAX_KEY_BYTES, type ResolvedNamespace, resolveNamespace, utf8Bytes } from "../layers/store/storeRules.js"
 import { encodeJson } from "../layers/store/valueRules.js"

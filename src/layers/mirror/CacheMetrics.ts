@@ -5,7 +5,9 @@
  *
  * @internal
  */
-import { Effect, Metric, MetricBoundaries } from "effect"
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
 import type { StateStoreErrorReason } from "../../StateStoreError.js"
 import type { DropReason } from "./writeQueue.js"
 

@@ -8,7 +8,8 @@
  *
  * @internal
  */
-import { Effect, Option } from "effect"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { MAX_EPOCH_MILLIS, storageKey } from "../store/storeRules.js"
 import type { TimedEntry } from "./BoundedTtlMap.js"
 import { BoundedTtlMap } from "./BoundedTtlMap.js"

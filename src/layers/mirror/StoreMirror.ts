@@ -12,7 +12,11 @@
  * @internal
  */
 import { fairly } from "../fairScheduler.js"
-import { Duration, Effect, Either, Fiber, Runtime } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
+import * as Runtime from "effect/Runtime"
 import type { BatchOp, NamespaceHandle } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
 import { realSleep } from "../store/retry.js"

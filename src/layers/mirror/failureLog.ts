@@ -8,7 +8,9 @@
  *
  * @internal
  */
-import { Clock, Duration, Effect } from "effect"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import type { StateStoreError, StateStoreErrorReason } from "../../StateStoreError.js"
 import type { CacheMetrics } from "./CacheMetrics.js"
 

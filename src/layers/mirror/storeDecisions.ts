@@ -17,7 +17,9 @@
  *
  * @internal
  */
-import { Effect, Either, Option } from "effect"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
 import type { StateStoreError } from "../../StateStoreError.js"
 import type { BoundedTtlMap, TimedEntry } from "./BoundedTtlMap.js"
 import type { CacheMetrics, UndecidedReason } from "./CacheMetrics.js"

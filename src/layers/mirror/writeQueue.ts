@@ -9,7 +9,9 @@
  *
  * @internal
  */
-import { Deferred, Effect, FiberId } from "effect"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as FiberId from "effect/FiberId"
 import type { BatchOp } from "../../KeyedStore.js"
 
 /** Why a queued change was dropped before it reached the store. */

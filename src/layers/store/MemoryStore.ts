@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { Effect, Layer } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import type { NamespaceHandle, NamespaceOptions } from "../../KeyedStore.js"
 import { KeyedStore } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"

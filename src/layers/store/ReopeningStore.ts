@@ -7,7 +7,13 @@
  * @internal
  */
 import { fairly } from "../fairScheduler.js"
-import { Clock, Deferred, Duration, Effect, ExecutionStrategy, Exit, Scope } from "effect"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
 import { KeyedStore, type NamespaceHandle, type NamespaceOptions, type StoreBackend } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
 import { realSleep } from "./retry.js"

@@ -6,7 +6,10 @@
  * @module
  */
 import { SqlClient } from "@effect/sql/SqlClient"
-import { Clock, Duration, Effect, Layer } from "effect"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import type { NamespaceHandle, NamespaceOptions } from "../../KeyedStore.js"
 import { KeyedStore, type StoreBackend } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"

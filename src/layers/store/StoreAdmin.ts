@@ -11,7 +11,10 @@
  */
 import { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Clock, Effect, Option, Schema } from "effect"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import { KeyedStore } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
 import { ENTRIES_TABLE, SCHEMA_VERSION, storedSchemaVersion } from "./migrations.js"

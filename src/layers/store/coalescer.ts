@@ -7,7 +7,12 @@
  *
  * @internal
  */
-import { Chunk, Deferred, Effect, Exit, Queue, Scope } from "effect"
+import * as Chunk from "effect/Chunk"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Queue from "effect/Queue"
+import * as Scope from "effect/Scope"
 
 interface Waiting<Req, Res, E> {
   readonly request: Req

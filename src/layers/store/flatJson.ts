@@ -11,7 +11,8 @@
  * @internal
  */
 import { types } from "node:util"
-import { Option, SchemaAST } from "effect"
+import * as Option from "effect/Option"
+import * as SchemaAST from "effect/SchemaAST"
 
 /** How one property's value is checked. */
 type Check = (value: unknown) => boolean

@@ -6,7 +6,7 @@
  *
  * @internal
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { NamespaceHandle } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
 

@@ -4,7 +4,10 @@
  *
  * @internal
  */
-import { Clock, Effect, Either, Option } from "effect"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
 import type { Change, CompareResult, EntriesPage, KeyRange, Observation, StoredEntry } from "../../KeyedStore.js"
 import type { StateStoreError } from "../../StateStoreError.js"
 import { ABSENT, byteOrder, checkKeys, checkRange, checkRevision, revisionOf } from "./bulkRules.js"

@@ -4,7 +4,9 @@
  *
  * @internal
  */
-import { Clock, Effect, Either } from "effect"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import type { StoredEntry, WriteOptions } from "../../KeyedStore.js"
 import type { StateStoreError } from "../../StateStoreError.js"
 import { capExceeded, checkKey, isLive, oldestFirst, type ResolvedNamespace, writeTimes } from "./storeRules.js"

@@ -6,7 +6,10 @@
  *
  * @internal
  */
-import { Clock, Effect, Either, Option } from "effect"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
 import type { BatchOp, NamespaceHandle, RefusedWrite, StoredEntry, WriteBatchResult } from "../../KeyedStore.js"
 import type { StateStoreError } from "../../StateStoreError.js"
 import { checkSteps } from "./bulkRules.js"

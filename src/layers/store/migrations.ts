@@ -6,7 +6,7 @@
  */
 import * as Migrator from "@effect/sql/Migrator"
 import { SqlClient } from "@effect/sql/SqlClient"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { StateStoreError } from "../../StateStoreError.js"
 import { makeWriteTransactions } from "./sqlTransaction.js"
 

@@ -8,7 +8,9 @@
  *
  * @internal
  */
-import { Deferred, Effect, FiberId } from "effect"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as FiberId from "effect/FiberId"
 import type { StateStoreError } from "../../StateStoreError.js"
 
 /** Sleeps on a real timer (contention is real time, whatever clock the caller runs on). */

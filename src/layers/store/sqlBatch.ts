@@ -5,7 +5,10 @@
  *
  * @internal
  */
-import { Array as Arr, Clock, Effect, Either } from "effect"
+import * as Arr from "effect/Array"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import type { BatchOp, RefusedWrite, WriteBatchResult } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
 import { checkSteps } from "./bulkRules.js"

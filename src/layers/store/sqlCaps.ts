@@ -8,7 +8,7 @@
  */
 import type { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { StateStoreError } from "../../StateStoreError.js"
 import { execute, type SqlText, type Statements } from "./sqlStatements.js"
 import { capExceeded, type ResolvedNamespace } from "./storeRules.js"

@@ -7,7 +7,10 @@
  * @internal
  */
 import type { SqlError } from "@effect/sql/SqlError"
-import { Clock, Effect, Either, Option } from "effect"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
 import type { Change, CompareResult, Observation } from "../../KeyedStore.js"
 import type { StateStoreError } from "../../StateStoreError.js"
 import { ABSENT, checkRevision, revisionOf } from "./bulkRules.js"

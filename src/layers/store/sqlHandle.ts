@@ -5,7 +5,10 @@
  *
  * @internal
  */
-import { Clock, Effect, Either, Option } from "effect"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
 import type { NamespaceHandle, StoredEntry, WriteOptions } from "../../KeyedStore.js"
 import type { StateStoreError } from "../../StateStoreError.js"
 import type { SqlError } from "@effect/sql/SqlError"

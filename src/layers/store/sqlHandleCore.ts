@@ -6,7 +6,10 @@
  */
 import type { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Clock, Effect, Either, type Scope } from "effect"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import type * as Scope from "effect/Scope"
 import type { StoredEntry, WriteOptions } from "../../KeyedStore.js"
 import type { StateStoreError } from "../../StateStoreError.js"
 import { unexpectedFailure } from "./handleGuard.js"

@@ -12,7 +12,8 @@
  * @internal
  */
 import { type SqlClient, TransactionConnection } from "@effect/sql/SqlClient"
-import { Effect, Option } from "effect"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import type { StoreBackend } from "../../KeyedStore.js"
 
 /** What the statements are written for. */

@@ -17,7 +17,9 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
-import { Effect, Option, Scope } from "effect"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
 import { TURN_TIMEOUT_CODE } from "./sqlFailure.js"
 
 /** Runs `effect` holding the lock named `lockKey` (PostgreSQL; SQLite's lock is the whole database). */

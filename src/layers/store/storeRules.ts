@@ -5,7 +5,12 @@
  * @internal
  */
 import { createHash } from "node:crypto"
-import { Duration, Effect, Either, Option, ParseResult, Schema } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
 import { compileFlatJson } from "./flatJson.js"
 import { duration, oneOf, optional, wholeNumber } from "../settingsCheck.js"
 import type { NamespaceOptions, OverflowPolicy, WriteOptions } from "../../KeyedStore.js"

@@ -5,7 +5,7 @@
  *
  * @internal
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { StateStoreError } from "../../StateStoreError.js"
 import { backgroundSleep, yieldToEventLoop } from "../lifetime.js"
 import type { StoreSettings } from "./storeRules.js"

@@ -9,7 +9,8 @@
  * @internal
  */
 import { types } from "node:util"
-import { Either, ParseResult } from "effect"
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
 import { StateStoreError } from "../../StateStoreError.js"
 import { invalid, type ResolvedNamespace, utf8Bytes } from "./storeRules.js"
 
