@@ -10,6 +10,7 @@ import { claimsBench } from "./claims.js"
 import { restartBench } from "./restart.js"
 import { faultsBench } from "./faults.js"
 import { bulkBench } from "./bulk.js"
+import { startupBench } from "./startup.js"
 
 const started = Date.now()
 const rows: Array<Row> = [
@@ -18,7 +19,8 @@ const rows: Array<Row> = [
   ...(await claimsBench()),
   ...(await restartBench()),
   ...(await faultsBench()),
-  ...(await bulkBench())
+  ...(await bulkBench()),
+  ...(await startupBench())
 ]
 
 console.log("")
