@@ -5,7 +5,7 @@
  * @internal
  */
 import { createHash } from "node:crypto"
-import { type KeyRange, MAX_KEYS_PER_CALL } from "../../KeyedStore.js"
+import { type BatchOp, type KeyRange, MAX_KEYS_PER_CALL } from "../../KeyedStore.js"
 import type { StateStoreError } from "../../StateStoreError.js"
 import { checkKey, invalid, isWellFormedText, type ResolvedNamespace } from "./storeRules.js"
 
@@ -21,15 +21,27 @@ export const checkKeys = <A>(ns: ResolvedNamespace<A>, operation: string, keys: 
   return undefined
 }
 
-/** Checks a batch's shape: an array of `Register` / `Delete` steps. A malformed step refuses the whole batch (nothing is written): it is a caller's bug, not a write to refuse alone. */
-export const checkSteps = <A>(ns: ResolvedNamespace<A>, steps: unknown): StateStoreError | undefined => {
+/**
+ * A batch's steps, each read once into a plain copy (a step whose getters answer differently
+ * on each read cannot make two backends see two batches), or why the batch is refused: it
+ * must be an array of `Register` / `Delete` steps. A malformed step refuses the whole batch
+ * (nothing is written): it is a caller's bug, not a write to refuse alone.
+ */
+export const readSteps = <A>(ns: ResolvedNamespace<A>, steps: unknown): ReadonlyArray<BatchOp<A>> | StateStoreError => {
   const at = { owner: ns.owner, namespace: ns.namespace }
   if (!Array.isArray(steps)) return invalid("writeBatch", `steps must be an array, got ${steps === null ? "null" : typeof steps}`, at)
+  const read: Array<BatchOp<A>> = []
   for (const [i, step] of steps.entries()) {
     const tag = typeof step === "object" && step !== null ? (step as { _tag?: unknown })._tag : undefined
-    if (tag !== "Register" && tag !== "Delete") return invalid("writeBatch", `step ${i} is not a { _tag: "Register" } or { _tag: "Delete" } step`, at)
+    if (tag === "Register") {
+      const { key, value, createdAt, expiresAt, ifAbsentOr } = step as Extract<BatchOp<A>, { _tag: "Register" }>
+      read.push(ifAbsentOr === undefined ? { _tag: "Register", key, value, createdAt, expiresAt } : { _tag: "Register", key, value, createdAt, expiresAt, ifAbsentOr })
+    } else if (tag === "Delete") {
+      const { key, ifEqual } = step as Extract<BatchOp<A>, { _tag: "Delete" }>
+      read.push(ifEqual === undefined ? { _tag: "Delete", key } : { _tag: "Delete", key, ifEqual })
+    } else return invalid("writeBatch", `step ${i} is not a { _tag: "Register" } or { _tag: "Delete" } step`, at)
   }
-  return undefined
+  return read
 }
 
 /** A validated {@link KeyRange}. */

@@ -11,8 +11,8 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import type { BatchOp, NamespaceHandle, RefusedWrite, StoredEntry, WriteBatchResult } from "../../KeyedStore.js"
-import type { StateStoreError } from "../../StateStoreError.js"
-import { checkSteps } from "./bulkRules.js"
+import { StateStoreError } from "../../StateStoreError.js"
+import { readSteps } from "./bulkRules.js"
 import { makeMemoryBulk } from "./memoryBulk.js"
 import { liveCount, type MemoryHandleContext, type MemoryRow, makeMemoryCore } from "./memoryCore.js"
 import { checkKey, isLive, lastStepPerKey, oldestFirst, type ResolvedNamespace } from "./storeRules.js"
@@ -33,13 +33,13 @@ export const makeMemoryHandle = <A>(ns: ResolvedNamespace<A>, ctx: MemoryHandleC
 
   const writeBatch = (ops: ReadonlyArray<BatchOp<A>>): Effect.Effect<WriteBatchResult, StateStoreError> =>
     Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      const malformed = checkSteps(ns, ops)
-      if (malformed) return Effect.fail(malformed)
+      const steps = readSteps(ns, ops)
+      if (steps instanceof StateStoreError) return Effect.fail(steps)
       const refused: Array<RefusedWrite> = []
       const deletes: Array<{ key: string; ifEqual: string | undefined }> = []
       const plain: Array<MemoryRow> = []
       const conditional: Array<{ row: MemoryRow; orEqualTo: string }> = []
-      for (const op of lastStepPerKey(ops)) {
+      for (const op of lastStepPerKey(steps)) {
         const keyError = checkKey(ns, "writeBatch", op.key)
         if (keyError) {
           refused.push({ key: String(op.key), error: keyError })

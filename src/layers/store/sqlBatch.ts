@@ -11,7 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type { BatchOp, RefusedWrite, WriteBatchResult } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
-import { checkSteps } from "./bulkRules.js"
+import { readSteps } from "./bulkRules.js"
 import { makeCoalescer } from "./coalescer.js"
 import { CHUNK, type SqlHandleCore } from "./sqlHandleCore.js"
 import { executeInTransaction, type RowToWrite } from "./sqlStatements.js"
@@ -125,14 +125,14 @@ export const makeSqlBatchWrites = <A>(core: SqlHandleCore<A>) =>
 
   const writeBatch = (ops: ReadonlyArray<BatchOp<A>>): Effect.Effect<WriteBatchResult, StateStoreError> =>
     Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      const malformed = checkSteps(ns, ops)
-      if (malformed) return Effect.fail(malformed)
+      const steps = readSteps(ns, ops)
+      if (steps instanceof StateStoreError) return Effect.fail(steps)
       const refused: Array<RefusedWrite> = []
       const deletes: Array<string> = []
       const conditionalDeletes: Array<{ key: string; json: string }> = []
       let rows: Array<BatchRow> = []
       const conditionalRows: Array<{ row: RowToWrite; orEqualTo: string }> = []
-      for (const op of lastStepPerKey(ops)) {
+      for (const op of lastStepPerKey(steps)) {
         const problem = checkKey(ns, "writeBatch", op.key)
         if (problem) {
           refused.push({ key: String(op.key), error: problem })
