@@ -15,6 +15,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import Database from "better-sqlite3"
+import { LRUCache } from "lru-cache"
 import { Context, Effect, Layer, ManagedRuntime, Metric } from "effect"
 import * as Slack from "../src/channels/SlackThreadParticipation.js"
 import { CacheMetricFamilies } from "../src/layers/mirror/CacheMetrics.js"
@@ -112,6 +113,20 @@ const makePlainMap = (maxEntries: number) => {
   }
 }
 
+/**
+ * lru-cache as its README sets up a bounded cache with a TTL (`max`, `ttl`): the same keys,
+ * value, bound and TTL as Slack's memory layer; `set` then `has`.
+ */
+const makeLruCache = (maxEntries: number) => {
+  const cache = new LRUCache<string, { repliedAt: number }>({ max: maxEntries, ttl: TTL_MS })
+  return {
+    record: (accountId: string, channelId: string, threadTs: string): void => {
+      cache.set(`${accountId}:${channelId}:${threadTs}`, { repliedAt: Date.now() })
+    },
+    has: (accountId: string, channelId: string, threadTs: string): boolean => cache.has(`${accountId}:${channelId}:${threadTs}`)
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // runtimes and the store's table
 
@@ -165,6 +180,13 @@ const syncRows = async (dir: string): Promise<Array<Row>> => {
       if (!plain.has(t.accountId, t.channelId, t.threadTs)) fail("has after record")
     }
   }
+  const lruLoop = (lru: ReturnType<typeof makeLruCache>): Work => (round, n) => {
+    for (let i = 0; i < n; i++) {
+      const t = at(round, i)
+      lru.record(t.accountId, t.channelId, t.threadTs)
+      if (!lru.has(t.accountId, t.channelId, t.threadTs)) fail("has after record")
+    }
+  }
   const memoryLoop = (svc: SlackService): Work => (round, n) => {
     for (let i = 0; i < n; i++) {
       const t = at(round, i)
@@ -198,6 +220,7 @@ const syncRows = async (dir: string): Promise<Array<Row>> => {
     const times = await timeInterleaved(
       {
         map: mapLoop(makePlainMap(MEMORY_MAX)),
+        lru: lruLoop(makeLruCache(MEMORY_MAX)),
         memory: memoryLoop(memory),
         persistent: persistentLoop(persistent.service)
       },
@@ -210,6 +233,7 @@ const syncRows = async (dir: string): Promise<Array<Row>> => {
     const each = `${timing.sync.n} threads a round from a pool of ${pool.length} (memory max ${MEMORY_MAX}: every record evicts)`
     return [
       row("sync.memory_vs_map", "ns/op", times.memory, times.map, 1.25, `record + has; ${each}; baseline: a Map of {value, createdAt, expiresAt} with Date.now() expiry and kept-iterator eviction`),
+      row("sync.memory_vs_lru_cache", "ns/op", times.memory, times.lru, 1, `record + has; ${each}; baseline: lru-cache (new LRUCache({ max, ttl }), as its README shows), set + has of the same keys and value`),
       row("sync.persistent_vs_memory", "ns/op", times.persistent, times.memory, 1.3, `record + has; ${each}; persistent = layerPersistent on a SQLite file, write-behind queue drained by the flusher between rounds`)
     ]
   } finally {

@@ -12,7 +12,9 @@ import * as path from "node:path"
 import { SqlClient } from "@effect/sql/SqlClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import type Database from "better-sqlite3"
+import KeyvSqlite from "@keyv/sqlite"
 import { Effect, ManagedRuntime, Option, Schema } from "effect"
+import Keyv from "keyv"
 import { type BatchOp, KeyedStore, type NamespaceHandle } from "../src/KeyedStore.js"
 import * as PgStore from "../src/layers/store/PgStore.js"
 import * as SqliteStore from "../src/layers/store/SqliteStore.js"
@@ -251,7 +253,44 @@ const rawWorks = (db: Database.Database) => {
 }
 
 // ---------------------------------------------------------------------------------------
-// SQLite: ours vs raw
+// peer: Keyv + @keyv/sqlite, as their READMEs set it up (a file URI; WAL, as for production),
+// doing the nearest equivalent of each operation: get; get-then-set for a claim (Keyv has no
+// atomic one); get-then-delete for a consume
+
+const keyvWorks = async (file: string) => {
+  const sqlite = new KeyvSqlite(`sqlite://${file}`)
+  await sqlite.query("PRAGMA journal_mode = WAL")
+  const keyv = new Keyv<Value>({ store: sqlite, ttl: TTL_MS })
+  keyv.on("error", (error) => fail(`keyv: ${String(error)}`))
+  for (let i = 0; i < SEEDED; i++) await keyv.set(seededKey(i), value(0))
+  let counter = 1
+  const perOp =
+    (op: (round: number, i: number) => Promise<void>): Work =>
+    async (round, n) => {
+      for (let i = 0; i < n; i++) await op(round, i)
+    }
+  return {
+    works: {
+      lookup: perOp(async (round, i) => {
+        if ((await keyv.get(scatteredKey(round * 100_003 + i))) === undefined) fail("keyv lookup missed")
+      }),
+      registerIfAbsent: perOp(async (round, i) => {
+        const key = claimKey(round, i)
+        if ((await keyv.get(key)) !== undefined) fail("keyv claim found a row")
+        await keyv.set(key, value(counter++))
+      }),
+      consume: perOp(async (round, i) => {
+        const key = claimKey(round, i)
+        if ((await keyv.get(key)) === undefined) fail("keyv consume missed")
+        await keyv.delete(key)
+      })
+    },
+    close: () => keyv.disconnect()
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// SQLite: ours vs raw (and Keyv)
 
 const sqliteRows = async (dir: string): Promise<{ rows: Array<Row>; figures: Record<keyof OpWorks, number> }> => {
   const oursFile = path.join(dir, "ours", "state.sqlite")
@@ -263,12 +302,15 @@ const sqliteRows = async (dir: string): Promise<{ rows: Array<Row>; figures: Rec
     const raw = rawWorks(db)
     raw.seed()
     const ours = storeWorks(runtime, handle)
+    fs.mkdirSync(path.join(dir, "keyv"), { mode: 0o700 })
+    const keyv = await keyvWorks(path.join(dir, "keyv", "keyv.sqlite"))
 
-    const lookup = await timeInterleaved({ ours: ours.lookup, raw: raw.works.lookup }, timing.lookup)
+    const lookup = await timeInterleaved({ ours: ours.lookup, raw: raw.works.lookup, keyv: keyv.works.lookup }, timing.lookup)
     const register = await timeInterleaved({ ours: ours.register, raw: raw.works.register }, timing.register)
     // registerIfAbsent claims fresh keys per round; consume then takes exactly those keys.
-    const claim = await timeInterleaved({ ours: ours.registerIfAbsent, raw: raw.works.registerIfAbsent }, timing.claim)
-    const consume = await timeInterleaved({ ours: ours.consume, raw: raw.works.consume }, timing.claim)
+    const claim = await timeInterleaved({ ours: ours.registerIfAbsent, raw: raw.works.registerIfAbsent, keyv: keyv.works.registerIfAbsent }, timing.claim)
+    const consume = await timeInterleaved({ ours: ours.consume, raw: raw.works.consume, keyv: keyv.works.consume }, timing.claim)
+    await keyv.close()
     const batched = await timeInterleaved(
       { ours: ours.batched, perRow: raw.works.batchedPerRow, multiRow: raw.works.batchedMultiRow },
       timing.batched
@@ -300,10 +342,13 @@ const sqliteRows = async (dir: string): Promise<{ rows: Array<Row>; figures: Rec
     }
 
     const rows = [
-      row("store.lookup", "ns/op", lookup.ours, lookup.raw, null, "raw: prepared SELECT .get() + JSON.parse"),
+      row("store.lookup", "ns/op", lookup.ours, lookup.raw, 3, "raw: prepared SELECT .get() + JSON.parse"),
+      row("store.lookup_vs_keyv_sqlite", "ns/op", lookup.ours, lookup.keyv, 0.5, "Keyv + @keyv/sqlite (WAL): get"),
       row("store.register", "ns/op", register.ours, register.raw, null, "raw: BEGIN; upsert; COMMIT (db.transaction), with the caps count every max(10 000, maxEntries) inserts like the store"),
-      row("store.registerIfAbsent", "ns/op", claim.ours, claim.raw, null, "fresh keys; raw: BEGIN; upsert … WHERE expired RETURNING; COMMIT, caps count every max(10 000, maxEntries) inserts like the store"),
-      row("store.consume", "ns/op", consume.ours, consume.raw, null, "raw: DELETE … RETURNING .get() + JSON.parse"),
+      row("store.registerIfAbsent", "ns/op", claim.ours, claim.raw, 2.5, "fresh keys; raw: BEGIN; upsert … WHERE expired RETURNING; COMMIT, caps count every max(10 000, maxEntries) inserts like the store"),
+      row("store.registerIfAbsent_vs_keyv_sqlite", "ns/op", claim.ours, claim.keyv, 0.5, "Keyv + @keyv/sqlite (WAL): get, then set when absent (not atomic: Keyv has no claim)"),
+      row("store.consume", "ns/op", consume.ours, consume.raw, 3, "raw: DELETE … RETURNING .get() + JSON.parse"),
+      row("store.consume_vs_keyv_sqlite", "ns/op", consume.ours, consume.keyv, 0.5, "Keyv + @keyv/sqlite (WAL): get, then delete (not atomic)"),
       row("store.register_batched", "ns/row", batched.ours, rawBatch, 2.0, `writeBatch of ${BATCH} Register steps; raw: ${rawBatchWay} + the caps count in one transaction (fastest raw way this run; per-row ${Math.round(batched.perRow)} ns, multi-row ${Math.round(batched.multiRow)} ns)`),
       row("store.attr.sqlclient_select", "ns/op", select.client, select.raw, null, "attribution: the lookup SELECT through @effect/sql SqliteClient (Effect loop) vs raw better-sqlite3")
     ]
