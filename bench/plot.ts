@@ -14,7 +14,7 @@ const ROW_HEIGHT = 26
 const LABEL_WIDTH = 330
 const PLOT_WIDTH = 520
 const TOP = 40
-const escape = (text: string) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
+const escapeXml = (text: string) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
 
 const formatNs = (ns: number): string =>
   ns >= 1e9 ? `${(ns / 1e9).toFixed(2)} s` : ns >= 1e6 ? `${(ns / 1e6).toFixed(2)} ms` : ns >= 1e3 ? `${(ns / 1e3).toFixed(1)} µs` : `${Math.round(ns)} ns`
@@ -50,10 +50,10 @@ export const writePlot = (rows: ReadonlyArray<Row>, file: string = plotFile): vo
     const y = TOP + i * ROW_HEIGHT
     const missed = r.target !== null && r.ratio > r.target
     parts.push(
-      `<text x="${LABEL_WIDTH - 6}" y="${y + 12}" text-anchor="end">${escape(r.name)}</text>`,
+      `<text x="${LABEL_WIDTH - 6}" y="${y + 12}" text-anchor="end">${escapeXml(r.name)}</text>`,
       `<rect x="${LABEL_WIDTH}" y="${y + 1}" width="${Math.max(1, x(r.ours) - LABEL_WIDTH)}" height="9" fill="#2b6cb0"/>`,
       `<rect x="${LABEL_WIDTH}" y="${y + 11}" width="${Math.max(1, x(r.baseline) - LABEL_WIDTH)}" height="9" fill="#a0aec0"/>`,
-      `<text x="${LABEL_WIDTH + PLOT_WIDTH + 6}" y="${y + 14}" fill="${missed ? "#c53030" : "#2f855a"}">${r.ratio}× ${escape(baselineOf(r.name))}${r.target === null ? "" : ` (≤ ${r.target})`}</text>`
+      `<text x="${LABEL_WIDTH + PLOT_WIDTH + 6}" y="${y + 14}" fill="${missed ? "#c53030" : "#2f855a"}">${r.ratio}× ${escapeXml(baselineOf(r.name))}${r.target === null ? "" : ` (≤ ${r.target})`}</text>`
     )
   })
   parts.push("</svg>")
