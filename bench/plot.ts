@@ -38,7 +38,8 @@ export const writePlot = (rows: ReadonlyArray<Row>, file: string = plotFile): vo
   const x = (ns: number) => LABEL_WIDTH + ((Math.log10(ns) - from) / (to - from)) * PLOT_WIDTH
   const height = TOP + timed.length * ROW_HEIGHT + 40
   const parts: Array<string> = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${LABEL_WIDTH + PLOT_WIDTH + 150}" height="${height}" font-family="sans-serif" font-size="11">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${LABEL_WIDTH + PLOT_WIDTH + 150}" height="${height}" font-family="sans-serif" font-size="11" role="img">`,
+    "<title>channel-state benchmarks: time per operation, ours against its raw or peer baseline</title>",
     `<rect width="100%" height="100%" fill="white"/>`,
     `<text x="8" y="16" font-size="13" font-weight="bold">channel-state (blue) vs its baseline (grey: raw driver or a peer) — time per operation, log scale</text>`
   ]
