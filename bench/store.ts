@@ -32,6 +32,7 @@ import {
   timePerOp,
   type Work
 } from "./harness.js"
+import { rawPgClient } from "./rawPg.js"
 
 const OWNER = "bench"
 const NAMESPACE = "threads"
@@ -365,6 +366,54 @@ const sqliteRows = async (dir: string): Promise<{ rows: Array<Row>; figures: Rec
 // ---------------------------------------------------------------------------------------
 // PostgreSQL: ours only, reported next to our SQLite figure
 
+/** Raw `pg` (one Client, named prepared statements) running the store's single statements, in autocommit. */
+const rawPgWorks = async (url: string) => {
+  const client = rawPgClient(url)
+  await client.connect()
+  const live = "(expires_at IS NULL OR expires_at > $4)"
+  const query = <R>(name: string, text: string, values: ReadonlyArray<unknown>) => client.query<R>({ name, text, values } as never)
+  let counter = 1
+  const perOp =
+    (op: (round: number, i: number) => Promise<void>): Work =>
+    async (round, n) => {
+      for (let i = 0; i < n; i++) await op(round, i)
+    }
+  return {
+    works: {
+      lookup: perOp(async (round, i) => {
+        const found = await query<DbRow>(
+          "lookup",
+          `SELECT entry_key, value_json, created_at, expires_at FROM channel_state_entries WHERE owner = $1 AND namespace = $2 AND entry_key = $3 AND ${live}`,
+          [OWNER, NAMESPACE, scatteredKey(round * 100_003 + i), Date.now()]
+        )
+        if (found.rows[0] === undefined) fail("raw pg lookup missed")
+        else JSON.parse(found.rows[0].value_json)
+      }),
+      registerIfAbsent: perOp(async (round, i) => {
+        const now = Date.now()
+        const claimed = await query(
+          "claim",
+          `INSERT INTO channel_state_entries (owner, namespace, entry_key, value_json, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET value_json = excluded.value_json, created_at = excluded.created_at, expires_at = excluded.expires_at
+           WHERE channel_state_entries.expires_at IS NOT NULL AND channel_state_entries.expires_at <= $5 RETURNING entry_key`,
+          [OWNER, `${NAMESPACE}-raw`, claimKey(round, i), JSON.stringify(value(counter++)), now, now + TTL_MS]
+        )
+        if (claimed.rowCount !== 1) fail("raw pg claim refused")
+      }),
+      consume: perOp(async (round, i) => {
+        const taken = await query<DbRow>(
+          "consume",
+          "DELETE FROM channel_state_entries WHERE owner = $1 AND namespace = $2 AND entry_key = $3 RETURNING entry_key, value_json, created_at, expires_at",
+          [OWNER, `${NAMESPACE}-raw`, claimKey(round, i)]
+        )
+        if (taken.rows[0] === undefined) fail("raw pg consume missed")
+        else JSON.parse(taken.rows[0].value_json)
+      })
+    },
+    close: () => client.end()
+  }
+}
+
 const pgRows = async (baseUrl: string, sqlite: Record<keyof OpWorks, number>): Promise<Array<Row>> => {
   const database = await freshPgDatabase(baseUrl, "store")
   const url = database.url
@@ -376,17 +425,21 @@ const pgRows = async (baseUrl: string, sqlite: Record<keyof OpWorks, number>): P
     // (owner, namespace, created_at) index for a point lookup and scans the whole namespace.
     await adminSql(url, "ANALYZE channel_state_entries")
     const ours = storeWorks(runtime, handle)
-    const lookup = await timePerOp(ours.lookup, pgTiming.lookup)
+    // Raw claims and consumes run in a namespace of their own (the same table): each side claims its own fresh keys.
+    const raw = await rawPgWorks(url)
+    const lookup = await timeInterleaved({ ours: ours.lookup, raw: raw.works.lookup }, pgTiming.lookup)
     const register = await timePerOp(ours.register, pgTiming.register)
-    const claim = await timePerOp(ours.registerIfAbsent, pgTiming.claim)
-    const consume = await timePerOp(ours.consume, pgTiming.claim)
+    const claim = await timeInterleaved({ ours: ours.registerIfAbsent, raw: raw.works.registerIfAbsent }, pgTiming.claim)
+    const consume = await timeInterleaved({ ours: ours.consume, raw: raw.works.consume }, pgTiming.claim)
     const batched = await timePerOp(ours.batched, pgTiming.batched)
+    await raw.close()
     const note = "no raw baseline: the baseline is our own SQLite store figure for the same operation (table ANALYZEd after seeding)"
+    const rawNote = (what: string) => `raw pg: one Client, the same single statement (${what}), named prepared, autocommit: one round trip (table ANALYZEd after seeding)`
     return [
-      row("store.pg.lookup", "ns/op", lookup, sqlite.lookup, null, note),
+      row("store.pg.lookup", "ns/op", lookup.ours, lookup.raw, 1.5, rawNote("SELECT")),
       row("store.pg.register", "ns/op", register, sqlite.register, null, note),
-      row("store.pg.registerIfAbsent", "ns/op", claim, sqlite.registerIfAbsent, null, note),
-      row("store.pg.consume", "ns/op", consume, sqlite.consume, null, note),
+      row("store.pg.registerIfAbsent", "ns/op", claim.ours, claim.raw, 1.5, rawNote("INSERT … ON CONFLICT DO UPDATE … WHERE expired RETURNING")),
+      row("store.pg.consume", "ns/op", consume.ours, consume.raw, 1.5, rawNote("DELETE … RETURNING")),
       row("store.pg.register_batched", "ns/row", batched, sqlite.batched, null, note)
     ]
   } finally {
