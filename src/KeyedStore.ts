@@ -133,7 +133,9 @@ export interface WriteBatchResult {
  * so after every committed write a namespace holds at most `maxEntries` rows.
  */
 export interface NamespaceHandle<A> {
+  /** The owner (plugin id) the handle's rows belong to. */
   readonly owner: string
+  /** The stored namespace name: as opened, or `@retained.<name>` for a retained namespace. */
   readonly namespace: string
   /** Upsert. Atomic; applies the overflow policy and the owner cap, if one is set (failing with `LimitExceeded`, nothing changed). */
   readonly register: (key: string, value: A, options?: WriteOptions) => Effect.Effect<void, StateStoreError>
