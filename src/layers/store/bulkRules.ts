@@ -92,8 +92,12 @@ export const revisionOf = (json: string, createdAt: number, expiresAt: number | 
     .update(JSON.stringify([json, createdAt, expiresAt ?? null]))
     .digest("hex")
 
-/** Checks that `revision` is one `observe` could have returned. */
-export const checkRevision = <A>(ns: ResolvedNamespace<A>, key: string, revision: unknown): StateStoreError | undefined =>
-  typeof revision === "string" && REVISION.test(revision)
-    ? undefined
-    : invalid("compareAndSet", "revision must be one observe returned", { owner: ns.owner, namespace: ns.namespace, key })
+/** Checks a compare-and-set's key, its revision (one `observe` could have returned) and the shape of its change. */
+export const checkCompare = <A>(ns: ResolvedNamespace<A>, key: string, revision: unknown, change: unknown): StateStoreError | undefined => {
+  const problem = checkKey(ns, "compareAndSet", key)
+  if (problem) return problem
+  const at = { owner: ns.owner, namespace: ns.namespace, key }
+  if (typeof revision !== "string" || !REVISION.test(revision)) return invalid("compareAndSet", "revision must be one observe returned", at)
+  const tag = (change as { _tag?: unknown } | null)?._tag
+  return tag === "Set" || tag === "Delete" || tag === "Keep" ? undefined : invalid("compareAndSet", 'change must be { _tag: "Set", value }, { _tag: "Delete" } or { _tag: "Keep" }', at)
+}

@@ -10,9 +10,9 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import type { Change, CompareResult, EntriesPage, KeyRange, Observation, StoredEntry } from "../../KeyedStore.js"
 import type { StateStoreError } from "../../StateStoreError.js"
-import { ABSENT, byteOrder, checkKeys, checkRange, checkRevision, revisionOf } from "./bulkRules.js"
+import { ABSENT, byteOrder, checkKeys, checkRange, checkCompare, revisionOf } from "./bulkRules.js"
 import type { MemoryCore, MemoryRow } from "./memoryCore.js"
-import { checkKey, invalid, isLive } from "./storeRules.js"
+import { isLive } from "./storeRules.js"
 import { decodeValue } from "./valueRules.js"
 
 /** The many-key, range and compare-and-set members of the namespace `core` is for. */
@@ -80,12 +80,8 @@ export const makeMemoryBulk = <A>(core: MemoryCore<A>) => {
 
   const compareAndSet = (key: string, revision: string, change: Change<A>): Effect.Effect<CompareResult<A>, StateStoreError> =>
     Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      const problem = checkKey(ns, "compareAndSet", key) ?? checkRevision(ns, key, revision)
+      const problem = checkCompare(ns, key, revision, change)
       if (problem) return Effect.fail(problem)
-      const tag = (change as { _tag?: unknown } | null)?._tag
-      if (tag !== "Set" && tag !== "Delete" && tag !== "Keep") {
-        return Effect.fail(invalid("compareAndSet", 'change must be { _tag: "Set", value }, { _tag: "Delete" } or { _tag: "Keep" }', { owner: ns.owner, namespace: ns.namespace, key }))
-      }
       let toWrite: MemoryRow | undefined
       if (change._tag === "Set") {
         const prepared = prepare("compareAndSet", key, change.value, change.options, now)

@@ -13,10 +13,9 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import type { Change, CompareResult, Observation } from "../../KeyedStore.js"
 import type { StateStoreError } from "../../StateStoreError.js"
-import { ABSENT, checkRevision, revisionOf } from "./bulkRules.js"
+import { ABSENT, checkCompare, revisionOf } from "./bulkRules.js"
 import type { SqlHandleCore } from "./sqlHandleCore.js"
 import type { DbRow, ObservedRow, RowToWrite } from "./sqlStatements.js"
-import { checkKey, invalid } from "./storeRules.js"
 
 const seenOf = (row: DbRow): ObservedRow => ({
   json: row.value_json,
@@ -44,12 +43,8 @@ export const makeSqlCompare = <A>(core: SqlHandleCore<A>) => {
 
   const compareAndSet = (key: string, revision: string, change: Change<A>): Effect.Effect<CompareResult<A>, StateStoreError> =>
     Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      const problem = checkKey(ns, "compareAndSet", key) ?? checkRevision(ns, key, revision)
+      const problem = checkCompare(ns, key, revision, change)
       if (problem) return Effect.fail(problem)
-      const tag = (change as { _tag?: unknown } | null)?._tag
-      if (tag !== "Set" && tag !== "Delete" && tag !== "Keep") {
-        return Effect.fail(invalid("compareAndSet", 'change must be { _tag: "Set", value }, { _tag: "Delete" } or { _tag: "Keep" }', { owner: ns.owner, namespace: ns.namespace, key }))
-      }
       // A Set is validated before anything is read: a bad value is refused whatever the row holds.
       let toWrite: RowToWrite | undefined
       if (change._tag === "Set") {
