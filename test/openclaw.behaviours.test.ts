@@ -6,28 +6,9 @@
  */
 import * as vm from "node:vm"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
-import { createOpenClawState, type OpenClawState, type PluginStateKeyedStore } from "../src/openclaw/index.js"
-import { type BackendFactory, backends, type TestDatabase } from "./support/backends.js"
-
-const stateOn = (db: TestDatabase, pluginId = "discord"): OpenClawState =>
-  db.backend === "memory"
-    ? createOpenClawState({ pluginId, store: db.store() })
-    : db.backend === "sqlite"
-      ? createOpenClawState({ pluginId, sqlitePath: db.location! })
-      : createOpenClawState({ pluginId, pgUrl: db.location! })
-
-/** Runs `body` with a fresh database of `backend` and the plugin state "discord" on it (closed afterwards). */
-const withState = (backend: BackendFactory, body: (state: OpenClawState, db: TestDatabase) => Promise<void>) =>
-  Effect.scoped(
-    Effect.flatMap(backend.fresh, (db) =>
-      Effect.acquireUseRelease(
-        Effect.sync(() => stateOn(db)),
-        (state) => Effect.promise(() => body(state, db)),
-        (state) => Effect.promise(() => state.close())
-      )
-    )
-  )
+import type { PluginStateKeyedStore } from "../src/openclaw/index.js"
+import { stateOn, withState } from "./support/openclawState.js"
+import { type BackendFactory, backends } from "./support/backends.js"
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const keysOf = (entries: ReadonlyArray<{ key: string }>) => entries.map((e) => e.key)

@@ -8,25 +8,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as MemoryStore from "../src/layers/store/MemoryStore.js"
 import { createOpenClawState, type OpenClawState, PluginStateStoreError } from "../src/openclaw/index.js"
+import { stateOn, withState } from "./support/openclawState.js"
 import { type BackendFactory, backends, sqlBackends, type TestDatabase } from "./support/backends.js"
-
-const stateOn = (db: TestDatabase, pluginId = "discord"): OpenClawState =>
-  db.backend === "memory"
-    ? createOpenClawState({ pluginId, store: db.store() })
-    : db.backend === "sqlite"
-      ? createOpenClawState({ pluginId, sqlitePath: db.location! })
-      : createOpenClawState({ pluginId, pgUrl: db.location! })
-
-const withState = (backend: BackendFactory, body: (state: OpenClawState, db: TestDatabase) => Promise<void>) =>
-  Effect.scoped(
-    Effect.flatMap(backend.fresh, (db) =>
-      Effect.acquireUseRelease(
-        Effect.sync(() => stateOn(db)),
-        (state) => Effect.promise(() => body(state, db)),
-        (state) => Effect.promise(() => state.close())
-      )
-    )
-  )
 
 const rejection = (code: string, operation: string) => ({ name: "PluginStateStoreError", code: `PLUGIN_STATE_${code}`, operation })
 
