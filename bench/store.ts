@@ -258,6 +258,13 @@ const rawWorks = (db: Database.Database) => {
 // doing the nearest equivalent of each operation: get; get-then-set for a claim (Keyv has no
 // atomic one); get-then-delete for a consume
 
+/** N awaited operations one after another: a round of a Promise-based contender. */
+const awaitedPerOp =
+  (op: (round: number, i: number) => Promise<void>): Work =>
+  async (round, n) => {
+    for (let i = 0; i < n; i++) await op(round, i)
+  }
+
 const keyvWorks = async (file: string) => {
   const sqlite = new KeyvSqlite(`sqlite://${file}`)
   await sqlite.query("PRAGMA journal_mode = WAL")
@@ -265,22 +272,17 @@ const keyvWorks = async (file: string) => {
   keyv.on("error", (error) => fail(`keyv: ${String(error)}`))
   for (let i = 0; i < SEEDED; i++) await keyv.set(seededKey(i), value(0))
   let counter = 1
-  const perOp =
-    (op: (round: number, i: number) => Promise<void>): Work =>
-    async (round, n) => {
-      for (let i = 0; i < n; i++) await op(round, i)
-    }
   return {
     works: {
-      lookup: perOp(async (round, i) => {
+      lookup: awaitedPerOp(async (round, i) => {
         if ((await keyv.get(scatteredKey(round * 100_003 + i))) === undefined) fail("keyv lookup missed")
       }),
-      registerIfAbsent: perOp(async (round, i) => {
+      registerIfAbsent: awaitedPerOp(async (round, i) => {
         const key = claimKey(round, i)
         if ((await keyv.get(key)) !== undefined) fail("keyv claim found a row")
         await keyv.set(key, value(counter++))
       }),
-      consume: perOp(async (round, i) => {
+      consume: awaitedPerOp(async (round, i) => {
         const key = claimKey(round, i)
         if ((await keyv.get(key)) === undefined) fail("keyv consume missed")
         await keyv.delete(key)
@@ -373,14 +375,9 @@ const rawPgWorks = async (url: string) => {
   const live = "(expires_at IS NULL OR expires_at > $4)"
   const query = <R>(name: string, text: string, values: ReadonlyArray<unknown>) => client.query<R>({ name, text, values } as never)
   let counter = 1
-  const perOp =
-    (op: (round: number, i: number) => Promise<void>): Work =>
-    async (round, n) => {
-      for (let i = 0; i < n; i++) await op(round, i)
-    }
   return {
     works: {
-      lookup: perOp(async (round, i) => {
+      lookup: awaitedPerOp(async (round, i) => {
         const found = await query<DbRow>(
           "lookup",
           `SELECT entry_key, value_json, created_at, expires_at FROM channel_state_entries WHERE owner = $1 AND namespace = $2 AND entry_key = $3 AND ${live}`,
@@ -389,7 +386,7 @@ const rawPgWorks = async (url: string) => {
         if (found.rows[0] === undefined) fail("raw pg lookup missed")
         else JSON.parse(found.rows[0].value_json)
       }),
-      registerIfAbsent: perOp(async (round, i) => {
+      registerIfAbsent: awaitedPerOp(async (round, i) => {
         const now = Date.now()
         const claimed = await query(
           "claim",
@@ -400,7 +397,7 @@ const rawPgWorks = async (url: string) => {
         )
         if (claimed.rowCount !== 1) fail("raw pg claim refused")
       }),
-      consume: perOp(async (round, i) => {
+      consume: awaitedPerOp(async (round, i) => {
         const taken = await query<DbRow>(
           "consume",
           "DELETE FROM channel_state_entries WHERE owner = $1 AND namespace = $2 AND entry_key = $3 RETURNING entry_key, value_json, created_at, expires_at",
