@@ -16,7 +16,7 @@ import { makeCoalescer } from "./coalescer.js"
 import { CHUNK, type SqlHandleCore } from "./sqlHandleCore.js"
 import { executeInTransaction, type RowToWrite } from "./sqlStatements.js"
 import { checkKey, isLive, lastStepPerKey, oldestFirst, writeTimesOf } from "./storeRules.js"
-import { encodeJson, encodeValue } from "./valueRules.js"
+import { encodeJson } from "./valueRules.js"
 
 /** A register step of a batch, ready for the multi-row upsert (or, with `orEqualTo`, the conditional one). */
 interface BatchRow {
@@ -32,9 +32,8 @@ const byKey = (a: { key: string }, b: { key: string }) => (a.key < b.key ? -1 : 
 /** The batch writes of the namespace `core` is for; the claim batcher runs in the store's scope. */
 export const makeSqlBatchWrites = <A>(core: SqlHandleCore<A>) =>
   Effect.gen(function* () {
-  const { ctx, ns, at, statements, caps, lockKey, exec, run, judgeTime } = core
+  const { ctx, ns, at, statements, caps, lockKey, exec, run, judgeTime, expectedJson } = core
   const { sql, writes, dialect } = ctx
-  const expectedJson = (operation: string, key: string, expected: A) => encodeValue(ns, operation, key, expected)
 
   /**
    * An `evict-oldest` batch carrying more live rows than the namespace holds: its older rows

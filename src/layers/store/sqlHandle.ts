@@ -18,15 +18,13 @@ import { makeSqlCompare } from "./sqlCompare.js"
 import { makeSqlHandleCore, type SqlHandleContext } from "./sqlHandleCore.js"
 import type { DbRow, DeletedRow, RowToWrite } from "./sqlStatements.js"
 import type { ResolvedNamespace } from "./storeRules.js"
-import { encodeValue } from "./valueRules.js"
 
-export { lockKeyOf, type SqlHandleContext } from "./sqlHandleCore.js"
 
 /** Builds the handle of the resolved namespace `ns`; its claim batcher runs in the store's scope. */
 export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>): Effect.Effect<NamespaceHandle<A>> =>
   Effect.gen(function* () {
   const core = makeSqlHandleCore(ctx, ns)
-  const { statements, caps, lockKey, exec, run, withValidKey, toEntry, prepareRow } = core
+  const { statements, caps, lockKey, exec, run, withValidKey, toEntry, prepareRow, expectedJson } = core
   const { writes } = ctx
   const { owner, namespace } = ns
   const { writeBatch, claims } = yield* makeSqlBatchWrites(core)
@@ -48,8 +46,6 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
       return row !== undefined && (row.live === true || row.live === 1) ? row : undefined
     })
 
-  /** The JSON a value encodes to, as the store compares it. */
-  const expectedJson = (operation: string, key: string, expected: A) => encodeValue(ns, operation, key, expected)
 
   return {
     owner,

@@ -122,5 +122,8 @@ export const makeSqlHandleCore = <A>(ctx: SqlHandleContext, ns: ResolvedNamespac
       ? Effect.succeed(now)
       : Effect.map(exec<{ now: number | string }>(statements.now(now)), (rows) => Number(rows[0]?.now ?? now))
 
-  return { ctx, ns, at, statements, caps, lockKey, exec, run, withValidKey, toEntry, prepareRow, judgeTime }
+  /** The JSON a value encodes to, as the store compares it (conditional writes and deletes). */
+  const expectedJson = (operation: string, key: string, expected: A) => encodeValue(ns, operation, key, expected)
+
+  return { ctx, ns, at, statements, caps, lockKey, exec, run, withValidKey, toEntry, prepareRow, judgeTime, expectedJson }
 }
