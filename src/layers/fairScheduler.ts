@@ -21,6 +21,25 @@ export const SLICE_MS = 8
 /** A fiber checks the clock every this many steps (a power of two). */
 const CHECK_EVERY = 128
 
+/**
+ * When operations began to run inline, in the caller's run: for {@link SLICE_MS} from then,
+ * until the event loop turns or the fair scheduler has run every step queued on it.
+ * Written only by {@link inlineAllowed} and {@link endInlineWindow}.
+ */
+let inlineWindowStart: number | undefined
+const endInlineWindow = () => {
+  inlineWindowStart = undefined
+}
+/** Whether one more operation may run inline: the event loop turned less than a slice ago (counted from the first inline one). */
+const inlineAllowed = (): boolean => {
+  const now = performance.now()
+  if (inlineWindowStart === undefined) {
+    inlineWindowStart = now
+    setImmediate(endInlineWindow)
+  }
+  return now - inlineWindowStart < SLICE_MS
+}
+
 class FairScheduler implements Scheduler.Scheduler {
   private readonly tasks = new Scheduler.PriorityBuckets()
   /** Tasks of a slice that ran out, run first in the next one. */
@@ -65,7 +84,11 @@ class FairScheduler implements Scheduler.Scheduler {
       this.inSlice = false
       this.leftover = queue.slice(i)
       if (this.leftover.length > 0 || this.tasks.buckets.length > 0) setImmediate(this.slice)
-      else this.running = false
+      else {
+        this.running = false
+        // Every queued step has run: operations may start inline again.
+        endInlineWindow()
+      }
     }
   }
 }
@@ -73,13 +96,20 @@ class FairScheduler implements Scheduler.Scheduler {
 const fairScheduler: Scheduler.Scheduler = new FairScheduler()
 
 /**
- * Runs `effect` on the fair scheduler: its steps never hold the event loop past a slice. It
- * starts with a yield, so even an operation that never suspends (SQLite answers synchronously)
- * runs inside a slice instead of in the caller's run. Under `Effect.runSync` (Effect's
- * synchronous scheduler) it runs as it is: the caller asked for one synchronous run.
+ * Runs `effect` on the fair scheduler: its steps never hold the event loop past a slice.
+ * Whatever it waits for resumes it on the fair scheduler. It starts at once, inline, while
+ * the operations run inline since the event loop last turned have taken less than a slice;
+ * past that it starts with a yield, so that even a burst of operations that never suspend
+ * (SQLite answers synchronously) runs in slices instead of in the caller's run. Under
+ * `Effect.runSync` (Effect's synchronous scheduler) it runs as it is: the caller asked for
+ * one synchronous run.
  */
 export const fairly = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.withFiberRuntime((fiber) => (runningSynchronously(fiber.currentScheduler) ? effect : Effect.withScheduler(Effect.zipRight(Effect.yieldNow(), effect), fairScheduler)))
+  Effect.withFiberRuntime((fiber) =>
+    runningSynchronously(fiber.currentScheduler)
+      ? effect
+      : Effect.withScheduler(inlineAllowed() ? effect : Effect.zipRight(Effect.yieldNow(), effect), fairScheduler)
+  )
 
 /**
  * Whether `scheduler` is a synchronous run still going on. A `SyncScheduler` whose run has

@@ -6,6 +6,7 @@
  * @module
  */
 import { SqlClient } from "@effect/sql/SqlClient"
+import type { Connection } from "@effect/sql/SqlConnection"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -45,6 +46,14 @@ export interface SqlStoreHooks {
    * caches that failure (ten minutes), so the connection should be replaced.
    */
   readonly onStatementStuck?: (() => void) | undefined
+  /**
+   * A second connection to the same database, for the reads operations make outside any
+   * transaction (lookups, the claim's first look, ranges, observe): they then never queue
+   * behind this process's open write transaction, and skip the client's per-statement
+   * machinery. It must see what the client commits as soon as it is committed (SQLite in WAL
+   * mode: a read starts a fresh snapshot). Reads inside a transaction stay on its connection.
+   */
+  readonly reader?: Connection | undefined
 }
 
 /**
@@ -78,7 +87,7 @@ export const make = (options: SqlStoreOptions = {}, hooks: SqlStoreHooks = {}) =
     const registerNamespace = makeNamespaceRegistry()
     const scope = yield* Effect.scope
     const context: SqlHandleContext = {
-      scope, sql, dialect, writes: makeWriteTransactions(sql, lockWaitMillis), ownerMaxEntries: config.ownerMaxEntries, lockWaitMillis, gate, onStatementStuck: hooks.onStatementStuck }
+      scope, sql, dialect, writes: makeWriteTransactions(sql, lockWaitMillis), ownerMaxEntries: config.ownerMaxEntries, lockWaitMillis, gate, onStatementStuck: hooks.onStatementStuck, reader: hooks.reader }
 
     yield* forkSweeper(config, {
       namespaces: sql<{ owner: string; namespace: string }>`SELECT owner, namespace FROM channel_state_counts WHERE row_count > 0`.pipe(

@@ -91,7 +91,8 @@ const openFile = (filename: string, options: SqliteStoreOptions, scope: Scope.Sc
     const onStatementStuck = () => {
       stuck = true
     }
-    const store = yield* SqlStore.make(options, { onStatementStuck }).pipe(Effect.provideService(SqlClient, client))
+    const reader = yield* openReader(filename, busyMillis)
+    const store = yield* SqlStore.make(options, { onStatementStuck, reader }).pipe(Effect.provideService(SqlClient, client))
     return {
       store,
       stale: () =>
@@ -102,6 +103,22 @@ const openFile = (filename: string, options: SqliteStoreOptions, scope: Scope.Sc
             : undefined
     }
   }).pipe(Scope.extend(scope))
+
+/**
+ * The reader: a second connection to the file, for the reads made outside a transaction (WAL
+ * lets it read while the writer connection holds the write lock, and each read sees every
+ * commit made before it). `query_only`: it can never write. Its client is this store's alone,
+ * so its connection is reserved for the store's lifetime and its statements run on it directly.
+ */
+const openReader = (filename: string, busyMillis: number) =>
+  Effect.gen(function* () {
+    const client = yield* SqliteClient.make({ filename, disableWAL: true }).pipe(
+      Effect.provide(Reactivity.layer),
+      Effect.catchAllDefect((cause) => Effect.fail(openFailed(`cannot open ${filename} for reading: ${String((cause as Error)?.message ?? cause)}`, cause)))
+    )
+    yield* Effect.all([client.unsafe(`PRAGMA busy_timeout = ${busyMillis}`), client.unsafe("PRAGMA query_only = 1")]).pipe(Effect.mapError(openError))
+    return yield* client.reserve.pipe(Effect.mapError(openError))
+  })
 
 /** The file's device and inode, or `undefined` when the path names no file (missing, or a directory on the way was replaced by a file). */
 const fileIdentity = (filename: string): string | undefined => {

@@ -17,7 +17,7 @@ import { decodeValue } from "./valueRules.js"
 
 /** The many-key and range members of the namespace `core` is for. */
 export const makeSqlBulk = <A>(core: SqlHandleCore<A>) => {
-  const { ctx, ns, statements, lockKey, exec, run, toEntry } = core
+  const { ctx, ns, statements, lockKey, exec, read, run, toEntry } = core
 
   const lookupMany = (keys: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<Either.Either<Option.Option<A>, StateStoreError>>, StateStoreError> => {
     const problem = checkKeys(ns, "lookupMany", keys)
@@ -29,7 +29,7 @@ export const makeSqlBulk = <A>(core: SqlHandleCore<A>) => {
       Effect.gen(function* () {
         const now = yield* Clock.currentTimeMillis
         const rows = new Map<string, DbRow>()
-        for (const row of yield* exec<DbRow>(statements.lookupMany(now, [...new Set(keys)]))) rows.set(row.entry_key, row)
+        for (const row of yield* read<DbRow>(statements.lookupMany(now, [...new Set(keys)]))) rows.set(row.entry_key, row)
         const corrupt = new Map<string, DbRow>()
         // Decoded at each position: a key named twice gets two values, not one shared object.
         const results = keys.map((key): Either.Either<Option.Option<A>, StateStoreError> => {
@@ -73,7 +73,7 @@ export const makeSqlBulk = <A>(core: SqlHandleCore<A>) => {
       Effect.gen(function* () {
         const now = yield* Clock.currentTimeMillis
         // One row past the page says whether there is a next one.
-        const rows = yield* exec<DbRow>(statements.range(now, { ...checked, limit: checked.limit + 1 }))
+        const rows = yield* read<DbRow>(statements.range(now, { ...checked, limit: checked.limit + 1 }))
         const page = rows.slice(0, checked.limit)
         const entries: Array<StoredEntry<A>> = []
         for (const row of page) entries.push(yield* toEntry("entriesInRange", row))

@@ -25,9 +25,9 @@ const seenOf = (row: DbRow): ObservedRow => ({
 
 /** The compare-and-set members of the namespace `core` is for. */
 export const makeSqlCompare = <A>(core: SqlHandleCore<A>) => {
-  const { ctx, ns, statements, caps, lockKey, exec, run, withValidKey, toEntry, prepareRow } = core
+  const { ctx, ns, statements, caps, lockKey, exec, read, run, withValidKey, toEntry, prepareRow } = core
 
-  const current = (now: number, key: string) => Effect.map(exec<DbRow>(statements.lookup(now, key)), (rows) => rows[0])
+  const current = (now: number, key: string) => Effect.map(read<DbRow>(statements.lookup(now, key)), (rows) => rows[0])
   const observation = (operation: string, row: DbRow | undefined): Effect.Effect<Observation<A>, StateStoreError | SqlError> => {
     if (row === undefined) return Effect.succeed({ entry: Option.none(), revision: ABSENT })
     const seen = seenOf(row)

@@ -24,7 +24,7 @@ import type { ResolvedNamespace } from "./storeRules.js"
 export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>): Effect.Effect<NamespaceHandle<A>> =>
   Effect.gen(function* () {
   const core = makeSqlHandleCore(ctx, ns)
-  const { statements, caps, lockKey, exec, run, withValidKey, toEntry, prepareRow, expectedJson } = core
+  const { statements, caps, lockKey, exec, read, run, withValidKey, toEntry, prepareRow, expectedJson } = core
   const { writes } = ctx
   const { owner, namespace } = ns
   const { writeBatch, claims } = yield* makeSqlBatchWrites(core)
@@ -36,7 +36,7 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
 
   const lookupEntry = (key: string) =>
     withValidKey("lookup", key, "read", (now) =>
-      Effect.flatMap(exec<DbRow>(statements.lookup(now, key)), (rows) => (rows[0] === undefined ? Effect.succeed(Option.none()) : Effect.map(toEntry("lookup", rows[0]), Option.some)))
+      Effect.flatMap(read<DbRow>(statements.lookup(now, key)), (rows) => (rows[0] === undefined ? Effect.succeed(Option.none()) : Effect.map(toEntry("lookup", rows[0]), Option.some)))
     )
 
   /** Deletes `key`, returning the row when it was live. */
@@ -61,7 +61,7 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
           onRight: (row) =>
             // A live row answers at once, without the lock (a read: SQLite's write lock does not
             // block it): under contention most claimers are losers, and they need not queue.
-            Effect.flatMap(run("registerIfAbsent", "read", exec(statements.lookup(now, key)), key), (live) =>
+            Effect.flatMap(run("registerIfAbsent", "read", read(statements.lookup(now, key)), key), (live) =>
               live.length > 0 ? Effect.succeed(false) : Effect.flatMap(claims.submit(row), (won) => (typeof won === "boolean" ? Effect.succeed(won) : Effect.fail(won)))
             )
         })
@@ -98,7 +98,7 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
       "read",
       Effect.gen(function* () {
         const now = yield* Clock.currentTimeMillis
-        const rows = yield* exec<DbRow>(statements.entries(now))
+        const rows = yield* read<DbRow>(statements.entries(now))
         const decoded = yield* Effect.forEach(rows, (row) => Effect.either(toEntry("entries", row)))
         const failed = decoded.find(Either.isLeft)
         return failed ? yield* Effect.fail(failed.left) : decoded.map((d) => (d as Either.Right<never, StoredEntry<A>>).right)
@@ -107,7 +107,7 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
     size: run(
       "size",
       "read",
-      Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.map(exec<{ n: number | string }>(statements.size(now)), (rows) => Number(rows[0]?.n ?? 0)))
+      Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.map(read<{ n: number | string }>(statements.size(now)), (rows) => Number(rows[0]?.n ?? 0)))
     ),
     clear: run(
       "clear",

@@ -5,6 +5,7 @@
  * @internal
  */
 import type { SqlClient } from "@effect/sql/SqlClient"
+import type { Connection } from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
@@ -13,6 +14,7 @@ import type * as Scope from "effect/Scope"
 import type { StoredEntry, WriteOptions } from "../../KeyedStore.js"
 import type { StateStoreError } from "../../StateStoreError.js"
 import { unexpectedFailure } from "./handleGuard.js"
+import { withOperationSpan } from "./operationSpan.js"
 import { type BusyGate, retryTransient, type Transient, transientReason } from "./retry.js"
 import { makeCaps } from "./sqlCaps.js"
 import { classify, fromSqlError } from "./sqlFailure.js"
@@ -37,6 +39,8 @@ export interface SqlHandleContext {
   readonly gate?: BusyGate | undefined
   /** Told when a statement failed to prepare because the database was busy (see `SqlStoreHooks`). */
   readonly onStatementStuck?: (() => void) | undefined
+  /** A connection of its own for reads outside transactions (see `SqlStoreHooks.reader`). */
+  readonly reader?: Connection | undefined
 }
 
 /** The lock a write of this namespace takes: the namespace's, or the owner's when an owner cap spans its namespaces. */
@@ -55,6 +59,13 @@ export const makeSqlHandleCore = <A>(ctx: SqlHandleContext, ns: ResolvedNamespac
   const caps = makeCaps(sql, statements, ns, ctx.ownerMaxEntries)
   const lockKey = lockKeyOf(owner, namespace, ctx.ownerMaxEntries)
   const exec = <R extends object = Record<string, unknown>>(q: SqlText) => execute<R>(sql, q)
+  const { reader } = ctx
+  /**
+   * A read outside any transaction: on the reader connection when the store has one (it
+   * sees what is committed, never waits for this process's open transaction), else as `exec`.
+   */
+  const read = <R extends object = Record<string, unknown>>(q: SqlText): Effect.Effect<ReadonlyArray<R>, SqlError> =>
+    reader === undefined ? exec<R>(q) : (reader.execute(q.text, q.params, undefined) as Effect.Effect<ReadonlyArray<R>, SqlError>)
   // Reads never wait on the gate: SQLite's write lock does not block readers (WAL).
   const retry = { read: retryTransient(ctx.lockWaitMillis), write: retryTransient(ctx.lockWaitMillis, ctx.gate) }
   /**
@@ -71,12 +82,13 @@ export const makeSqlHandleCore = <A>(ctx: SqlHandleContext, ns: ResolvedNamespac
     return kind === "failed" ? undefined : kind
   }
 
+  const spanAttributes = { owner, namespace, backend: dialect.backend }
   /** Runs one store operation: contention waited out, typed errors (defects included), a span. */
   const run = <R>(operation: string, kind: "read" | "write", effect: Effect.Effect<R, SqlError | StateStoreError>, key?: string) =>
     retry[kind](effect, transient).pipe(
       Effect.mapError((error) => (error._tag === "SqlError" ? fromSqlError(operation, kind, key === undefined ? at : { ...at, key })(error) : error)),
       Effect.catchAllDefect((defect) => Effect.fail(unexpectedFailure(operation, kind, defect, at))),
-      Effect.withSpan(`KeyedStore.${operation}`, { attributes: { owner, namespace, backend: dialect.backend }, captureStackTrace: false })
+      withOperationSpan(`KeyedStore.${operation}`, spanAttributes)
     )
   /** Runs `f` with the time, once `key` is known to be valid. */
   const withValidKey = <R>(operation: string, key: string, kind: "read" | "write", f: (now: number) => Effect.Effect<R, SqlError | StateStoreError>) => {
@@ -125,5 +137,5 @@ export const makeSqlHandleCore = <A>(ctx: SqlHandleContext, ns: ResolvedNamespac
   /** The JSON a value encodes to, as the store compares it (conditional writes and deletes). */
   const expectedJson = (operation: string, key: string, expected: A) => encodeValue(ns, operation, key, expected)
 
-  return { ctx, ns, at, statements, caps, lockKey, exec, run, withValidKey, toEntry, prepareRow, judgeTime, expectedJson }
+  return { ctx, ns, at, statements, caps, lockKey, exec, read, run, withValidKey, toEntry, prepareRow, judgeTime, expectedJson }
 }

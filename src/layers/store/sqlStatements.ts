@@ -14,6 +14,7 @@
 import { type SqlClient, TransactionConnection } from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import type { SqlError } from "@effect/sql/SqlError"
 import type { StoreBackend } from "../../KeyedStore.js"
 
 /** What the statements are written for. */
@@ -29,17 +30,18 @@ export interface SqlText {
   readonly params: ReadonlyArray<unknown>
 }
 
-/** Runs a statement: one of the two places statement texts reach the driver. */
-export const execute = <R extends object = Record<string, unknown>>(sql: SqlClient, statement: SqlText) => sql.unsafe<R>(statement.text, statement.params)
-
 /**
- * Runs a bulk statement on the connection of the transaction it is part of, through the
- * connection's own `execute`: a 500-row upsert's 3 000 parameters skip the statement
- * compiler (about a microsecond a row). Outside a transaction it runs as {@link execute} does.
+ * Runs a statement. Inside a transaction it goes straight to the transaction's connection
+ * (its own `execute`, which prepares once per connection): the statement compiler, the
+ * pool's acquirer and a span per statement are skipped — they cost more than SQLite takes to
+ * answer, and the operation's own span covers the statement. Outside one it runs through the
+ * client (`unsafe`), which waits for the connection.
  */
-export const executeInTransaction = (sql: SqlClient, statement: SqlText) =>
+export const execute = <R extends object = Record<string, unknown>>(sql: SqlClient, statement: SqlText): Effect.Effect<ReadonlyArray<R>, SqlError> =>
   Effect.flatMap(Effect.serviceOption(TransactionConnection), (transaction) =>
-    Option.isSome(transaction) ? transaction.value[0].execute(statement.text, statement.params, undefined) : execute(sql, statement)
+    Option.isSome(transaction)
+      ? (transaction.value[0].execute(statement.text, statement.params, undefined) as Effect.Effect<ReadonlyArray<R>, SqlError>)
+      : sql.unsafe<R>(statement.text, statement.params)
   )
 
 /** The database's time in epoch milliseconds: one value for the whole statement. */
