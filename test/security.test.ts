@@ -113,9 +113,8 @@ describe("no SQL text is built from input", () => {
       "layers/store/SqliteStore.ts: `PRAGMA busy_timeout = ${busyMillis}`).pipe(Effect.mapError(openError))",
       // biome-ignore lint/suspicious/noTemplateCurlyInString: source text, not a template
       "layers/store/StoreAdmin.ts: `PRAGMA integrity_check(${Math.max(1, Math.floor(limit))})`),",
-      "layers/store/sqlHandleCore.ts: q.text, q.params, undefined) as Effect.Effect<ReadonlyArray<R>, SqlError>)",
       "layers/store/sqlStatements.ts: statement.text, statement.params)",
-      "layers/store/sqlStatements.ts: statement.text, statement.params, undefined) as Effect.Effect<ReadonlyArray<R>, SqlError>)",
+      "layers/store/sqlStatements.ts: statement.text, statement.params, undefined) as Effect.Effect<ReadonlyArray<R>, SqlError>",
       // A fixed transaction verb (BEGIN IMMEDIATE, COMMIT, ROLLBACK, SAVEPOINT effect_sql_<n>).
       "layers/store/sqlTransaction.ts: text, [], undefined))"
     ]

@@ -18,7 +18,7 @@ import { withOperationSpan } from "./operationSpan.js"
 import { type BusyGate, retryTransient, type Transient, transientReason } from "./retry.js"
 import { makeCaps } from "./sqlCaps.js"
 import { classify, fromSqlError } from "./sqlFailure.js"
-import { type DbRow, execute, makeStatements, type RowTimes, type RowToWrite, type SqlText, type StatementDialect } from "./sqlStatements.js"
+import { type DbRow, execute, executeOn, makeStatements, type RowTimes, type RowToWrite, type SqlText, type StatementDialect } from "./sqlStatements.js"
 import type { WriteTransactions } from "./sqlTransaction.js"
 import { checkKey, type ResolvedNamespace, writeTimes } from "./storeRules.js"
 import { decodeValue, encodeValue } from "./valueRules.js"
@@ -65,7 +65,7 @@ export const makeSqlHandleCore = <A>(ctx: SqlHandleContext, ns: ResolvedNamespac
    * sees what is committed, never waits for this process's open transaction), else as `exec`.
    */
   const read = <R extends object = Record<string, unknown>>(q: SqlText): Effect.Effect<ReadonlyArray<R>, SqlError> =>
-    reader === undefined ? exec<R>(q) : (reader.execute(q.text, q.params, undefined) as Effect.Effect<ReadonlyArray<R>, SqlError>)
+    reader === undefined ? exec<R>(q) : executeOn<R>(reader, q)
   // Reads never wait on the gate: SQLite's write lock does not block readers (WAL).
   const retry = { read: retryTransient(ctx.lockWaitMillis), write: retryTransient(ctx.lockWaitMillis, ctx.gate) }
   /**

@@ -14,6 +14,7 @@
 import { type SqlClient, TransactionConnection } from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import type { Connection } from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
 import type { StoreBackend } from "../../KeyedStore.js"
 
@@ -39,10 +40,12 @@ export interface SqlText {
  */
 export const execute = <R extends object = Record<string, unknown>>(sql: SqlClient, statement: SqlText): Effect.Effect<ReadonlyArray<R>, SqlError> =>
   Effect.flatMap(Effect.serviceOption(TransactionConnection), (transaction) =>
-    Option.isSome(transaction)
-      ? (transaction.value[0].execute(statement.text, statement.params, undefined) as Effect.Effect<ReadonlyArray<R>, SqlError>)
-      : sql.unsafe<R>(statement.text, statement.params)
+    Option.isSome(transaction) ? executeOn<R>(transaction.value[0], statement) : sql.unsafe<R>(statement.text, statement.params)
   )
+
+/** Runs a statement on `connection` itself, through its own `execute` (prepared once per connection, no compiler, no span). */
+export const executeOn = <R extends object = Record<string, unknown>>(connection: Connection, statement: SqlText) =>
+  connection.execute(statement.text, statement.params, undefined) as Effect.Effect<ReadonlyArray<R>, SqlError>
 
 /** The database's time in epoch milliseconds: one value for the whole statement. */
 const DATABASE_NOW = {
