@@ -1,0 +1,52 @@
+/**
+ * "Each store operation is a span `KeyedStore.<operation>` when a tracer is installed": a
+ * recording tracer (delegating to Effect's own) sees the spans of every operation, with the
+ * owner, namespace and backend as attributes, parented to the caller's span — for reads on the
+ * reader connection and for writes alike. (Under Effect's built-in tracer none is made.)
+ */
+import * as path from "node:path"
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
+import * as Tracer from "effect/Tracer"
+import { KeyedStore } from "../src/KeyedStore.js"
+import * as SqliteStore from "../src/layers/store/SqliteStore.js"
+import { tempDir } from "./support/backends.js"
+
+describe("store operations under an installed tracer", () => {
+  it.scopedLive("lookup, registerIfAbsent and consume each make a KeyedStore.<operation> span with owner, namespace and backend, inside the caller's span", () =>
+    Effect.gen(function* () {
+      const file = path.join(yield* tempDir, "state.sqlite")
+      const context = yield* Layer.build(SqliteStore.layer({ filename: file }))
+      const store = yield* Effect.provide(KeyedStore, context)
+      const ns = yield* store.open({ owner: "p", namespace: "n", schema: Schema.Number, maxEntries: 100 })
+      const builtIn = yield* Effect.tracer
+      const spans: Array<Tracer.Span> = []
+      const recording = Tracer.make({
+        span: (name, parent, spanContext, links, startTime, kind, options) => {
+          const span = builtIn.span(name, parent, spanContext, links, startTime, kind, options)
+          spans.push(span)
+          return span
+        },
+        context: (f, fiber) => builtIn.context(f, fiber)
+      })
+      yield* Effect.gen(function* () {
+        yield* ns.registerIfAbsent("k", 1)
+        yield* ns.lookup("k")
+        yield* ns.consume("k")
+      }).pipe(Effect.withSpan("caller"), Effect.withTracer(recording))
+
+      const caller = spans.find((s) => s.name === "caller")
+      const ours = spans.filter((s) => s.name.startsWith("KeyedStore."))
+      // A claim is two: its first look, on the caller's fiber, and its batch, on the batching fiber.
+      expect(ours.map((s) => s.name)).toEqual(["KeyedStore.registerIfAbsent", "KeyedStore.registerIfAbsent", "KeyedStore.lookup", "KeyedStore.consume"])
+      for (const span of ours) {
+        expect(Object.fromEntries(span.attributes)).toMatchObject({ owner: "p", namespace: "n", backend: "sqlite" })
+        expect(span.status._tag).toBe("Ended")
+      }
+      const parentOf = (span: Tracer.Span) => (span.parent._tag === "Some" ? span.parent.value : undefined)
+      expect([ours[0], ours[2], ours[3]].map((span) => parentOf(span!))).toEqual([caller, caller, caller])
+    })
+  )
+})
