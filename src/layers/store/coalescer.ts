@@ -3,7 +3,8 @@
  * requests wait in a queue; one fiber takes every request waiting (up to `maxBatch`), runs
  * them as one batch — one transaction, one lock, one multi-row statement — and answers each.
  * While a batch runs, the next one gathers, so a burst costs a few transactions instead of
- * one per request; a lone request runs at once, with no window to wait for.
+ * one per request. A lone request — nothing queued, no batch running — runs at once as a batch
+ * of one in the caller's own fiber, with no hop to the batching fiber and back.
  *
  * @internal
  */
@@ -11,6 +12,7 @@ import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Scope from "effect/Scope"
 
@@ -22,8 +24,10 @@ interface Waiting<Req, Res, E> {
 /**
  * Starts the batching fiber in `scope`; `submit(request)` waits for its answer. `run` answers
  * a batch, one result per request in order; if it fails, every request of the batch fails
- * with that error. When the scope closes, the batch running and the requests still waiting
- * fail with `closed`: every waiter is answered.
+ * with that error. One batch runs at a time, queued or inline. When the scope closes, the
+ * queued batch running and the requests still waiting fail with `closed`, and later requests
+ * fail with it at once: every waiter is answered. A request running inline belongs to its
+ * caller: interrupting the caller interrupts it (its transaction rolls back).
  */
 export const makeCoalescer = <Req, Res, E>(
   run: (batch: ReadonlyArray<Req>) => Effect.Effect<ReadonlyArray<Res>, E>,
@@ -31,28 +35,56 @@ export const makeCoalescer = <Req, Res, E>(
 ) =>
   Effect.gen(function* () {
     const queue = yield* Queue.unbounded<Waiting<Req, Res, E>>()
+    // One batch at a time, queued or inline: the batching fiber holds it while it runs a batch,
+    // a lone request while it runs as one. `batchPending` is written only by the batching fiber
+    // (a batch taken, until it is answered), `closed` only by the finalizer.
+    const running = yield* Effect.makeSemaphore(1)
+    let batchPending = false
+    let closed = false
     const answerAll = (batch: ReadonlyArray<Waiting<Req, Res, E>>, exit: Exit.Exit<ReadonlyArray<Res>, E>) =>
       Effect.forEach(batch, (waiting, i) => Deferred.done(waiting.answer, Exit.map(exit, (results) => results[i] as Res)), { discard: true })
     const closedExit = Exit.fail(options.closed)
     const loop = Effect.forever(
       Effect.flatMap(Queue.takeBetween(queue, 1, options.maxBatch), (taken) => {
         const batch = Chunk.toReadonlyArray(taken)
+        batchPending = true
         return Effect.uninterruptibleMask((restore) =>
           Effect.flatMap(
-            Effect.exit(restore(run(batch.map((waiting) => waiting.request))).pipe(Effect.onInterrupt(() => answerAll(batch, closedExit)))),
+            Effect.exit(restore(running.withPermits(1)(run(batch.map((waiting) => waiting.request)))).pipe(Effect.onInterrupt(() => answerAll(batch, closedExit)))),
             (exit) => (Exit.isInterrupted(exit) ? Effect.interrupt : answerAll(batch, exit))
+          )
+        ).pipe(
+          Effect.ensuring(
+            Effect.sync(() => {
+              batchPending = false
+            })
           )
         )
       })
     )
     yield* Scope.addFinalizer(
       options.scope,
-      Effect.flatMap(Queue.takeAll(queue), (left) => Effect.zipRight(answerAll(Chunk.toReadonlyArray(left), closedExit), Queue.shutdown(queue)))
+      Effect.suspend(() => {
+        closed = true
+        return Effect.flatMap(Queue.takeAll(queue), (left) => Effect.zipRight(answerAll(Chunk.toReadonlyArray(left), closedExit), Queue.shutdown(queue)))
+      })
     )
     yield* Effect.forkIn(Effect.interruptible(loop), options.scope)
+    const queued = (request: Req): Effect.Effect<Res, E> =>
+      Effect.flatMap(Deferred.make<Res, E>(), (answer) => Effect.zipRight(Queue.offer(queue, { request, answer }), Deferred.await(answer)))
+    /** The request alone, in the caller's fiber, if nothing else is queued or running; `None` otherwise. */
+    const alone = (request: Req) =>
+      running.withPermitsIfAvailable(1)(Effect.map(run([request]), (results) => results[0] as Res))
     return {
-      /** Queues `request` for the next batch and waits for its answer. */
+      /**
+       * Answers `request`: at once in the caller's fiber when it is alone, otherwise in the next
+       * batch. Fails with `closed` once the scope has closed.
+       */
       submit: (request: Req): Effect.Effect<Res, E> =>
-        Effect.flatMap(Deferred.make<Res, E>(), (answer) => Effect.zipRight(Queue.offer(queue, { request, answer }), Deferred.await(answer)))
+        Effect.suspend(() => {
+          if (closed) return Effect.fail(options.closed)
+          if (batchPending || Option.getOrElse(queue.unsafeSize(), () => 1) > 0) return queued(request)
+          return Effect.flatMap(alone(request), (answered) => (Option.isSome(answered) ? Effect.succeed(answered.value) : queued(request)))
+        })
     }
   })

@@ -79,7 +79,9 @@ export const makeSqlBatchWrites = <A>(core: SqlHandleCore<A>) =>
       const first = new Map<string, number>()
       for (const [i, row] of rows.entries()) if (!first.has(row.key)) first.set(row.key, i)
       let candidates = [...first.values()]
-      if (caps.refusesWhenFull) {
+      // Room for every claim: the claims need no check of which keys are live, and no cap check after.
+      const roomForAll = caps.refusesWhenFull && (yield* caps.roomForAll(candidates.length))
+      if (caps.refusesWhenFull && !roomForAll) {
         const live = new Set<string>()
         for (const chunk of Arr.chunksOf(candidates, CHUNK)) {
           for (const found of yield* exec<{ entry_key: string }>(statements.liveKeys(now, chunk.map((i) => rows[i]!.key)))) live.add(found.entry_key)
@@ -110,7 +112,7 @@ export const makeSqlBatchWrites = <A>(core: SqlHandleCore<A>) =>
         for (const i of chunk) results[i] = won.has(rows[i]!.key)
         anyWon ||= won.size > 0
       }
-      if (anyWon) yield* caps.enforce("registerIfAbsent", now)
+      if (anyWon && !roomForAll) yield* caps.enforce("registerIfAbsent", now)
       return results
     })
   const claims = yield* makeCoalescer(

@@ -19,7 +19,8 @@ interface CountRow {
 }
 
 /** The cap checks of one namespace, run inside its write transactions. */
-export const makeCaps = <A>(sql: SqlClient, statements: Statements, ns: ResolvedNamespace<A>, ownerMaxEntries: number | undefined) => {
+export const makeCaps = <A>(sql: SqlClient, statements: Statements, ns: ResolvedNamespace<A>, ownerMaxEntries: number | undefined, backend: "sqlite" | "pg") => {
+  const countsAreOurs = backend === "sqlite"
   const exec = (q: SqlText) => execute(sql, q)
   const countsQuery = statements.counts(ownerMaxEntries !== undefined)
   const readCounts = Effect.map(execute<CountRow>(sql, countsQuery), (rows) => ({
@@ -79,10 +80,26 @@ export const makeCaps = <A>(sql: SqlClient, statements: Statements, ns: Resolved
       return fitting(yield* readCounts)
     })
 
+  /**
+   * Whether `fresh` new rows fit under both bounds by the counts as they are (which include
+   * expired rows, so this never says yes wrongly). On SQLite the transaction holds the file's
+   * write lock, so no other writer (of any namespace, in any process, however configured) can
+   * change the counts until it commits: a yes means the write needs neither {@link room} nor
+   * {@link enforce}, the counts staying within the bounds whichever of the rows are written.
+   * On PostgreSQL (where writers of sibling namespaces run concurrently) it always says no.
+   */
+  const roomForAll = (fresh: number): Effect.Effect<boolean, SqlError> =>
+    countsAreOurs
+      ? Effect.map(
+          readCounts,
+          (counts) => counts.namespace + fresh <= ns.maxEntries && (ownerMaxEntries === undefined || counts.owner + fresh <= ownerMaxEntries)
+        )
+      : Effect.succeed(false)
+
   /** Whether writes must ask {@link room} first: a `reject-new` namespace, or an owner cap. */
   const refusesWhenFull = ns.overflow === "reject-new" || ownerMaxEntries !== undefined
 
-  return { enforce, room, refusesWhenFull, full }
+  return { enforce, room, roomForAll, refusesWhenFull, full }
 }
 
 /** The cap checks of one namespace. */

@@ -56,7 +56,7 @@ export const makeSqlHandleCore = <A>(ctx: SqlHandleContext, ns: ResolvedNamespac
   const { owner, namespace } = ns
   const at = { owner, namespace }
   const statements = makeStatements(dialect, owner, namespace)
-  const caps = makeCaps(sql, statements, ns, ctx.ownerMaxEntries)
+  const caps = makeCaps(sql, statements, ns, ctx.ownerMaxEntries, dialect.backend)
   const lockKey = lockKeyOf(owner, namespace, ctx.ownerMaxEntries)
   const exec = <R extends object = Record<string, unknown>>(q: SqlText) => execute<R>(sql, q)
   const { reader } = ctx
