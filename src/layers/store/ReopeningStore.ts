@@ -168,10 +168,17 @@ export const make = (options: ReopeningOptions): Effect.Effect<KeyedStore["Type"
                 return fresh
               })
         )
+        /** The namespace's handle when the database open now is fine and the namespace is open on it (no reopening to wait for). */
+        const ready = (): NamespaceHandle<A> | undefined =>
+          !closed && opened !== undefined && opened.generation === generation && current !== undefined && current.db.stale() === undefined ? opened.handle : undefined
         // Every failure is typed: a throw from a file-system check becomes a failure too, never a defect.
         const attempt = <R>(f: (h: NamespaceHandle<A>) => Effect.Effect<R, StateStoreError>) =>
-          Effect.catchAllDefect(Effect.flatMap(handle, f), (defect) =>
-            Effect.fail(unexpectedFailure("open", "write", defect, { owner: ns.owner, namespace: ns.namespace }))
+          Effect.catchAllDefect(
+            Effect.suspend(() => {
+              const h = ready()
+              return h === undefined ? Effect.flatMap(handle, f) : f(h)
+            }),
+            (defect) => Effect.fail(unexpectedFailure("open", "write", defect, { owner: ns.owner, namespace: ns.namespace }))
           )
         // A failure that made the database stale (its connection must be replaced) is tried
         // once more, on the reopened database.

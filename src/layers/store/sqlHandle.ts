@@ -16,6 +16,7 @@ import { makeSqlBatchWrites } from "./sqlBatch.js"
 import { makeSqlBulk } from "./sqlBulk.js"
 import { makeSqlCompare } from "./sqlCompare.js"
 import { makeSqlHandleCore, type SqlHandleContext } from "./sqlHandleCore.js"
+import { makeLookupCoalescing } from "./sqlLookups.js"
 import type { DbRow, DeletedRow, RowToWrite } from "./sqlStatements.js"
 import type { ResolvedNamespace } from "./storeRules.js"
 
@@ -28,6 +29,7 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
   const { writes } = ctx
   const { owner, namespace } = ns
   const { writeBatch, claims } = yield* makeSqlBatchWrites(core)
+  const { lookupMany, deleteMany, entriesInRange } = makeSqlBulk(core)
 
   const writing = <R>(operation: string, key: string, value: A, options: WriteOptions | undefined, f: (row: RowToWrite, now: number) => Effect.Effect<R, SqlError | StateStoreError>) =>
     Effect.flatMap(Clock.currentTimeMillis, (now) =>
@@ -38,6 +40,9 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
     withValidKey("lookup", key, "read", (now) =>
       Effect.flatMap(read<DbRow>(statements.lookup(now, key)), (rows) => (rows[0] === undefined ? Effect.succeed(Option.none()) : Effect.map(toEntry("lookup", rows[0]), Option.some)))
     )
+
+  const lookupValue = (key: string) => Effect.map(lookupEntry(key), Option.map((entry) => entry.value))
+  const lookup = yield* makeLookupCoalescing(core, lookupValue, lookupMany)
 
   /** Deletes `key`, returning the row when it was live. */
   const take = (now: number, key: string) =>
@@ -84,14 +89,16 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
           )
       }),
     lookupEntry,
-    lookup: (key) => Effect.map(lookupEntry(key), Option.map((entry) => entry.value)),
+    lookup,
     consume: (key) =>
       withValidKey("consume", key, "write", (now) =>
         Effect.flatMap(take(now, key), (row) => (row === undefined ? Effect.succeed(Option.none()) : Effect.map(toEntry("consume", row), (entry) => Option.some(entry.value))))
       ),
     delete: (key) => withValidKey("delete", key, "write", (now) => Effect.map(take(now, key), (row) => row !== undefined)),
     writeBatch,
-    ...makeSqlBulk(core),
+    lookupMany,
+    deleteMany,
+    entriesInRange,
     ...makeSqlCompare(core),
     entries: run(
       "entries",
