@@ -13,6 +13,7 @@ import { restartBench } from "./restart.js"
 import { faultsBench } from "./faults.js"
 import { bulkBench } from "./bulk.js"
 import { startupBench } from "./startup.js"
+import { burstBench } from "./burst.js"
 
 const started = Date.now()
 const rows: Array<Row> = [
@@ -22,6 +23,7 @@ const rows: Array<Row> = [
   ...(await restartBench()),
   ...(await faultsBench()),
   ...(await bulkBench()),
+  ...(await burstBench()),
   ...(await startupBench())
 ]
 
