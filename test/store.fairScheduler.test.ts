@@ -142,7 +142,7 @@ describe("the fair scheduler", () => {
     })
   )
 
-  it.scopedLive("a SQLite operation (which never suspends) run with Effect.runSync completes, as it did before the fair scheduler (6512101) — never a defect", () =>
+  it.scopedLive("a SQLite lookup or lone claim (which never suspends) run with Effect.runSync completes, as it did before the fair scheduler (6512101) — never a defect", () =>
     Effect.gen(function* () {
       const dir = yield* tempDir
       const context = yield* Layer.build(SqliteStore.layer({ filename: path.join(dir, "s.sqlite") }))
@@ -151,6 +151,10 @@ describe("the fair scheduler", () => {
       yield* ns.register("k", "v")
       const exit = Effect.runSyncExit(ns.lookup("k"))
       expect(Exit.isSuccess(exit) ? exit.value : Cause.pretty(exit.cause).split("\n")[0]).toEqual(Option.some("v"))
+      // A lone claim runs in the caller's fiber: with no contention it never suspends either.
+      const claims = ["c", "c"].map((key) => Effect.runSyncExit(ns.registerIfAbsent(key, "mine")))
+      expect(claims.map((claim) => (Exit.isSuccess(claim) ? claim.value : Cause.pretty(claim.cause).split("\n")[0]))).toEqual([true, false])
+      expect(yield* ns.lookup("c")).toEqual(Option.some("mine"))
     })
   )
 })
