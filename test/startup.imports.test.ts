@@ -3,8 +3,8 @@
  * records every module it resolves and every CommonJS module it requires, and the test reads
  * the list. Building a SQLite store and answering a lookup loads no `@effect/sql-pg` and no
  * `pg`; a PostgreSQL store loads them (from src/layers/store/pgDriver.ts, on demand), also when
- * its server is down; a driver that cannot be imported is a typed `OpenFailed`, not a defect;
- * `channel-state --help` loads no Effect module. No timing here: start-up times are bench rows
+ * its server is down; a driver that cannot be imported is a typed `OpenFailed`, not a defect
+ * (and the CLI says to reinstall); `channel-state --help` loads no Effect module. No timing here: start-up times are bench rows
  * (bench/startup.ts).
  */
 import { execFile } from "node:child_process"
@@ -22,13 +22,13 @@ const DOWN_URL = "postgres://postgres@127.0.0.1:1/none"
 
 const report = (mode: string, location?: string) =>
   Effect.promise(async () => {
-    const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", WORKER, mode, ...(location === undefined ? [] : [location])], {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, ["--import", "tsx", WORKER, mode, ...(location === undefined ? [] : [location])], {
       cwd: repoRoot,
       timeout: 60_000
     })
     const line = stdout.split("\n").find((text) => text.startsWith("{"))
-    if (line === undefined) throw new Error(`the worker printed no report: ${stdout}`)
-    return JSON.parse(line) as ImportsReport
+    if (line === undefined) throw new Error(`the worker printed no report: ${stdout}${stderr}`)
+    return { ...(JSON.parse(line) as ImportsReport), stderr }
   })
 
 /** The PostgreSQL driver's modules (`@effect/sql-pg`, `pg`, `pg-*`, `pgpass`, `postgres-*`) among those loaded. */
@@ -75,6 +75,16 @@ describe("start-up loads what is used", () => {
       expect(loaded.outcome).toMatchObject({ failed: { tag: "StateStoreError", reason: "OpenFailed" } })
       expect((loaded.outcome as { failed: { detail: string } }).failed.detail).toMatch(/^cannot load the PostgreSQL driver \(@effect\/sql-pg\): Cannot find package '@effect\/sql-pg\/PgClient'/)
       expect(pgModules(loaded)).toEqual([])
+    })
+  )
+
+  it.scopedLive("the CLI on a PostgreSQL driver that cannot be imported says so in one line and says to reinstall (exit 1)", () =>
+    Effect.gen(function* () {
+      const loaded = yield* report("cli-pg-unloadable", DOWN_URL)
+      expect(loaded.outcome).toEqual({ ok: 1 })
+      expect(loaded.stderr).toContain("cannot load the PostgreSQL driver (@effect/sql-pg)")
+      expect(loaded.stderr).toContain("Reinstall channel-state")
+      expect(loaded.stderr).not.toMatch(/\n\s+at /)
     })
   )
 

@@ -12,7 +12,8 @@
  *   `pgUrl`), writes one entry and looks it up;
  * - `pg-unloadable URL`: `@effect/sql-pg` cannot be resolved; builds `PgStore.layer` (no
  *   `retryOpen`);
- * - `cli-help`: runs the CLI's `main(["--help"])`.
+ * - `cli-help`: runs the CLI's `main(["--help"])`;
+ * - `cli-pg-unloadable URL`: `@effect/sql-pg` cannot be resolved; runs `main(["inspect", "--pg", URL])`.
  */
 import * as fs from "node:fs"
 import { createRequire, register } from "node:module"
@@ -33,12 +34,13 @@ export interface ImportsReport {
 const [mode = "", location = ""] = process.argv.slice(2)
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "channel-state-imports-"))
 const logFile = path.join(dir, "modules.log")
-register(new URL("./moduleLogHooks.mjs", import.meta.url), { data: { logFile, refuse: mode === "pg-unloadable" ? "@effect/sql-pg" : undefined } })
+const unloadable = mode === "pg-unloadable" || mode === "cli-pg-unloadable"
+register(new URL("./moduleLogHooks.mjs", import.meta.url), { data: { logFile, refuse: unloadable ? "@effect/sql-pg" : undefined } })
 
 const run = async (): Promise<ImportsReport["outcome"]> => {
-  if (mode === "cli-help") {
+  if (mode === "cli-help" || mode === "cli-pg-unloadable") {
     const { main } = await import("../../src/cli/main.js")
-    return { ok: await main(["--help"]) }
+    return { ok: await main(mode === "cli-help" ? ["--help"] : ["inspect", "--pg", location]) }
   }
   const Effect = await import("effect/Effect")
   const Cause = await import("effect/Cause")
