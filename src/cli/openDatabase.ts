@@ -10,7 +10,6 @@ import * as path from "node:path"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
@@ -19,6 +18,7 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
+import { DRIVER_LOAD_FAILED, makePgClient } from "../layers/store/pgDriver.js"
 import { classify } from "../layers/store/sqlFailure.js"
 import { ensureReadable } from "../layers/store/StoreAdmin.js"
 import { StateStoreError } from "../StateStoreError.js"
@@ -237,14 +237,13 @@ export const openSql = (target: Target, access: "read" | "write"): Effect.Effect
       if (problem) return yield* Effect.fail(cliFailureOf(problem))
       return yield* access === "read" ? openForReading(target.path) : sqliteClient(target.path, false)
     }
-    return yield* PgClient.make({
+    return yield* makePgClient({
       url: Redacted.make(target.url),
       connectTimeout: PG_CONNECT_TIMEOUT,
       maxConnections: 2,
       applicationName: "channel-state-cli"
     }).pipe(
-      Effect.provide(Reactivity.layer),
-      Effect.mapError(openError(target)),
+      Effect.catchTag("SqlError", (error) => Effect.fail(openError(target)(error))),
       Effect.catchAllDefect((cause) => Effect.fail(openFailed(`cannot connect to PostgreSQL at ${redactUrl(target.url)}: ${String((cause as Error)?.message ?? cause)}`, cause)))
     )
   })
@@ -272,6 +271,7 @@ const hintFor = (error: StateStoreError): string | undefined => {
             ? PERMISSION_HINT
             : "Nothing was changed. `channel-state doctor` tells more."
     case "OpenFailed":
+      if (error.detail.startsWith(DRIVER_LOAD_FAILED)) return "Reinstall channel-state (`npm install`): its dependency @effect/sql-pg could not be loaded."
       return error.detail.startsWith("not a channel-state database")
         ? "Check --db / --pg: it should be the database your gateway's plugins write to (their tables appear on first use)."
         : error.detail.includes("PostgreSQL")

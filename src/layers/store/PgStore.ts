@@ -1,14 +1,13 @@
 /**
- * The keyed store on PostgreSQL (`@effect/sql-pg`), for several gateway instances sharing
- * one state. Same code and semantics as SQLite; claims and consumes are atomic across
- * instances (single-statement `INSERT … ON CONFLICT` / `DELETE … RETURNING`).
+ * The keyed store on PostgreSQL (`@effect/sql-pg`, imported only when a store is built: see
+ * pgDriver.ts), for several gateway instances sharing one state. Same code and semantics as
+ * SQLite; claims and consumes are atomic across instances (single-statement
+ * `INSERT … ON CONFLICT` / `DELETE … RETURNING`).
  *
  * @module
  */
 import type { ConnectionOptions } from "node:tls"
-import * as Reactivity from "@effect/experimental/Reactivity"
 import { SqlClient } from "@effect/sql/SqlClient"
-import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -18,6 +17,7 @@ import { KeyedStore } from "../../KeyedStore.js"
 import type { StateStoreError } from "../../StateStoreError.js"
 import { fromSqlError } from "./sqlFailure.js"
 import * as ReopeningStore from "./ReopeningStore.js"
+import { makePgClient } from "./pgDriver.js"
 import * as SqlStore from "./SqlStore.js"
 
 /**
@@ -68,11 +68,11 @@ export const make = (options: PgStoreOptions) => {
   const url = options.url === undefined ? undefined : Redacted.isRedacted(options.url) ? options.url : Redacted.make(options.url)
   const open = (scope: Scope.Scope) =>
     Effect.gen(function* () {
-      const client = yield* PgClient.make({
+      const client = yield* makePgClient({
         connectTimeout: Duration.seconds(5),
         ...options.client,
         ...(url === undefined ? {} : { url })
-      }).pipe(Effect.provide(Reactivity.layer), Effect.mapError(fromSqlError("open", "write")))
+      }).pipe(Effect.catchTag("SqlError", (error) => Effect.fail(fromSqlError("open", "write")(error))))
       const store = yield* SqlStore.make(options).pipe(Effect.provideService(SqlClient, client))
       return { store, stale: () => undefined }
     }).pipe(Scope.extend(scope))
