@@ -14,6 +14,7 @@ import { faultsBench } from "./faults.js"
 import { bulkBench } from "./bulk.js"
 import { startupBench } from "./startup.js"
 import { burstBench } from "./burst.js"
+import { chatSdkBench } from "./chatSdk.js"
 
 const started = Date.now()
 const rows: Array<Row> = [
@@ -24,7 +25,8 @@ const rows: Array<Row> = [
   ...(await faultsBench()),
   ...(await bulkBench()),
   ...(await burstBench()),
-  ...(await startupBench())
+  ...(await startupBench()),
+  ...(await chatSdkBench())
 ]
 
 console.log("")
