@@ -133,7 +133,7 @@ it("the OpenClaw adapter example: register, observe, compareAndApply, across a r
 
 it("every public export (and every member of an exported module) is named in the README", async () => {
   const readme = fs.readFileSync(path.join(path.dirname(new URL(import.meta.url).pathname), "..", "README.md"), "utf8")
-  const api: Record<string, unknown> = { ...(await import("../src/index.js")), ...(await import("../src/openclaw/index.js")) }
+  const api: Record<string, unknown> = { ...(await import("../src/index.js")), ...(await import("../src/openclaw/index.js")), ...(await import("../src/chat-sdk/index.js")) }
   const unnamed: Array<string> = []
   for (const [name, value] of Object.entries(api)) {
     if (!readme.includes(name)) unnamed.push(name)
