@@ -50,7 +50,9 @@ export type ChatStateOperation =
 
 /** A refused or failed state-adapter call. */
 export class ChatStateError extends Error {
+  /** Why it failed (see {@link ChatStateErrorReason}): whether retrying can help, and what was (not) written. */
   readonly reason: ChatStateErrorReason
+  /** The member that failed (`connect` for a failure to open the database, whichever member met it). */
   readonly operation: ChatStateOperation
 
   constructor(reason: ChatStateErrorReason, operation: ChatStateOperation, message: string, cause?: unknown) {
