@@ -8,7 +8,10 @@
  *
  * The host's own values the examples name (`gatewayConfig`, `accountId`, …) are declared in a
  * prelude. A block that needs packages a plugin would add for it says so in a comment line
- * before it (`<!-- needs: … -->`) and is not compiled; the test pins which blocks those are.
+ * before it (`<!-- needs: … -->`) and is not compiled there; the test pins which blocks those
+ * are. The Chat SDK block (`needs: chat`) is compiled in a third project, a Chat SDK bot
+ * installed with the README's own install line, whose `channel-state/chat-sdk` state is then
+ * checked across two processes.
  */
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
@@ -125,8 +128,8 @@ describe.concurrent("the packed package, installed as the README says", () => {
     const copies = (await run(dir, "npm", ["ls", "effect", "--all", "--parseable"])).stdout.split("\n").filter((line) => line.endsWith(`${path.sep}effect`))
     expect(new Set(copies).size).toBe(1)
     const blocks = tsBlocks()
-    // Only the exporter example needs packages of its own (OpenTelemetry); every other block is compiled.
-    expect(blocks.filter((block) => block.needs !== undefined).map((block) => block.needs)).toEqual(["@effect/opentelemetry and OpenTelemetry exporters"])
+    // Only the exporter example (OpenTelemetry) and the Chat SDK wiring (`chat`, compiled in the bot project below) need packages of their own; every other block is compiled.
+    expect(blocks.filter((block) => block.needs !== undefined).map((block) => block.needs)).toEqual(["@effect/opentelemetry and OpenTelemetry exporters", "chat"])
     for (const block of blocks.filter((b) => b.needs === undefined)) {
       fs.writeFileSync(path.join(dir, "src", `block${block.index}.ts`), `${PRELUDE}\n${block.code}\nexport {}\n`)
     }
@@ -184,5 +187,36 @@ await state.dispose()
     }
     expect(await runOnce("first")).toEqual({ claim: "claimed", persistent: true, health: "ok", component: null })
     expect(await runOnce("second")).toEqual({ claim: "duplicate", persistent: true, health: "ok", component: "approve-42" })
+  })
+  it("a Chat SDK bot: the install line works, the Chat SDK wiring typechecks without skipLibCheck, and channel-state/chat-sdk keeps its state into a second process", { timeout: 600_000 }, async () => {
+    const dir = await project("chat-bot", installLines("A Chat SDK bot"), tarball)
+    const wiring = tsBlocks().filter((block) => block.needs === "chat")
+    expect(wiring).toHaveLength(1)
+    // The bot's own platform adapter, which the wiring names.
+    fs.writeFileSync(path.join(dir, "src", "wiring.ts"), `import type { Adapter } from "chat"\ndeclare const slack: Adapter\n${wiring[0]!.code}\nexport { bot }\n`)
+    fs.writeFileSync(
+      path.join(dir, "src", "restart.ts"),
+      `import { ChatStateError, createChatState } from "channel-state/chat-sdk"
+const state = createChatState({ sqlitePath: process.argv[2]! })
+await state.connect()
+const first = await state.setIfNotExists("dedupe:slack:E1", true, 600_000)
+const subscribed = await state.isSubscribed("slack:C1:1.1")
+await state.subscribe("slack:C1:1.1")
+const refused = await state.acquireLock("slack:C1:1.1", -1).catch((error: unknown) => (error instanceof ChatStateError ? error.reason : "other"))
+await state.disconnect()
+console.log(JSON.stringify({ first, subscribed, refused }))
+`
+    )
+    const checked = await typecheck(dir)
+    expect(checked.output).toBe("")
+    expect(checked.code).toBe(0)
+    const file = path.join(dir, "state.sqlite")
+    const runOnce = async () => {
+      const result = await run(dir, process.execPath, [path.join(dir, "dist", "restart.js"), file])
+      if (result.code !== 0) throw new Error(`the bot process failed:\n${result.output}`)
+      return JSON.parse(result.stdout.trim().split("\n").at(-1) ?? "")
+    }
+    expect(await runOnce()).toEqual({ first: true, subscribed: false, refused: "InvalidArgument" })
+    expect(await runOnce()).toEqual({ first: false, subscribed: true, refused: "InvalidArgument" })
   })
 })
