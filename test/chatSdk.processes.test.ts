@@ -22,6 +22,7 @@ const N = 30
 type Result = Extract<ChatWorkerLine, { type: "result" }>
 const isResult = (line: ChatWorkerLine): line is Result => line.type === "result"
 const isEnqueued = (line: ChatWorkerLine): line is Extract<ChatWorkerLine, { type: "enqueued" }> => line.type === "enqueued"
+const isAcked = (after: number) => (line: ChatWorkerLine): line is Extract<ChatWorkerLine, { type: "acked" }> => line.type === "acked" && line.i >= after
 const isWritten = (line: ChatWorkerLine): line is Extract<ChatWorkerLine, { type: "written" }> => line.type === "written"
 const range = (n: number) => Array.from({ length: n }, (_, i) => i)
 const all = WORKERS.flatMap((w) => range(N).map((i) => `${w}:${i}`))
@@ -101,6 +102,30 @@ const acrossProcesses = (backend: "sqlite" | "pg") =>
           yield* Effect.promise(() => state.disconnect())
           expect(line.token).not.toBe("")
           expect(seen).toEqual({ subscribed: true, cached: { topic: "durable" }, history: [1, 2, 3], depth: 2, first: "m1", lockFree: false, releasedByToken: true })
+        }),
+      180_000
+    )
+
+    it.scopedLive(
+      "a process SIGKILLed in the middle of its appends: every acknowledged append is there, in order, at most the one in flight besides, and the bounded list holds its newest 5",
+      () =>
+        Effect.gen(function* () {
+          const at = yield* location(backend)
+          const writer = yield* spawnLineProcess<ChatWorkerLine>(WORKER, [backend, at, "-", "w", "append"])
+          yield* writer.waitFor(isAcked(30), 120_000)
+          yield* writer.kill
+          const acked = Math.max(...writer.lines.map(({ line }) => (line.type === "acked" ? line.i : -1)))
+          const state = adapterOn(backend, at)
+          yield* Effect.promise(() => state.connect())
+          const log = yield* Effect.promise(() => state.getList<number>("log"))
+          const recent = yield* Effect.promise(() => state.getList<number>("recent"))
+          yield* Effect.promise(() => state.disconnect())
+          // What landed is a prefix 0 … k with k the last acknowledged append or the one after it (killed before it said so).
+          expect(log).toEqual(range(log.length))
+          expect(log.length === acked + 1 || log.length === acked + 2).toBe(true)
+          const last = recent.at(-1)!
+          expect(last === acked || last === acked + 1).toBe(true)
+          expect(recent).toEqual(range(5).map((k) => last - 4 + k))
         }),
       180_000
     )

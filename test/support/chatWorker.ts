@@ -9,6 +9,9 @@
  *     stdin, dequeues "queue" until empty and says its result.
  *   node --import tsx test/support/chatWorker.ts <sqlite|pg> <file or url> - <worker> write
  *     writes one of everything, says `written`, and waits to be killed.
+ *   node --import tsx test/support/chatWorker.ts <sqlite|pg> <file or url> - <worker> append
+ *     appends 0, 1, 2, … to "log" (and to "recent", maxLength 5) one after another, saying
+ *     `acked` after each, until killed.
  */
 import type { StateAdapter } from "chat"
 import { Effect } from "effect"
@@ -21,6 +24,7 @@ export type ChatWorkerLine =
   | { readonly type: "ready"; readonly worker: string }
   | { readonly type: "enqueued"; readonly worker: string }
   | { readonly type: "written"; readonly worker: string; readonly token: string }
+  | { readonly type: "acked"; readonly worker: string; readonly i: number }
   | {
       readonly type: "result"
       readonly worker: string
@@ -77,13 +81,22 @@ const write = async () => {
   await new Promise(() => {}) // until SIGKILL
 }
 
+const appendUntilKilled = async () => {
+  for (let i = 0; ; i++) {
+    await state.appendToList("recent", i, { maxLength: 5, ttlMs: 600_000 })
+    await state.appendToList("log", i)
+    say({ type: "acked", worker, i })
+  }
+}
+
 const main = async () => {
   await state.connect()
   say({ type: "ready", worker })
   if (role === "race") {
     await Effect.runPromise(waitForGo(goFile!, 90_000))
     await race(Number(count))
-  } else await write()
+  } else if (role === "append") await appendUntilKilled()
+  else await write()
   await state.disconnect()
   process.exit(0)
 }
