@@ -9,6 +9,7 @@
 import * as path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import type { StateAdapter } from "chat"
 import { createChatState } from "../src/chat-sdk/index.js"
 import { freshPgDatabase, PG_URL_VARIABLE, pgUrl, tempDir } from "./support/backends.js"
 import type { ChatWorkerLine } from "./support/chatWorker.js"
@@ -35,7 +36,27 @@ const inWriterOrder = (items: ReadonlyArray<string>) =>
 
 const location = (backend: "sqlite" | "pg") =>
   backend === "sqlite" ? Effect.map(tempDir, (dir) => path.join(dir, "state", "chat.sqlite")) : Effect.map(freshPgDatabase(pgUrl!), ({ url }) => url)
-const adapterOn = (backend: "sqlite" | "pg", at: string) => (backend === "sqlite" ? createChatState({ sqlitePath: at }) : createChatState({ pgUrl: at }))
+/** What `read` answers on a fresh adapter on `at` (connected for it, disconnected after). */
+const readBack = <R>(backend: "sqlite" | "pg", at: string, read: (state: StateAdapter) => Promise<R>) =>
+  Effect.promise(async () => {
+    const state = backend === "sqlite" ? createChatState({ sqlitePath: at }) : createChatState({ pgUrl: at })
+    await state.connect()
+    try {
+      return await read(state)
+    } finally {
+      await state.disconnect()
+    }
+  })
+
+/** A worker of `role` on a fresh database, SIGKILLed as soon as it printed a line `isLine` matches: the database, that line, every line. */
+const killedAfter = <M extends ChatWorkerLine>(backend: "sqlite" | "pg", role: string, isLine: (line: ChatWorkerLine) => line is M) =>
+  Effect.gen(function* () {
+    const at = yield* location(backend)
+    const writer = yield* spawnLineProcess<ChatWorkerLine>(WORKER, [backend, at, "-", "w", role])
+    const { line } = yield* writer.waitFor(isLine, 120_000)
+    yield* writer.kill
+    return { at, line, lines: writer.lines.map((received) => received.line) }
+  })
 
 const acrossProcesses = (backend: "sqlite" | "pg") =>
   describe(`Chat SDK state across processes: ${backend}`, () => {
@@ -59,12 +80,11 @@ const acrossProcesses = (backend: "sqlite" | "pg") =>
           expect([...dequeued].sort()).toEqual([...all].sort())
           for (const r of results) expect(inWriterOrder(r.dequeued)).toBe(true)
 
-          const state = adapterOn(backend, at)
-          yield* Effect.promise(() => state.connect())
-          const shared = yield* Effect.promise(() => state.getList<string>("shared"))
-          const everything = yield* Effect.promise(() => state.getList<string>("all"))
-          const bounded = yield* Effect.promise(() => state.queueDepth("bounded"))
-          yield* Effect.promise(() => state.disconnect())
+          const { shared, everything, bounded } = yield* readBack(backend, at, async (state) => ({
+            shared: await state.getList<string>("shared"),
+            everything: await state.getList<string>("all"),
+            bounded: await state.queueDepth("bounded")
+          }))
           expect([...everything].sort()).toEqual([...all].sort())
           expect(inWriterOrder(everything)).toBe(true)
           // The newest 25 appends: whatever a worker still has there is the end of what it wrote (trimming took the oldest).
@@ -84,13 +104,8 @@ const acrossProcesses = (backend: "sqlite" | "pg") =>
       "a process SIGKILLed right after its writes were acknowledged: the next process finds the subscription, the cache value, the list, the queue and the still-held lock",
       () =>
         Effect.gen(function* () {
-          const at = yield* location(backend)
-          const writer = yield* spawnLineProcess<ChatWorkerLine>(WORKER, [backend, at, "-", "w", "write"])
-          const { line } = yield* writer.waitFor(isWritten, 120_000)
-          yield* writer.kill
-          const state = adapterOn(backend, at)
-          yield* Effect.promise(() => state.connect())
-          const seen = yield* Effect.promise(async () => ({
+          const { at, line } = yield* killedAfter(backend, "write", isWritten)
+          const seen = yield* readBack(backend, at, async (state) => ({
             subscribed: await state.isSubscribed("slack:C1:1.1"),
             cached: await state.get("thread-state:slack:C1:1.1"),
             history: await state.getList("history"),
@@ -99,7 +114,6 @@ const acrossProcesses = (backend: "sqlite" | "pg") =>
             lockFree: (await state.acquireLock("slack:C1:1.1", 1000)) !== null,
             releasedByToken: await state.extendLock({ threadId: "slack:C1:1.1", token: line.token, expiresAt: 0 }, 600_000)
           }))
-          yield* Effect.promise(() => state.disconnect())
           expect(line.token).not.toBe("")
           expect(seen).toEqual({ subscribed: true, cached: { topic: "durable" }, history: [1, 2, 3], depth: 2, first: "m1", lockFree: false, releasedByToken: true })
         }),
@@ -110,16 +124,9 @@ const acrossProcesses = (backend: "sqlite" | "pg") =>
       "a process SIGKILLed in the middle of its appends: every acknowledged append is there, in order, at most the one in flight besides, and the bounded list holds its newest 5",
       () =>
         Effect.gen(function* () {
-          const at = yield* location(backend)
-          const writer = yield* spawnLineProcess<ChatWorkerLine>(WORKER, [backend, at, "-", "w", "append"])
-          yield* writer.waitFor(isAcked(30), 120_000)
-          yield* writer.kill
-          const acked = Math.max(...writer.lines.map(({ line }) => (line.type === "acked" ? line.i : -1)))
-          const state = adapterOn(backend, at)
-          yield* Effect.promise(() => state.connect())
-          const log = yield* Effect.promise(() => state.getList<number>("log"))
-          const recent = yield* Effect.promise(() => state.getList<number>("recent"))
-          yield* Effect.promise(() => state.disconnect())
+          const { at, lines } = yield* killedAfter(backend, "append", isAcked(30))
+          const acked = Math.max(...lines.map((line) => (line.type === "acked" ? line.i : -1)))
+          const { log, recent } = yield* readBack(backend, at, async (state) => ({ log: await state.getList<number>("log"), recent: await state.getList<number>("recent") }))
           // What landed is a prefix 0 … k with k the last acknowledged append or the one after it (killed before it said so).
           expect(log).toEqual(range(log.length))
           expect(log.length === acked + 1 || log.length === acked + 2).toBe(true)
