@@ -13,7 +13,8 @@ import * as path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import type { QueueEntry, StateAdapter } from "chat"
 import { ChatStateError, createChatState } from "../src/chat-sdk/index.js"
-import { ours, type SubjectKind, withSubject } from "./support/chatState.js"
+import * as MemoryStore from "../src/layers/store/MemoryStore.js"
+import { manualClock, ours, type SubjectKind, withSubject } from "./support/chatState.js"
 
 const entry = (id: string, now: number): QueueEntry => ({ message: { id } as never, enqueuedAt: now, expiresAt: now + 90_000 })
 const idOf = (queued: QueueEntry | null) => (queued?.message as { id?: string } | undefined)?.id ?? null
@@ -201,7 +202,7 @@ const guarantees = (kind: SubjectKind) =>
 
 for (const kind of ours) guarantees(kind)
 
-describe("Chat SDK state: options that cannot be used", () => {
+describe("Chat SDK state: options", () => {
   const reject = (state: StateAdapter) => state.connect().then(() => "connected", reasonOf)
 
   it("a SQLite path under a file, an empty path, an empty pgUrl or a bad owner make connect() reject with what is wrong; members then reject NotConnected", async () => {
@@ -218,6 +219,42 @@ describe("Chat SDK state: options that cannot be used", () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true })
     }
+  })
+
+  it("two owners on one database share nothing: each sees only its own subscriptions, cache, locks, lists and queues", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "channel-state-chat-"))
+    const sqlitePath = path.join(dir, "shared.sqlite")
+    const [a, b] = [createChatState({ sqlitePath, owner: "bot-a" }), createChatState({ sqlitePath, owner: "bot-b" })]
+    try {
+      await a.connect()
+      await b.connect()
+      await a.subscribe("t")
+      await a.set("k", "a's")
+      await a.appendToList("l", 1)
+      await a.enqueue("t", entry("m", Date.now()), 10)
+      expect(await a.acquireLock("t", 60_000)).not.toBeNull()
+      expect([await b.isSubscribed("t"), await b.get("k"), await b.getList("l"), await b.queueDepth("t")]).toEqual([false, null, [], 0])
+      expect(await b.acquireLock("t", 60_000)).not.toBeNull()
+      expect([await a.isSubscribed("t"), await a.get("k"), await a.getList("l"), await a.queueDepth("t")]).toEqual([true, "a's", [1], 1])
+    } finally {
+      await a.disconnect()
+      await b.disconnect()
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it("the store option takes a memory store for tests (a fresh one per connect) with a clock the test moves", async () => {
+    const clock = manualClock()
+    const state = createChatState({ store: MemoryStore.layer(), now: clock.now })
+    await state.connect()
+    expect(await state.setIfNotExists("k", 1, 1000)).toBe(true)
+    expect(await state.setIfNotExists("k", 2, 1000)).toBe(false)
+    clock.advance(1000)
+    expect(await state.setIfNotExists("k", 3, 1000)).toBe(true)
+    await state.disconnect()
+    await state.connect()
+    expect(await state.get("k")).toBeNull()
+    await state.disconnect()
   })
 
   it("a PostgreSQL server that is not there (a closed port) makes connect() reject with Unavailable", async () => {
