@@ -243,6 +243,24 @@ describe("Chat SDK state: options", () => {
     }
   })
 
+  it("disconnect() while connect() is still opening: the opening and the calls made meanwhile complete, then it closes; connect() again sees them", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "channel-state-chat-"))
+    const state = createChatState({ sqlitePath: path.join(dir, "state.sqlite") })
+    try {
+      const opening = state.connect()
+      const writes = range(10).map((i) => state.set(`k${i}`, i))
+      await state.disconnect()
+      await opening
+      await Promise.all(writes)
+      expect(reasonOf(await state.get("k0").catch((error: unknown) => error))).toBe("NotConnected get")
+      await state.connect()
+      expect(await Promise.all(range(10).map((i) => state.get(`k${i}`)))).toEqual(range(10))
+      await state.disconnect()
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it("the store option takes a memory store for tests (a fresh one per connect) with a clock the test moves", async () => {
     const clock = manualClock()
     const state = createChatState({ store: MemoryStore.layer(), now: clock.now })

@@ -65,6 +65,8 @@ export const makeConnection = (store: () => Layer.Layer<KeyedStore, StateStoreEr
     const closing = open
     open = undefined
     if (closing === undefined) return
+    // An opening still under way finishes first (closing the runtime under it would interrupt it mid-migration).
+    await closing.namespaces.catch(() => undefined)
     await Promise.allSettled([...closing.inFlight])
     await closing.runtime.dispose().catch(() => undefined)
   }
