@@ -8,8 +8,7 @@
  *
  * @internal
  */
-import type { StateAdapter } from "chat"
-import type { QueueEntry } from "chat"
+import type { QueueEntry, StateAdapter } from "chat"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { positiveWhole, queueEntry, text } from "./arguments.js"
