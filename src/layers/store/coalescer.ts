@@ -31,7 +31,13 @@ interface Waiting<Req, Res, E> {
  */
 export const makeCoalescer = <Req, Res, E>(
   run: (batch: ReadonlyArray<Req>) => Effect.Effect<ReadonlyArray<Res>, E>,
-  options: { readonly maxBatch: number; readonly closed: E; readonly scope: Scope.Scope }
+  options: {
+    readonly maxBatch: number
+    readonly closed: E
+    readonly scope: Scope.Scope
+    /** Wraps a queued request's wait, in the caller's fiber (its span: the batch itself runs on the batching fiber). */
+    readonly whileQueued?: (wait: Effect.Effect<Res, E>) => Effect.Effect<Res, E>
+  }
 ) =>
   Effect.gen(function* () {
     const queue = yield* Queue.unbounded<Waiting<Req, Res, E>>()
@@ -70,8 +76,10 @@ export const makeCoalescer = <Req, Res, E>(
       })
     )
     yield* Effect.forkIn(Effect.interruptible(loop), options.scope)
-    const queued = (request: Req): Effect.Effect<Res, E> =>
+    const enqueue = (request: Req): Effect.Effect<Res, E> =>
       Effect.flatMap(Deferred.make<Res, E>(), (answer) => Effect.zipRight(Queue.offer(queue, { request, answer }), Deferred.await(answer)))
+    const whileQueued = options.whileQueued
+    const queued = whileQueued === undefined ? enqueue : (request: Req) => whileQueued(enqueue(request))
     /** The request alone, in the caller's fiber, if nothing else is queued or running; `None` otherwise. */
     const alone = (request: Req) =>
       running.withPermitsIfAvailable(1)(Effect.map(run([request]), (results) => results[0] as Res))

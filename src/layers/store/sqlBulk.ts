@@ -19,6 +19,32 @@ import { decodeValue } from "./valueRules.js"
 export const makeSqlBulk = <A>(core: SqlHandleCore<A>) => {
   const { ctx, ns, statements, lockKey, exec, read, run, toEntry } = core
 
+  /**
+   * The live value of each key (a key named twice is decoded twice: two values, not one shared
+   * object), or that key's own `Corrupt`, with the rows that no longer decode. Reads only.
+   */
+  const readMany = (now: number, keys: ReadonlyArray<string>) =>
+    Effect.map(read<DbRow>(statements.lookupMany(now, [...new Set(keys)])), (found) => {
+      const rows = new Map<string, DbRow>()
+      for (const row of found) rows.set(row.entry_key, row)
+      const corrupt = new Map<string, DbRow>()
+      const results = keys.map((key): Either.Either<Option.Option<A>, StateStoreError> => {
+        const row = rows.get(key)
+        if (row === undefined) return Either.right(Option.none())
+        const decoded = decodeValue(ns, "lookupMany", key, row.value_json)
+        if (Either.isLeft(decoded)) corrupt.set(key, row)
+        return Either.map(decoded, Option.some)
+      })
+      return { results, corrupt: [...corrupt.values()] }
+    })
+
+  /**
+   * The values of `keys` for callers who each asked for one (coalesced lookups), read with no
+   * lock: a row that no longer decodes is left for its own caller's lookup to report and remove.
+   */
+  const readLive = (keys: ReadonlyArray<string>) =>
+    run("lookupMany", "read", Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.map(readMany(now, keys), ({ results }) => results)))
+
   const lookupMany = (keys: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<Either.Either<Option.Option<A>, StateStoreError>>, StateStoreError> => {
     const problem = checkKeys(ns, "lookupMany", keys)
     if (problem) return Effect.fail(problem)
@@ -27,20 +53,9 @@ export const makeSqlBulk = <A>(core: SqlHandleCore<A>) => {
       "lookupMany",
       "read",
       Effect.gen(function* () {
-        const now = yield* Clock.currentTimeMillis
-        const rows = new Map<string, DbRow>()
-        for (const row of yield* read<DbRow>(statements.lookupMany(now, [...new Set(keys)]))) rows.set(row.entry_key, row)
-        const corrupt = new Map<string, DbRow>()
-        // Decoded at each position: a key named twice gets two values, not one shared object.
-        const results = keys.map((key): Either.Either<Option.Option<A>, StateStoreError> => {
-          const row = rows.get(key)
-          if (row === undefined) return Either.right(Option.none())
-          const decoded = decodeValue(ns, "lookupMany", key, row.value_json)
-          if (Either.isLeft(decoded)) corrupt.set(key, row)
-          return Either.map(decoded, Option.some)
-        })
+        const { results, corrupt } = yield* readMany(yield* Clock.currentTimeMillis, keys)
         // A row that no longer decodes is removed, only while it still holds that text.
-        for (const row of corrupt.values()) yield* ctx.writes.statement(lockKey, exec(statements.deleteCorrupt(row.entry_key, row.value_json)))
+        for (const row of corrupt) yield* ctx.writes.statement(lockKey, exec(statements.deleteCorrupt(row.entry_key, row.value_json)))
         return results
       })
     )
@@ -82,5 +97,5 @@ export const makeSqlBulk = <A>(core: SqlHandleCore<A>) => {
     )
   }
 
-  return { lookupMany, deleteMany, entriesInRange }
+  return { lookupMany, readLive, deleteMany, entriesInRange }
 }

@@ -29,7 +29,7 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
   const { writes } = ctx
   const { owner, namespace } = ns
   const { writeBatch, claims } = yield* makeSqlBatchWrites(core)
-  const { lookupMany, deleteMany, entriesInRange } = makeSqlBulk(core)
+  const { lookupMany, readLive, deleteMany, entriesInRange } = makeSqlBulk(core)
 
   const writing = <R>(operation: string, key: string, value: A, options: WriteOptions | undefined, f: (row: RowToWrite, now: number) => Effect.Effect<R, SqlError | StateStoreError>) =>
     Effect.flatMap(Clock.currentTimeMillis, (now) =>
@@ -42,7 +42,7 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
     )
 
   const lookupValue = (key: string) => Effect.map(lookupEntry(key), Option.map((entry) => entry.value))
-  const lookup = yield* makeLookupCoalescing(core, lookupValue, lookupMany)
+  const lookup = yield* makeLookupCoalescing(core, lookupValue, readLive)
 
   /** Deletes `key`, returning the row when it was live. */
   const take = (now: number, key: string) =>
