@@ -21,7 +21,10 @@ import type { StateStoreError } from "../StateStoreError.js"
  * - `OpenFailed`: `connect()` could not open the database (bad path, permissions, not a
  *   database, a schema from a newer channel-state).
  * - `Unavailable`: the database cannot be reached now (server down, dropped connection);
- *   the operation did not happen, retrying later may succeed.
+ *   retrying later may succeed. A write whose connection dropped while it was in flight may
+ *   have been applied (its reply was lost): it is never run again by the adapter, so it
+ *   landed at most once — a claim or lock may then be held by nobody until its TTL, a
+ *   dequeued entry may be gone. The error's message says so.
  * - `Busy`: another process kept the database locked for the whole lock wait (5 s); the
  *   operation did not happen.
  * - `StoreFailed`: the database refused the read or write, or a stored row no longer decodes.

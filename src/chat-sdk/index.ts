@@ -131,8 +131,8 @@ const storeOf = (options: ChatStateOptions): (() => Layer.Layer<KeyedStore, Stat
  *
  * On contention (another process holding the SQLite write lock; a PostgreSQL deadlock) a call
  * waits it out from a fiber — never blocking the event loop — for `lockWait`, then rejects with
- * `Busy`; with the database out of reach it rejects with `Unavailable`; in neither case did it
- * happen. A call that was waiting on a list or queue row another call changed retries on the
+ * `Busy` (it did not happen); with the database out of reach it rejects with `Unavailable`
+ * (a write whose connection dropped in flight may have landed, once: it is never run twice). A call that was waiting on a list or queue row another call changed retries on the
  * new row (each retry means another call landed).
  */
 export const createChatState = (options: ChatStateOptions): StateAdapter => {

@@ -59,6 +59,31 @@ export const classify = (error: SqlError): { kind: FailureKind; detail: string }
   return { kind: "failed", detail: codeText ? `${codeText}: ${text}` : text }
 }
 
+/**
+ * The writes that land the same when run twice (upserts with their own timestamps): retried
+ * after a dropped connection even when the first run may have been applied. Every other write
+ * (a claim, a consume, a conditional write or delete) answers from what it found, so a second
+ * run would answer wrongly: it fails `Unavailable` instead, saying so.
+ */
+export const REPEATABLE: ReadonlySet<string> = new Set(["register", "writeBatch", "clear"])
+
+/**
+ * Whether a failed write may have been applied: its connection dropped with no answer from
+ * the server (a reset or closed socket, a timeout), so its COMMIT may have landed and only the
+ * reply been lost. Such a write is never run again: a claim run twice answers `false` to its
+ * own winner, a consume run twice takes a second row. Not so: a failure to get a connection
+ * (nothing was sent), and an error the server reported in place of the command's result — a
+ * SQLSTATE such as 57P01, the backend terminated (`pg_terminate_backend`, a server restart)
+ * while running it: the command did not complete. (PostgreSQL could in principle commit and
+ * then be terminated while its reply was blocked on a full socket; a single-row write's reply
+ * is a few dozen bytes.)
+ */
+export const mayHaveRun = (error: SqlError): boolean => {
+  if (error.message.startsWith("Failed to acquire connection")) return false
+  const { code } = driverError(error)
+  return !(typeof code === "string" && /^[0-9A-Z]{5}$/.test(code))
+}
+
 /** Maps a driver error of `operation` to a typed store error. `kind` picks the reason of a plain failure. */
 export const fromSqlError =
   (operation: string, kind: "read" | "write", where: { owner?: string; namespace?: string; key?: string } = {}) =>
@@ -66,5 +91,9 @@ export const fromSqlError =
     const classified = classify(error)
     const reason: StateStoreErrorReason =
       classified.kind === "busy" ? "Busy" : classified.kind === "unavailable" ? "Unavailable" : kind === "read" ? "ReadFailed" : "WriteFailed"
-    return new StateStoreError({ reason, operation, detail: classified.detail, cause: error.cause, ...where })
+    const detail =
+      kind === "write" && classified.kind === "unavailable" && mayHaveRun(error) && !REPEATABLE.has(operation)
+        ? `${classified.detail}; the write was in flight, so it may or may not have been applied`
+        : classified.detail
+    return new StateStoreError({ reason, operation, detail, cause: error.cause, ...where })
   }

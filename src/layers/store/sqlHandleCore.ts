@@ -17,7 +17,7 @@ import { unexpectedFailure } from "./handleGuard.js"
 import { withOperationSpan } from "./operationSpan.js"
 import { type BusyGate, retryTransient, type Transient, transientReason } from "./retry.js"
 import { makeCaps } from "./sqlCaps.js"
-import { classify, fromSqlError } from "./sqlFailure.js"
+import { classify, fromSqlError, mayHaveRun, REPEATABLE } from "./sqlFailure.js"
 import { type DbRow, execute, executeOn, makeStatements, type RowTimes, type RowToWrite, type SqlText, type StatementDialect } from "./sqlStatements.js"
 import type { WriteTransactions } from "./sqlTransaction.js"
 import { checkKey, type ResolvedNamespace, writeTimes } from "./storeRules.js"
@@ -69,23 +69,29 @@ export const makeSqlHandleCore = <A>(ctx: SqlHandleContext, ns: ResolvedNamespac
   // Reads never wait on the gate: SQLite's write lock does not block readers (WAL).
   const retry = { read: retryTransient(ctx.lockWaitMillis), write: retryTransient(ctx.lockWaitMillis, ctx.gate) }
   /**
-   * Retried: contention and dropped connections — except a statement that failed to prepare
-   * while the database was busy, which this connection keeps failing (it is replaced instead).
+   * Retried: contention, and dropped connections — a write that is not {@link REPEATABLE}
+   * only when it never reached the database, since one in flight may have been applied; and
+   * never a statement that failed to prepare while the database was busy, which this
+   * connection keeps failing (it is replaced instead).
    */
-  const transient = (error: SqlError | StateStoreError): Transient => {
-    if (error._tag !== "SqlError") return transientReason(error)
-    const kind = classify(error).kind
-    if (kind === "busy" && error.message.startsWith("Failed to prepare")) {
-      ctx.onStatementStuck?.()
-      return undefined
+  const transient =
+    (operation: string, operationKind: "read" | "write") =>
+    (error: SqlError | StateStoreError): Transient => {
+      if (error._tag !== "SqlError") return transientReason(error)
+      const kind = classify(error).kind
+      if (kind === "busy" && error.message.startsWith("Failed to prepare")) {
+        ctx.onStatementStuck?.()
+        return undefined
+      }
+      // A write whose second run would answer differently is not run again once it may have reached the database (see mayHaveRun).
+      if (kind === "unavailable" && operationKind === "write" && !REPEATABLE.has(operation) && mayHaveRun(error)) return undefined
+      return kind === "failed" ? undefined : kind
     }
-    return kind === "failed" ? undefined : kind
-  }
 
   const spanAttributes = { owner, namespace, backend: dialect.backend }
   /** Runs one store operation: contention waited out, typed errors (defects included), a span. */
   const run = <R>(operation: string, kind: "read" | "write", effect: Effect.Effect<R, SqlError | StateStoreError>, key?: string) =>
-    retry[kind](effect, transient).pipe(
+    retry[kind](effect, transient(operation, kind)).pipe(
       Effect.mapError((error) => (error._tag === "SqlError" ? fromSqlError(operation, kind, key === undefined ? at : { ...at, key })(error) : error)),
       Effect.catchAllDefect((defect) => Effect.fail(unexpectedFailure(operation, kind, defect, at))),
       withOperationSpan(`KeyedStore.${operation}`, spanAttributes)
