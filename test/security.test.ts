@@ -113,6 +113,8 @@ describe("no SQL text is built from input", () => {
       "layers/store/SqliteStore.ts: `PRAGMA busy_timeout = ${busyMillis}`).pipe(Effect.mapError(openError))",
       // biome-ignore lint/suspicious/noTemplateCurlyInString: source text, not a template
       "layers/store/StoreAdmin.ts: `PRAGMA integrity_check(${Math.max(1, Math.floor(limit))})`),",
+      // A statement text from sqlStatements.ts, as itself or under a prepared statement's name.
+      "layers/store/pgPrepared.ts: query, statement.params, undefined) as Effect.Effect<ReadonlyArray<R>, SqlError>",
       "layers/store/sqlStatements.ts: statement.text, statement.params)",
       "layers/store/sqlStatements.ts: statement.text, statement.params, undefined) as Effect.Effect<ReadonlyArray<R>, SqlError>",
       // A fixed transaction verb (BEGIN IMMEDIATE, COMMIT, ROLLBACK, SAVEPOINT effect_sql_<n>).

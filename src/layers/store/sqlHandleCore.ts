@@ -15,6 +15,7 @@ import type { StoredEntry, WriteOptions } from "../../KeyedStore.js"
 import type { StateStoreError } from "../../StateStoreError.js"
 import { unexpectedFailure } from "./handleGuard.js"
 import { withOperationSpan } from "./operationSpan.js"
+import { executePrepared } from "./pgPrepared.js"
 import { type BusyGate, retryTransient, type Transient, transientReason } from "./retry.js"
 import { makeCaps } from "./sqlCaps.js"
 import { classify, fromSqlError } from "./sqlFailure.js"
@@ -62,10 +63,11 @@ export const makeSqlHandleCore = <A>(ctx: SqlHandleContext, ns: ResolvedNamespac
   const { reader } = ctx
   /**
    * A read outside any transaction: on the reader connection when the store has one (it
-   * sees what is committed, never waits for this process's open transaction), else as `exec`.
+   * sees what is committed, never waits for this process's open transaction); on PostgreSQL a
+   * named prepared statement on a pooled connection (one round trip); else as `exec`.
    */
   const read = <R extends object = Record<string, unknown>>(q: SqlText): Effect.Effect<ReadonlyArray<R>, SqlError> =>
-    reader === undefined ? exec<R>(q) : executeOn<R>(reader, q)
+    reader !== undefined ? executeOn<R>(reader, q) : dialect.backend === "pg" ? executePrepared<R>(sql, q) : exec<R>(q)
   // Reads never wait on the gate: SQLite's write lock does not block readers (WAL).
   const retry = { read: retryTransient(ctx.lockWaitMillis), write: retryTransient(ctx.lockWaitMillis, ctx.gate) }
   /**
