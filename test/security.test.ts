@@ -132,7 +132,7 @@ describe("no SQL text is built from input", () => {
     const allowed = [
       /^p\.v\([a-zA-Z.]+\)$/,
       /^p\.now\(\)$/,
-      /^(E|COLUMNS|SET_ALL|condition|created|expired|expires|inner|MAX_EXPIRY|namespaceCount|ownerTotal|prefix|set|stamp|tuples|value|where|i|this\.values\.length)$/,
+      /^(E|COLUMNS|SET_ALL|condition|created|expired|expires|gate|inner|MAX_EXPIRY|namespaceCount|ownerTotal|prefix|set|stamp|tuples|value|where|i|this\.values\.length)$/,
       /^(inNamespace|live)\(p\)$/,
       /^LEAST\[dialect\.backend\]$/,
       /^times\(p, row\.times\)$/,

@@ -39,9 +39,9 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
       Effect.flatMap(read<DbRow>(statements.lookup(now, key)), (rows) => (rows[0] === undefined ? Effect.succeed(Option.none()) : Effect.map(toEntry("lookup", rows[0]), Option.some)))
     )
 
-  /** Deletes `key`, returning the row when it was live. */
+  /** Deletes `key`, returning the row when it was live: one statement under the namespace's lock (see `WriteTransactions.single`). */
   const take = (now: number, key: string) =>
-    Effect.map(writes.statement(lockKey, exec<DeletedRow>(statements.take(now, key))), (rows) => {
+    Effect.map(writes.single<DeletedRow>(lockKey, (lock) => statements.take(now, key, lock)), (rows) => {
       const row = rows[0]
       return row !== undefined && (row.live === true || row.live === 1) ? row : undefined
     })
@@ -80,7 +80,7 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
         onLeft: Effect.fail,
         onRight: (json) =>
           withValidKey("deleteIfEqual", key, "write", (now) =>
-            Effect.map(writes.statement(lockKey, exec(statements.deleteIfEqual(now, key, json))), (deleted) => deleted.length > 0)
+            Effect.map(writes.single(lockKey, (lock) => statements.deleteIfEqual(now, key, json, lock)), (deleted) => deleted.length > 0)
           )
       }),
     lookupEntry,

@@ -89,6 +89,17 @@ export interface RowToWrite {
   readonly times: RowTimes
 }
 
+/**
+ * PostgreSQL: the namespace's advisory lock, taken by the statement itself (see
+ * `lockedPrefix` in {@link makeStatements}) instead of by a transaction around it.
+ */
+export interface StatementLock {
+  /** The lock key (`lockKeyOf`). */
+  readonly key: string
+  /** How long the statement waits for the lock, as `lock_timeout` takes it (`"5000ms"`). */
+  readonly timeout: string
+}
+
 /** A row as read back (PostgreSQL BIGINTs arrive as strings). */
 export interface DbRow {
   readonly entry_key: string
@@ -129,6 +140,25 @@ export const makeStatements = (dialect: StatementDialect, owner: string, namespa
   const times = (p: Params, t: RowTimes) => timeParts(p, t).join(", ")
   const tuple = (p: Params, row: RowToWrite) => `(${p.v(owner)}, ${p.v(namespace)}, ${p.v(row.key)}, ${p.v(row.json)}, ${times(p, row.times)})`
   const done = (p: Params, text: string): SqlText => ({ text, params: p.values })
+  /**
+   * PostgreSQL, a single autocommit statement under the namespace's lock: a CTE takes
+   * `pg_advisory_xact_lock` (after `lock_timeout`, local to the statement's own transaction),
+   * and a condition on it gates the statement — planned as a one-time filter, evaluated before
+   * the statement reads or locks any row. Held to the statement's commit. Returns the prefix and
+   * the condition (to AND into the WHERE); nothing without `lock`.
+   *
+   * Its snapshot is taken when the statement starts, before the lock is granted: a row committed
+   * by the lock's previous holder may be invisible to it. Only statements that stay right under
+   * that may take it (a DELETE re-checks its whole WHERE on the newest version of a row it
+   * finds, and a row it cannot see it leaves alone).
+   */
+  const lockedPrefix = (p: Params, lock: StatementLock | undefined): readonly [string, string] =>
+    lock === undefined
+      ? ["", ""]
+      : [
+          `WITH channel_state_lock AS (SELECT set_config('lock_timeout', ${p.v(lock.timeout)}, true) AS lock_timeout, pg_advisory_xact_lock(hashtextextended(${p.v(lock.key)}, 0)) AS locked) `,
+          " AND (SELECT locked IS NOT NULL FROM channel_state_lock)"
+        ]
   const upsertPrefix = (p: Params, row: RowToWrite) =>
     `INSERT INTO ${E} (${COLUMNS}) VALUES ${tuple(p, row)} ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET ${SET_ALL}`
 
@@ -205,10 +235,11 @@ export const makeStatements = (dialect: StatementDialect, owner: string, namespa
       const set = `value_json = ${value}, created_at = ${created}, expires_at = ${expires}`
       return done(p, `UPDATE ${E} SET ${set} WHERE ${inNamespace(p)} AND entry_key = ${p.v(row.key)} AND value_json = ${p.v(expectedJson)} AND ${live(p)} RETURNING entry_key`)
     },
-    /** Deletes the live row of `key` whose value is `expectedJson`. Returns a row when it did. */
-    deleteIfEqual: (now: number, key: string, expectedJson: string): SqlText => {
+    /** Deletes the live row of `key` whose value is `expectedJson`. Returns a row when it did. With `lock` (PostgreSQL), under the namespace's lock. */
+    deleteIfEqual: (now: number, key: string, expectedJson: string, lock?: StatementLock): SqlText => {
       const p = start(now)
-      return done(p, `DELETE FROM ${E} WHERE ${inNamespace(p)} AND entry_key = ${p.v(key)} AND value_json = ${p.v(expectedJson)} AND ${live(p)} RETURNING entry_key`)
+      const [prefix, gate] = lockedPrefix(p, lock)
+      return done(p, `${prefix}DELETE FROM ${E} WHERE ${inNamespace(p)} AND entry_key = ${p.v(key)} AND value_json = ${p.v(expectedJson)} AND ${live(p)}${gate} RETURNING entry_key`)
     },
     /** The live row of `key`. */
     lookup: (now: number, key: string): SqlText => {
@@ -261,11 +292,15 @@ export const makeStatements = (dialect: StatementDialect, owner: string, namespa
       const p = start(now)
       return done(p, `DELETE FROM ${E} WHERE ${asObserved(p, key, seen)} RETURNING entry_key`)
     },
-    /** Deletes the row of `key` (live or not), returning it and whether it was live: consume and delete. */
-    take: (now: number, key: string): SqlText => {
+    /**
+     * Deletes the row of `key` (live or not), returning it and whether it was live: consume and
+     * delete. With `lock` (PostgreSQL), under the namespace's lock.
+     */
+    take: (now: number, key: string, lock?: StatementLock): SqlText => {
       const p = start(now)
+      const [prefix, gate] = lockedPrefix(p, lock)
       const where = `${inNamespace(p)} AND entry_key = ${p.v(key)}`
-      return done(p, `DELETE FROM ${E} WHERE ${where} RETURNING entry_key, value_json, created_at, expires_at, ${live(p)} AS live`)
+      return done(p, `${prefix}DELETE FROM ${E} WHERE ${where}${gate} RETURNING entry_key, value_json, created_at, expires_at, ${live(p)} AS live`)
     },
     /** Deletes a row found corrupt, only while it still holds that text. */
     deleteCorrupt: (key: string, json: string): SqlText => {
