@@ -24,7 +24,7 @@ import { Context, Effect, Either, Fiber, Layer, Option, Schema } from "effect"
 import { KeyedStore, type NamespaceHandle } from "../src/KeyedStore.js"
 import * as PgStore from "../src/layers/store/PgStore.js"
 import { lockKeyOf } from "../src/layers/store/sqlHandleCore.js"
-import { makeStatements } from "../src/layers/store/sqlStatements.js"
+import { makeStatements, type SqlText } from "../src/layers/store/sqlStatements.js"
 import { freshPgDatabase, pgUrl } from "./support/backends.js"
 import { eventually } from "./support/eventually.js"
 
@@ -58,12 +58,12 @@ const q = <R = Record<string, unknown>>(client: RawClient, text: string, values:
   Effect.promise(() => client.query<R>(text, values).then((result) => result.rows))
 
 /** A fresh database, the store on it (its production clock: the database's) with the `registered` rows, raw connections, the namespace. */
-const setup = (settings: Partial<PgStore.PgStoreOptions> = {}, registered: Record<string, number> = {}) =>
+const setup = (settings: Partial<PgStore.PgStoreOptions> = {}, registered: Record<string, number> = {}, bound: { readonly maxEntries?: number; readonly overflow?: "evict-oldest" | "reject-new" } = {}) =>
   Effect.gen(function* () {
     const db = yield* freshPgDatabase(pgUrl!)
     const context = yield* Layer.build(PgStore.layer({ url: db.url, sweepInterval: "1 hour", ...settings }))
     const store = Context.get(context, KeyedStore)
-    const handle: NamespaceHandle<typeof Value.Type> = yield* store.open(namespaceOptions)
+    const handle: NamespaceHandle<typeof Value.Type> = yield* store.open({ ...namespaceOptions, ...bound })
     for (const [key, n] of Object.entries(registered)) yield* handle.register(key, { n })
     const admin = yield* rawConnection(db.url)
     const holder = yield* rawConnection(db.url)
@@ -88,11 +88,12 @@ const setup = (settings: Partial<PgStore.PgStoreOptions> = {}, registered: Recor
     const waiterSeen = Effect.flatMap(eventually(waiting, (n) => n > 0, 1000), (n) => (n > 0 ? Effect.void : Effect.dieMessage("the store's statement never waited for the lock")))
     /** The holder: a transaction holding the namespace's lock (as every writer of the namespace takes it). */
     const hold = Effect.zipRight(q(holder, "BEGIN"), q(holder, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [LOCK_KEY]))
-    const insertRow = (client: RawClient, key: string, n: number) =>
+    /** Inserts a row stamped by the database's clock; `expiresIn` ms from now (negative: already expired), none by default. */
+    const insertRow = (client: RawClient, key: string, n: number, expiresIn: number | null = null) =>
       q(
         client,
-        "INSERT INTO channel_state_entries (owner, namespace, entry_key, value_json, created_at, expires_at) VALUES ($1, $2, $3, $4, floor(extract(epoch from clock_timestamp()) * 1000)::bigint, NULL)",
-        [OWNER, NAMESPACE, key, JSON.stringify({ n })]
+        "INSERT INTO channel_state_entries (owner, namespace, entry_key, value_json, created_at, expires_at) VALUES ($1, $2, $3, $4, floor(extract(epoch from clock_timestamp()) * 1000)::bigint, floor(extract(epoch from clock_timestamp()) * 1000)::bigint + $5::bigint)",
+        [OWNER, NAMESPACE, key, JSON.stringify({ n }), expiresIn]
       )
     /** The holder changes the value of `key` / deletes its row. */
     const setValue = (key: string, n: number) =>
@@ -250,23 +251,35 @@ describe.skipIf(pgUrl === undefined)("PostgreSQL: one round trip per operation, 
       expect(yield* env.counts).toEqual({ stored: 10, counted: 10 })
     }))
 
-  it.scopedLive("the lock is taken before the statement reads or locks a row: a one-time filter above the scan", () =>
+  it.scopedLive("the lock is taken before the statement locks or writes a row: a one-time filter above the scan", () =>
     Effect.gen(function* () {
       const env = yield* setup()
       const statements = makeStatements({ backend: "pg", databaseClock: true }, OWNER, NAMESPACE)
       const lock = { key: LOCK_KEY, timeout: "5000ms" }
+      /** The generic plan of a prepared statement, as the store's named statements end up with. */
+      const planOf = (statement: SqlText) =>
+        Effect.gen(function* () {
+          yield* q(env.admin, "SET plan_cache_mode = force_generic_plan")
+          yield* q(env.admin, `PREPARE probe AS ${statement.text}`)
+          const placeholders = statement.params.map(() => "NULL").join(", ")
+          const plan = (yield* q<{ "QUERY PLAN": string }>(env.admin, `EXPLAIN (COSTS OFF) EXECUTE probe(${placeholders})`)).map((r) => r["QUERY PLAN"]).join("\n")
+          yield* q(env.admin, "DEALLOCATE probe")
+          return plan
+        })
+      // consume / delete and deleteIfEqual: the gate, then the scan of the entries that the DELETE locks.
       for (const statement of [statements.take(0, "k", lock), statements.deleteIfEqual(0, "k", "{}", lock)]) {
-        // A prepared statement's generic plan, as the store's named statements end up with.
-        yield* q(env.admin, "SET plan_cache_mode = force_generic_plan")
-        yield* q(env.admin, `PREPARE probe AS ${statement.text}`)
-        const placeholders = statement.params.map(() => "NULL").join(", ")
-        const plan = (yield* q<{ "QUERY PLAN": string }>(env.admin, `EXPLAIN (COSTS OFF) EXECUTE probe(${placeholders})`)).map((r) => r["QUERY PLAN"]).join("\n")
-        yield* q(env.admin, "DEALLOCATE probe")
+        const plan = yield* planOf(statement)
         const gate = plan.indexOf("One-Time Filter")
-        const scan = plan.search(/Index Scan|Seq Scan|Bitmap/)
         expect(gate, plan).toBeGreaterThan(-1)
-        expect(scan, plan).toBeGreaterThan(gate)
+        expect(plan.search(/Index Scan|Seq Scan|Bitmap/), plan).toBeGreaterThan(gate)
       }
+      // The claim: the counter row is locked (FOR UPDATE) under the gate, and the insert runs under a one-time filter on it.
+      const claimPlan = yield* planOf(statements.claimIfRoom(0, [{ key: "k", json: "{}", times: { _tag: "FromNow", ttlMillis: 1000 } }], lock, 10))
+      const counter = claimPlan.slice(claimPlan.indexOf("CTE channel_state_room"), claimPlan.indexOf("CTE channel_state_claimed"))
+      expect(counter.indexOf("One-Time Filter"), claimPlan).toBeGreaterThan(counter.indexOf("LockRows"))
+      expect(counter.indexOf("channel_state_counts"), claimPlan).toBeGreaterThan(counter.indexOf("One-Time Filter"))
+      const insert = claimPlan.slice(claimPlan.indexOf("CTE channel_state_claimed"))
+      expect(insert.indexOf("One-Time Filter"), claimPlan).toBeGreaterThan(insert.indexOf("Insert on"))
     }))
 
   it.scopedLive("a storm of registers, consumes and deletes while another connection takes the lock over and over: every value handed out at most once, the count exact", () =>
@@ -299,5 +312,104 @@ describe.skipIf(pgUrl === undefined)("PostgreSQL: one round trip per operation, 
       expect([...handedOut.values()].filter((n) => n > 1)).toEqual([])
       const counts = yield* env.counts
       expect(counts.counted).toBe(counts.stored)
+    }))
+  it.scopedLive("a claim waiting for the lock while the holder claims the same key and commits: the holder's row stands, the claim answers false", () =>
+    Effect.gen(function* () {
+      const env = yield* setup()
+      const claimed = yield* whileHeld(env, env.handle.registerIfAbsent("k", { n: 2 }), env.insertRow(env.holder, "k", 1))
+      expect(claimed).toEqual(Either.right(false))
+      expect(yield* env.rowOf("k")).toEqual({ n: 1 })
+      expect(yield* env.counts).toEqual({ stored: 1, counted: 1 })
+    }))
+
+  it.scopedLive("a claim waiting for the lock while the holder leaves the key expired: the claim takes it", () =>
+    Effect.gen(function* () {
+      const env = yield* setup()
+      const claimed = yield* whileHeld(env, env.handle.registerIfAbsent("k", { n: 2 }), env.insertRow(env.holder, "k", 1, -1000))
+      expect(claimed).toEqual(Either.right(true))
+      expect(yield* env.rowOf("k")).toEqual({ n: 2 })
+      expect(yield* env.counts).toEqual({ stored: 1, counted: 1 })
+    }))
+
+  it.scopedLive("a claim of a key live when it starts answers false at once, without waiting for a held lock (not Busy)", () =>
+    Effect.gen(function* () {
+      const env = yield* setup({ lockWait: "200 millis" }, { k: 1 })
+      yield* env.hold
+      expect(yield* env.handle.registerIfAbsent("k", { n: 2 })).toBe(false)
+      expect(yield* env.waiting).toBe(0)
+      yield* q(env.holder, "COMMIT")
+      expect(yield* env.rowOf("k")).toEqual({ n: 1 })
+    }))
+
+  it.scopedLive("reject-new, 3 rows at most: the holder fills the namespace while a claim waits — the claim is refused, never a 4th row", () =>
+    Effect.gen(function* () {
+      const env = yield* setup({}, { a: 1, b: 2 }, { maxEntries: 3, overflow: "reject-new" })
+      const claimed = yield* whileHeld(env, env.handle.registerIfAbsent("k", { n: 9 }), env.insertRow(env.holder, "c", 3))
+      expect(Either.isLeft(claimed) && claimed.left.reason).toBe("LimitExceeded")
+      expect(yield* env.rowOf("k")).toBeUndefined()
+      expect(yield* env.counts).toEqual({ stored: 3, counted: 3 })
+    }))
+
+  it.scopedLive("evict-oldest, 3 rows at most: the holder fills the namespace while a claim waits — the claim wins and the oldest row goes", () =>
+    Effect.gen(function* () {
+      const env = yield* setup({}, { a: 1, b: 2 }, { maxEntries: 3 })
+      const claimed = yield* whileHeld(env, env.handle.registerIfAbsent("k", { n: 9 }), env.insertRow(env.holder, "c", 3))
+      expect(claimed).toEqual(Either.right(true))
+      expect(yield* env.rowOf("k")).toEqual({ n: 9 })
+      expect(yield* env.rowOf("a")).toBeUndefined()
+      expect(yield* env.counts).toEqual({ stored: 3, counted: 3 })
+    }))
+
+  it.scopedLive("a namespace that never held a row (no counter yet): the holder writes its first rows up to the bound while a claim waits — still exact", () =>
+    Effect.gen(function* () {
+      const env = yield* setup({}, {}, { maxEntries: 2, overflow: "reject-new" })
+      const claimed = yield* whileHeld(env, env.handle.registerIfAbsent("k", { n: 9 }), Effect.zipRight(env.insertRow(env.holder, "a", 1), env.insertRow(env.holder, "b", 2)))
+      expect(Either.isLeft(claimed) && claimed.left.reason).toBe("LimitExceeded")
+      expect(yield* env.counts).toEqual({ stored: 2, counted: 2 })
+    }))
+
+  it.scopedLive("the claim's connection killed while it waits for the lock: retried on another, the key claimed once", () =>
+    Effect.gen(function* () {
+      const env = yield* setup()
+      yield* env.hold
+      const running = yield* Effect.fork(Effect.either(env.handle.registerIfAbsent("k", { n: 1 })))
+      yield* env.waiterSeen
+      yield* q(env.admin, "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+      yield* env.waiterSeen
+      yield* q(env.holder, "COMMIT")
+      expect(yield* Fiber.join(running)).toEqual(Either.right(true))
+      expect(yield* env.handle.registerIfAbsent("k", { n: 2 })).toBe(false)
+      expect(yield* env.rowOf("k")).toEqual({ n: 1 })
+      expect(yield* env.counts).toEqual({ stored: 1, counted: 1 })
+    }))
+
+  it.scopedLive("expiry racing claims: a row expiring while 3 stores claim its key over and over — at most one winner per expiry, and the winner's row is the one stored", () =>
+    Effect.gen(function* () {
+      const env = yield* setup()
+      const stores = yield* Effect.forEach([0, 1, 2], () =>
+        Effect.flatMap(Layer.build(PgStore.layer({ url: env.db.url, sweepInterval: "1 hour" })), (context) => Context.get(context, KeyedStore).open(namespaceOptions))
+      )
+      for (let round = 0; round < 5; round++) {
+        const key = `race${round}`
+        yield* env.insertRow(env.admin, key, -1, 30)
+        // Each store claims with a short TTL of its own value until it wins or the round is over.
+        const results = yield* Effect.forEach(
+          stores,
+          (handle, s) =>
+            Effect.gen(function* () {
+              const won: Array<number> = []
+              for (let attempt = 0; attempt < 20; attempt++) {
+                if (yield* handle.registerIfAbsent(key, { n: s * 100 + attempt }, { ttl: "10 seconds" })) won.push(s * 100 + attempt)
+                yield* Effect.sleep("3 millis")
+              }
+              return won
+            }),
+          { concurrency: "unbounded" }
+        )
+        const winners = results.flat()
+        expect(winners.length, `round ${round}: ${JSON.stringify(results)}`).toBe(1)
+        expect(yield* env.rowOf(key)).toEqual({ n: winners[0] })
+      }
+      expect((yield* env.counts).counted).toBe((yield* env.counts).stored)
     }))
 })

@@ -133,6 +133,10 @@ describe("no SQL text is built from input", () => {
       /^p\.v\([a-zA-Z.]+\)$/,
       /^p\.now\(\)$/,
       /^(E|COLUMNS|SET_ALL|condition|created|expired|expires|gate|inner|MAX_EXPIRY|namespaceCount|ownerTotal|prefix|set|stamp|tuples|value|where|i|this\.values\.length)$/,
+      // The PostgreSQL statements that take the namespace's lock themselves: the lock's CTE and
+      // gate, and the one-statement claim's CTEs, all built of placeholders and constants.
+      /^(LOCK_GATE|when|isLive|fits|candidates|locking|counter|claimed|answer)$/,
+      /^lockCte\(p, lock, ""\)$/,
       /^(inNamespace|live)\(p\)$/,
       /^LEAST\[dialect\.backend\]$/,
       /^times\(p, row\.times\)$/,

@@ -27,7 +27,7 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
   const { statements, caps, lockKey, exec, read, run, withValidKey, toEntry, prepareRow, expectedJson } = core
   const { writes } = ctx
   const { owner, namespace } = ns
-  const { writeBatch, claims } = yield* makeSqlBatchWrites(core)
+  const { writeBatch, claims, claimsLookFirst } = yield* makeSqlBatchWrites(core)
 
   const writing = <R>(operation: string, key: string, value: A, options: WriteOptions | undefined, f: (row: RowToWrite, now: number) => Effect.Effect<R, SqlError | StateStoreError>) =>
     Effect.flatMap(Clock.currentTimeMillis, (now) =>
@@ -58,12 +58,15 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
         Either.match(prepareRow("registerIfAbsent", key, value, options, now), {
           onLeft: Effect.fail,
-          onRight: (row) =>
+          onRight: (row) => {
+            const claim = Effect.flatMap(claims.submit(row), (won) => (typeof won === "boolean" ? Effect.succeed(won) : Effect.fail(won)))
             // A live row answers at once, without the lock (a read: SQLite's write lock does not
             // block it): under contention most claimers are losers, and they need not queue.
-            Effect.flatMap(run("registerIfAbsent", "read", read(statements.lookup(now, key)), key), (live) =>
-              live.length > 0 ? Effect.succeed(false) : Effect.flatMap(claims.submit(row), (won) => (typeof won === "boolean" ? Effect.succeed(won) : Effect.fail(won)))
-            )
+            // PostgreSQL's one-statement claim makes that check itself, before it takes the lock.
+            return claimsLookFirst
+              ? Effect.flatMap(run("registerIfAbsent", "read", read(statements.lookup(now, key)), key), (live) => (live.length > 0 ? Effect.succeed(false) : claim))
+              : claim
+          }
         })
       ),
     replaceIfEqual: (key, expected, value, options) =>

@@ -121,6 +121,8 @@ export interface DeletedRow extends DbRow {
 }
 
 const COLUMNS = "owner, namespace, entry_key, value_json, created_at, expires_at"
+/** ANDed into a WHERE: true once `channel_state_lock` holds the lock (planned as a one-time filter). */
+const LOCK_GATE = " AND (SELECT locked IS NOT NULL FROM channel_state_lock)"
 const SET_ALL = "value_json = excluded.value_json, created_at = excluded.created_at, expires_at = excluded.expires_at"
 const E = "channel_state_entries"
 
@@ -153,12 +155,10 @@ export const makeStatements = (dialect: StatementDialect, owner: string, namespa
    * finds, and a row it cannot see it leaves alone).
    */
   const lockedPrefix = (p: Params, lock: StatementLock | undefined): readonly [string, string] =>
-    lock === undefined
-      ? ["", ""]
-      : [
-          `WITH channel_state_lock AS (SELECT set_config('lock_timeout', ${p.v(lock.timeout)}, true) AS lock_timeout, pg_advisory_xact_lock(hashtextextended(${p.v(lock.key)}, 0)) AS locked) `,
-          " AND (SELECT locked IS NOT NULL FROM channel_state_lock)"
-        ]
+    lock === undefined ? ["", ""] : [`WITH ${lockCte(p, lock, "")} `, LOCK_GATE]
+  /** The lock's CTE, `channel_state_lock` (taken only when `when`, a WHERE clause or nothing, holds). */
+  const lockCte = (p: Params, lock: StatementLock, when: string) =>
+    `channel_state_lock AS (SELECT set_config('lock_timeout', ${p.v(lock.timeout)}, true) AS lock_timeout, pg_advisory_xact_lock(hashtextextended(${p.v(lock.key)}, 0)) AS locked ${when})`
   const upsertPrefix = (p: Params, row: RowToWrite) =>
     `INSERT INTO ${E} (${COLUMNS}) VALUES ${tuple(p, row)} ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET ${SET_ALL}`
 
@@ -226,6 +226,36 @@ export const makeStatements = (dialect: StatementDialect, owner: string, namespa
       const tuples = rows.map((row) => tuple(p, row)).join(", ")
       const expired = `${E}.expires_at IS NOT NULL AND ${E}.expires_at <= ${p.now()}`
       return done(p, `INSERT INTO ${E} (${COLUMNS}) VALUES ${tuples} ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET ${SET_ALL} WHERE ${expired} RETURNING entry_key`)
+    },
+    /**
+     * PostgreSQL, one autocommit statement: claims `rows` (distinct keys) where their key has no
+     * live row, under the namespace's lock, only while the namespace's row count leaves room for
+     * all of them. Always answers one row: `candidates`, how many keys had no live row when the
+     * statement started (with none, it takes no lock and writes nothing: every key is taken);
+     * `room_count`, the namespace's counter row as the lock's holder left it (`FOR UPDATE`
+     * reads its newest version, which the statement's snapshot may predate; null when the
+     * namespace has no counter yet); `won`, the keys written. It writes nothing unless the
+     * counter says all candidates fit; then the caller must decide in a transaction instead.
+     * The claim itself is `INSERT … ON CONFLICT … DO UPDATE … WHERE expired`, which judges the
+     * newest version of a conflicting row whatever the snapshot.
+     */
+    claimIfRoom: (now: number, rows: ReadonlyArray<RowToWrite>, lock: StatementLock, maxEntries: number): SqlText => {
+      const p = start(now)
+      const locking = lockCte(p, lock, "WHERE EXISTS (SELECT 1 FROM channel_state_candidates)")
+      // VALUES outside a plain INSERT take no types from the table: each column is cast.
+      const typed = (row: RowToWrite) => {
+        const [created, expires] = timeParts(p, row.times)
+        return `(${p.v(owner)}::text, ${p.v(namespace)}::text, ${p.v(row.key)}::text, ${p.v(row.json)}::text, (${created})::bigint, (${expires})::bigint)`
+      }
+      const tuples = rows.map(typed).join(", ")
+      const isLive = `SELECT 1 FROM ${E} WHERE ${E}.owner = v.owner AND ${E}.namespace = v.namespace AND ${E}.entry_key = v.entry_key AND ${live(p)}`
+      const candidates = `channel_state_candidates AS (SELECT * FROM (VALUES ${tuples}) AS v(${COLUMNS}) WHERE NOT EXISTS (${isLive}))`
+      const counter = `channel_state_room AS (SELECT row_count FROM channel_state_counts WHERE ${inNamespace(p)}${LOCK_GATE} FOR UPDATE)`
+      const fits = `(SELECT row_count FROM channel_state_room) + (SELECT count(*) FROM channel_state_candidates) <= ${p.v(maxEntries)}::bigint`
+      const expired = `${E}.expires_at IS NOT NULL AND ${E}.expires_at <= ${p.now()}`
+      const claimed = `channel_state_claimed AS (INSERT INTO ${E} (${COLUMNS}) SELECT * FROM channel_state_candidates WHERE ${fits} ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET ${SET_ALL} WHERE ${expired} RETURNING entry_key)`
+      const answer = "SELECT (SELECT count(*) FROM channel_state_candidates) AS candidates, (SELECT row_count FROM channel_state_room) AS room_count, (SELECT array_agg(entry_key) FROM channel_state_claimed) AS won"
+      return done(p, `WITH ${candidates}, ${locking}, ${counter}, ${claimed} ${answer}`)
     },
     /** Replaces the live row whose value is `expectedJson`. Returns a row when it did. */
     replaceIfEqual: (now: number, row: RowToWrite, expectedJson: string): SqlText => {
