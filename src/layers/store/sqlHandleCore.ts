@@ -57,17 +57,22 @@ export const makeSqlHandleCore = <A>(ctx: SqlHandleContext, ns: ResolvedNamespac
   const { owner, namespace } = ns
   const at = { owner, namespace }
   const statements = makeStatements(dialect, owner, namespace)
-  const caps = makeCaps(sql, statements, ns, ctx.ownerMaxEntries)
+  /**
+   * Runs a statement: in the transaction when there is one, else on its own. On PostgreSQL a
+   * named prepared statement, parsed once per connection (see pgPrepared).
+   */
+  const exec = <R extends object = Record<string, unknown>>(q: SqlText): Effect.Effect<ReadonlyArray<R>, SqlError> =>
+    dialect.backend === "pg" ? executePrepared<R>(sql, q) : execute<R>(sql, q)
+  const caps = makeCaps(sql, statements, ns, ctx.ownerMaxEntries, exec)
   const lockKey = lockKeyOf(owner, namespace, ctx.ownerMaxEntries)
-  const exec = <R extends object = Record<string, unknown>>(q: SqlText) => execute<R>(sql, q)
   const { reader } = ctx
   /**
    * A read outside any transaction: on the reader connection when the store has one (it
-   * sees what is committed, never waits for this process's open transaction); on PostgreSQL a
-   * named prepared statement on a pooled connection (one round trip); else as `exec`.
+   * sees what is committed, never waits for this process's open transaction), else as `exec`
+   * (on PostgreSQL a named prepared statement on a pooled connection: one round trip).
    */
   const read = <R extends object = Record<string, unknown>>(q: SqlText): Effect.Effect<ReadonlyArray<R>, SqlError> =>
-    reader !== undefined ? executeOn<R>(reader, q) : dialect.backend === "pg" ? executePrepared<R>(sql, q) : exec<R>(q)
+    reader === undefined ? exec<R>(q) : executeOn<R>(reader, q)
   // Reads never wait on the gate: SQLite's write lock does not block readers (WAL).
   const retry = { read: retryTransient(ctx.lockWaitMillis), write: retryTransient(ctx.lockWaitMillis, ctx.gate) }
   /**

@@ -85,8 +85,9 @@ export const makeWriteTransactions = (sql: SqlClient.SqlClient, lockWaitMillis: 
   sql.onDialectOrElse({
     pg: () => {
       const timeout = lockTimeout(lockWaitMillis)
+      // A named prepared statement on the transaction's connection (parsed once per connection).
       const lock = (key: string) =>
-        sql`SELECT set_config('lock_timeout', ${timeout}, true) AS lock_timeout, pg_advisory_xact_lock(hashtextextended(${key}, 0)) AS locked`
+        executePrepared(sql, { text: "SELECT set_config('lock_timeout', $1, true) AS lock_timeout, pg_advisory_xact_lock(hashtextextended($2, 0)) AS locked", params: [timeout, key] })
       const inTurn = makeTurns(lockWaitMillis)
       const transaction: UnderLock = (lockKey, effect) =>
         inTurn(lockKey, commitFailureAsFailure(sql.withTransaction(Effect.zipRight(lock(lockKey), effect))))
