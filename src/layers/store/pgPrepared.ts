@@ -19,17 +19,26 @@ import type { SqlText } from "./sqlStatements.js"
 
 /**
  * Distinct statement texts that get a name, process-wide. The store's statements of a fixed
- * shape are a few dozen; past this bound (texts built per row count, say) a statement runs
- * unnamed, so a connection never accumulates prepared statements without bound.
+ * shape are a few dozen (and short statements built per row count a few more); past this
+ * bound a statement runs unnamed, so a connection never accumulates prepared statements
+ * without bound.
  */
 const MAX_NAMED = 256
+/**
+ * The longest text that gets a name: multi-row statements (a batch's upsert, claims of many
+ * keys) run unnamed, so the server never keeps large plans per connection for them — their
+ * parse is paid once for many rows anyway.
+ */
+const MAX_NAMED_TEXT = 4096
 const names = new Map<string, string>()
 
 /**
- * The name of `text`'s prepared statement, or `undefined` past {@link MAX_NAMED}. One name per
- * text for the whole process: pg refuses a name prepared on a connection with another text.
+ * The name of `text`'s prepared statement, or `undefined` past {@link MAX_NAMED} or for a text
+ * longer than {@link MAX_NAMED_TEXT}. One name per text for the whole process: pg refuses a
+ * name prepared on a connection with another text.
  */
 const nameOf = (text: string): string | undefined => {
+  if (text.length > MAX_NAMED_TEXT) return undefined
   let name = names.get(text)
   if (name === undefined && names.size < MAX_NAMED) {
     name = `channel_state_${names.size + 1}`
