@@ -7,6 +7,7 @@
 import { mergeResults, missed, printTable, type Row, resultsFile } from "./harness.js"
 import { plotFile, writePlot } from "./plot.js"
 import { storeBench } from "./store.js"
+import { pgOverheadBench } from "./pgOverhead.js"
 import { channelsBench } from "./channels.js"
 import { claimsBench } from "./claims.js"
 import { restartBench } from "./restart.js"
@@ -19,6 +20,7 @@ import { chatSdkBench } from "./chatSdk.js"
 const started = Date.now()
 const rows: Array<Row> = [
   ...(await storeBench()),
+  ...(await pgOverheadBench()),
   ...(await channelsBench()),
   ...(await claimsBench()),
   ...(await restartBench()),

@@ -38,17 +38,20 @@ const OWNER = "bench"
 const NAMESPACE = "threads"
 const TTL_MS = 24 * 60 * 60 * 1000
 /** Rows present before any timed operation. */
-const SEEDED = 10_000
+export const SEEDED = 10_000
 /** Register steps per writeBatch call. */
 const BATCH = 1000
 
-const Value = Schema.Struct({ repliedAt: Schema.Number, agentId: Schema.optional(Schema.String) })
+/** The value every store row holds (a Slack thread participation's shape). */
+export const Value = Schema.Struct({ repliedAt: Schema.Number, agentId: Schema.optional(Schema.String) })
 type Value = typeof Value.Type
 
-const value = (n: number): Value => ({ repliedAt: n, agentId: "agent-7" })
-const seededKey = (i: number) => `T0123:C0456:1712345678.${String(i % SEEDED).padStart(6, "0")}`
+/** A value; writes pass a different `n` each time (SQLite skips writing an identical row). */
+export const value = (n: number): Value => ({ repliedAt: n, agentId: "agent-7" })
+/** The `i`-th seeded key (modulo {@link SEEDED}). */
+export const seededKey = (i: number) => `T0123:C0456:1712345678.${String(i % SEEDED).padStart(6, "0")}`
 /** Seeded keys in a scattered order, so lookups do not walk the B-tree sequentially. */
-const scatteredKey = (i: number) => seededKey((i * 7919) % SEEDED)
+export const scatteredKey = (i: number) => seededKey((i * 7919) % SEEDED)
 const claimKey = (round: number, i: number) => `claim:${round}:${i}`
 
 const storeSettings = { ownerMaxEntries: 10_000_000, sweepInterval: "1 hour" } as const

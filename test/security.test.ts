@@ -113,6 +113,8 @@ describe("no SQL text is built from input", () => {
       "layers/store/SqliteStore.ts: `PRAGMA busy_timeout = ${busyMillis}`).pipe(Effect.mapError(openError))",
       // biome-ignore lint/suspicious/noTemplateCurlyInString: source text, not a template
       "layers/store/StoreAdmin.ts: `PRAGMA integrity_check(${Math.max(1, Math.floor(limit))})`),",
+      // A statement text from sqlStatements.ts, as itself or under a prepared statement's name.
+      "layers/store/pgPrepared.ts: query, statement.params, undefined) as Effect.Effect<ReadonlyArray<R>, SqlError>",
       "layers/store/sqlStatements.ts: statement.text, statement.params)",
       "layers/store/sqlStatements.ts: statement.text, statement.params, undefined) as Effect.Effect<ReadonlyArray<R>, SqlError>",
       // A fixed transaction verb (BEGIN IMMEDIATE, COMMIT, ROLLBACK, SAVEPOINT effect_sql_<n>).
@@ -130,7 +132,11 @@ describe("no SQL text is built from input", () => {
     const allowed = [
       /^p\.v\([a-zA-Z.]+\)$/,
       /^p\.now\(\)$/,
-      /^(E|COLUMNS|SET_ALL|condition|created|expired|expires|inner|MAX_EXPIRY|namespaceCount|ownerTotal|prefix|set|stamp|tuples|value|where|i|this\.values\.length)$/,
+      /^(E|COLUMNS|SET_ALL|condition|created|expired|expires|gate|inner|MAX_EXPIRY|namespaceCount|ownerTotal|prefix|set|stamp|tuples|value|where|i|this\.values\.length)$/,
+      // The PostgreSQL statements that take the namespace's lock themselves: the lock's CTE and
+      // gate, and the one-statement claim's CTEs, all built of placeholders and constants.
+      /^(LOCK_GATE|when|isLive|fits|candidates|locking|counter|claimed|answer)$/,
+      /^lockCte\(p, lock, ""\)$/,
       /^(inNamespace|live)\(p\)$/,
       /^LEAST\[dialect\.backend\]$/,
       /^times\(p, row\.times\)$/,

@@ -115,8 +115,34 @@ export const makeSqlBatchWrites = <A>(core: SqlHandleCore<A>) =>
       if (anyWon && !roomForAll) yield* caps.enforce("registerIfAbsent", now)
       return results
     })
+  /**
+   * PostgreSQL without an owner cap: the claims waiting together in one autocommit statement
+   * under the namespace's lock (`claimIfRoom`: one round trip), the first claim of a key taking
+   * part. Only when the namespace's counter says they all fit; when it does not (or the
+   * namespace has no counter yet) nothing was written and the transaction decides
+   * (`claimBatch`, which makes room or refuses). Under an owner cap every claim is that
+   * transaction: the owner's total spans counter rows a statement's snapshot may not see yet.
+   */
+  const claimAtOnce = (rows: ReadonlyArray<RowToWrite>) =>
+    Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      const first = new Map<string, RowToWrite>()
+      for (const row of rows) if (!first.has(row.key)) first.set(row.key, row)
+      const answers = yield* writes.single<{ candidates: number | string; room_count: number | string | null; won: ReadonlyArray<string> | null }>(lockKey, (lock) =>
+        // `single` hands PostgreSQL's statements their lock: this path runs on PostgreSQL only.
+        statements.claimIfRoom(now, [...first.values()], lock!, ns.maxEntries)
+      )
+      const answer = answers[0]
+      const candidates = Number(answer?.candidates ?? 0)
+      if (candidates > 0 && (answer?.room_count == null || Number(answer.room_count) + candidates > ns.maxEntries)) return yield* writes.transaction(lockKey, claimBatch(rows))
+      const won = new Set(answer?.won ?? [])
+      return rows.map((row) => first.get(row.key) === row && won.has(row.key))
+    })
+  /** Whether a claim asks for its key's live row first (SQLite, owner caps); `claimAtOnce` looks within its statement. */
+  const claimsLookFirst = dialect.backend !== "pg" || ctx.ownerMaxEntries !== undefined
   const claims = yield* makeCoalescer(
-    (rows: ReadonlyArray<RowToWrite>) => run("registerIfAbsent", "write", writes.transaction(lockKey, claimBatch(rows))),
+    (rows: ReadonlyArray<RowToWrite>) =>
+      run("registerIfAbsent", "write", claimsLookFirst ? writes.transaction(lockKey, claimBatch(rows)) : claimAtOnce(rows)),
     {
       maxBatch: CHUNK,
       scope: ctx.scope,
@@ -205,5 +231,5 @@ export const makeSqlBatchWrites = <A>(core: SqlHandleCore<A>) =>
       return Effect.map(run("writeBatch", "write", writes.transaction(lockKey, body)), (refusedHere) => ({ refused: refused.concat(refusedHere) }))
     })
 
-  return { writeBatch, claims }
+  return { writeBatch, claims, claimsLookFirst }
   })

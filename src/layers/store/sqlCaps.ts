@@ -18,12 +18,21 @@ interface CountRow {
   readonly owner_rows?: number | string | null
 }
 
-/** The cap checks of one namespace, run inside its write transactions. */
-export const makeCaps = <A>(sql: SqlClient, statements: Statements, ns: ResolvedNamespace<A>, ownerMaxEntries: number | undefined, backend: "sqlite" | "pg") => {
+/** Runs a statement (in the write's transaction): `execute`, or a backend's own way of running one. */
+export type Exec = <R extends object = Record<string, unknown>>(statement: SqlText) => Effect.Effect<ReadonlyArray<R>, SqlError>
+
+/** The cap checks of one namespace, run inside its write transactions (statements run by `exec`; by default `execute`). */
+export const makeCaps = <A>(
+  sql: SqlClient,
+  statements: Statements,
+  ns: ResolvedNamespace<A>,
+  ownerMaxEntries: number | undefined,
+  backend: "sqlite" | "pg",
+  exec: Exec = (q) => execute(sql, q)
+) => {
   const countsAreOurs = backend === "sqlite"
-  const exec = (q: SqlText) => execute(sql, q)
   const countsQuery = statements.counts(ownerMaxEntries !== undefined)
-  const readCounts = Effect.map(execute<CountRow>(sql, countsQuery), (rows) => ({
+  const readCounts = Effect.map(exec<CountRow>(countsQuery), (rows) => ({
     namespace: Number(rows[0]?.row_count ?? 0),
     owner: Number(rows[0]?.owner_rows ?? 0)
   }))

@@ -28,7 +28,7 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
   const { statements, caps, lockKey, exec, read, run, withValidKey, toEntry, prepareRow, expectedJson } = core
   const { writes } = ctx
   const { owner, namespace } = ns
-  const { writeBatch, claims } = yield* makeSqlBatchWrites(core)
+  const { writeBatch, claims, claimsLookFirst } = yield* makeSqlBatchWrites(core)
   const { lookupMany, readLive, deleteMany, entriesInRange } = makeSqlBulk(core)
 
   const writing = <R>(operation: string, key: string, value: A, options: WriteOptions | undefined, f: (row: RowToWrite, now: number) => Effect.Effect<R, SqlError | StateStoreError>) =>
@@ -44,9 +44,9 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
   const lookupValue = (key: string) => Effect.map(lookupEntry(key), Option.map((entry) => entry.value))
   const lookup = yield* makeLookupCoalescing(core, lookupValue, readLive)
 
-  /** Deletes `key`, returning the row when it was live. */
+  /** Deletes `key`, returning the row when it was live: one statement under the namespace's lock (see `WriteTransactions.single`). */
   const take = (now: number, key: string) =>
-    Effect.map(writes.statement(lockKey, exec<DeletedRow>(statements.take(now, key))), (rows) => {
+    Effect.map(writes.single<DeletedRow>(lockKey, (lock) => statements.take(now, key, lock)), (rows) => {
       const row = rows[0]
       return row !== undefined && (row.live === true || row.live === 1) ? row : undefined
     })
@@ -63,12 +63,15 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
         Either.match(prepareRow("registerIfAbsent", key, value, options, now), {
           onLeft: Effect.fail,
-          onRight: (row) =>
+          onRight: (row) => {
+            const claim = Effect.flatMap(claims.submit(row), (won) => (typeof won === "boolean" ? Effect.succeed(won) : Effect.fail(won)))
             // A live row answers at once, without the lock (a read: SQLite's write lock does not
             // block it): under contention most claimers are losers, and they need not queue.
-            Effect.flatMap(run("registerIfAbsent", "read", read(statements.lookup(now, key)), key), (live) =>
-              live.length > 0 ? Effect.succeed(false) : Effect.flatMap(claims.submit(row), (won) => (typeof won === "boolean" ? Effect.succeed(won) : Effect.fail(won)))
-            )
+            // PostgreSQL's one-statement claim makes that check itself, before it takes the lock.
+            return claimsLookFirst
+              ? Effect.flatMap(run("registerIfAbsent", "read", read(statements.lookup(now, key)), key), (live) => (live.length > 0 ? Effect.succeed(false) : claim))
+              : claim
+          }
         })
       ),
     replaceIfEqual: (key, expected, value, options) =>
@@ -85,7 +88,7 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
         onLeft: Effect.fail,
         onRight: (json) =>
           withValidKey("deleteIfEqual", key, "write", (now) =>
-            Effect.map(writes.statement(lockKey, exec(statements.deleteIfEqual(now, key, json))), (deleted) => deleted.length > 0)
+            Effect.map(writes.single(lockKey, (lock) => statements.deleteIfEqual(now, key, json, lock)), (deleted) => deleted.length > 0)
           )
       }),
     lookupEntry,

@@ -15,6 +15,7 @@ import type { StoredEntry, WriteOptions } from "../../KeyedStore.js"
 import type { StateStoreError } from "../../StateStoreError.js"
 import { unexpectedFailure } from "./handleGuard.js"
 import { withOperationSpan } from "./operationSpan.js"
+import { executePrepared } from "./pgPrepared.js"
 import { type BusyGate, retryTransient, type Transient, transientReason } from "./retry.js"
 import { makeCaps } from "./sqlCaps.js"
 import { classify, fromSqlError, mayHaveRun, REPEATABLE } from "./sqlFailure.js"
@@ -56,13 +57,19 @@ export const makeSqlHandleCore = <A>(ctx: SqlHandleContext, ns: ResolvedNamespac
   const { owner, namespace } = ns
   const at = { owner, namespace }
   const statements = makeStatements(dialect, owner, namespace)
-  const caps = makeCaps(sql, statements, ns, ctx.ownerMaxEntries, dialect.backend)
+  /**
+   * Runs a statement: in the transaction when there is one, else on its own. On PostgreSQL a
+   * named prepared statement, parsed once per connection (see pgPrepared).
+   */
+  const exec = <R extends object = Record<string, unknown>>(q: SqlText): Effect.Effect<ReadonlyArray<R>, SqlError> =>
+    dialect.backend === "pg" ? executePrepared<R>(sql, q) : execute<R>(sql, q)
+  const caps = makeCaps(sql, statements, ns, ctx.ownerMaxEntries, dialect.backend, exec)
   const lockKey = lockKeyOf(owner, namespace, ctx.ownerMaxEntries)
-  const exec = <R extends object = Record<string, unknown>>(q: SqlText) => execute<R>(sql, q)
   const { reader } = ctx
   /**
    * A read outside any transaction: on the reader connection when the store has one (it
-   * sees what is committed, never waits for this process's open transaction), else as `exec`.
+   * sees what is committed, never waits for this process's open transaction), else as `exec`
+   * (on PostgreSQL a named prepared statement on a pooled connection: one round trip).
    */
   const read = <R extends object = Record<string, unknown>>(q: SqlText): Effect.Effect<ReadonlyArray<R>, SqlError> =>
     reader === undefined ? exec<R>(q) : executeOn<R>(reader, q)

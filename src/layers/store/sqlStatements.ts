@@ -89,6 +89,17 @@ export interface RowToWrite {
   readonly times: RowTimes
 }
 
+/**
+ * PostgreSQL: the namespace's advisory lock, taken by the statement itself (see
+ * `lockedPrefix` in {@link makeStatements}) instead of by a transaction around it.
+ */
+export interface StatementLock {
+  /** The lock key (`lockKeyOf`). */
+  readonly key: string
+  /** How long the statement waits for the lock, as `lock_timeout` takes it (`"5000ms"`). */
+  readonly timeout: string
+}
+
 /** A row as read back (PostgreSQL BIGINTs arrive as strings). */
 export interface DbRow {
   readonly entry_key: string
@@ -110,6 +121,8 @@ export interface DeletedRow extends DbRow {
 }
 
 const COLUMNS = "owner, namespace, entry_key, value_json, created_at, expires_at"
+/** ANDed into a WHERE: true once `channel_state_lock` holds the lock (planned as a one-time filter). */
+const LOCK_GATE = " AND (SELECT locked IS NOT NULL FROM channel_state_lock)"
 const SET_ALL = "value_json = excluded.value_json, created_at = excluded.created_at, expires_at = excluded.expires_at"
 const E = "channel_state_entries"
 
@@ -129,6 +142,23 @@ export const makeStatements = (dialect: StatementDialect, owner: string, namespa
   const times = (p: Params, t: RowTimes) => timeParts(p, t).join(", ")
   const tuple = (p: Params, row: RowToWrite) => `(${p.v(owner)}, ${p.v(namespace)}, ${p.v(row.key)}, ${p.v(row.json)}, ${times(p, row.times)})`
   const done = (p: Params, text: string): SqlText => ({ text, params: p.values })
+  /**
+   * PostgreSQL, a single autocommit statement under the namespace's lock: a CTE takes
+   * `pg_advisory_xact_lock` (after `lock_timeout`, local to the statement's own transaction),
+   * and a condition on it gates the statement — planned as a one-time filter, evaluated before
+   * the statement reads or locks any row. Held to the statement's commit. Returns the prefix and
+   * the condition (to AND into the WHERE); nothing without `lock`.
+   *
+   * Its snapshot is taken when the statement starts, before the lock is granted: a row committed
+   * by the lock's previous holder may be invisible to it. Only statements that stay right under
+   * that may take it (a DELETE re-checks its whole WHERE on the newest version of a row it
+   * finds, and a row it cannot see it leaves alone).
+   */
+  const lockedPrefix = (p: Params, lock: StatementLock | undefined): readonly [string, string] =>
+    lock === undefined ? ["", ""] : [`WITH ${lockCte(p, lock, "")} `, LOCK_GATE]
+  /** The lock's CTE, `channel_state_lock` (taken only when `when`, a WHERE clause or nothing, holds). */
+  const lockCte = (p: Params, lock: StatementLock, when: string) =>
+    `channel_state_lock AS (SELECT set_config('lock_timeout', ${p.v(lock.timeout)}, true) AS lock_timeout, pg_advisory_xact_lock(hashtextextended(${p.v(lock.key)}, 0)) AS locked ${when})`
   const upsertPrefix = (p: Params, row: RowToWrite) =>
     `INSERT INTO ${E} (${COLUMNS}) VALUES ${tuple(p, row)} ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET ${SET_ALL}`
 
@@ -197,6 +227,36 @@ export const makeStatements = (dialect: StatementDialect, owner: string, namespa
       const expired = `${E}.expires_at IS NOT NULL AND ${E}.expires_at <= ${p.now()}`
       return done(p, `INSERT INTO ${E} (${COLUMNS}) VALUES ${tuples} ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET ${SET_ALL} WHERE ${expired} RETURNING entry_key`)
     },
+    /**
+     * PostgreSQL, one autocommit statement: claims `rows` (distinct keys) where their key has no
+     * live row, under the namespace's lock, only while the namespace's row count leaves room for
+     * all of them. Always answers one row: `candidates`, how many keys had no live row when the
+     * statement started (with none, it takes no lock and writes nothing: every key is taken);
+     * `room_count`, the namespace's counter row as the lock's holder left it (`FOR UPDATE`
+     * reads its newest version, which the statement's snapshot may predate; null when the
+     * namespace has no counter yet); `won`, the keys written. It writes nothing unless the
+     * counter says all candidates fit; then the caller must decide in a transaction instead.
+     * The claim itself is `INSERT … ON CONFLICT … DO UPDATE … WHERE expired`, which judges the
+     * newest version of a conflicting row whatever the snapshot.
+     */
+    claimIfRoom: (now: number, rows: ReadonlyArray<RowToWrite>, lock: StatementLock, maxEntries: number): SqlText => {
+      const p = start(now)
+      const locking = lockCte(p, lock, "WHERE EXISTS (SELECT 1 FROM channel_state_candidates)")
+      // VALUES outside a plain INSERT take no types from the table: each column is cast.
+      const typed = (row: RowToWrite) => {
+        const [created, expires] = timeParts(p, row.times)
+        return `(${p.v(owner)}::text, ${p.v(namespace)}::text, ${p.v(row.key)}::text, ${p.v(row.json)}::text, (${created})::bigint, (${expires})::bigint)`
+      }
+      const tuples = rows.map(typed).join(", ")
+      const isLive = `SELECT 1 FROM ${E} WHERE ${E}.owner = v.owner AND ${E}.namespace = v.namespace AND ${E}.entry_key = v.entry_key AND ${live(p)}`
+      const candidates = `channel_state_candidates AS (SELECT * FROM (VALUES ${tuples}) AS v(${COLUMNS}) WHERE NOT EXISTS (${isLive}))`
+      const counter = `channel_state_room AS (SELECT row_count FROM channel_state_counts WHERE ${inNamespace(p)}${LOCK_GATE} FOR UPDATE)`
+      const fits = `(SELECT row_count FROM channel_state_room) + (SELECT count(*) FROM channel_state_candidates) <= ${p.v(maxEntries)}::bigint`
+      const expired = `${E}.expires_at IS NOT NULL AND ${E}.expires_at <= ${p.now()}`
+      const claimed = `channel_state_claimed AS (INSERT INTO ${E} (${COLUMNS}) SELECT * FROM channel_state_candidates WHERE ${fits} ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET ${SET_ALL} WHERE ${expired} RETURNING entry_key)`
+      const answer = "SELECT (SELECT count(*) FROM channel_state_candidates) AS candidates, (SELECT row_count FROM channel_state_room) AS room_count, (SELECT array_agg(entry_key) FROM channel_state_claimed) AS won"
+      return done(p, `WITH ${candidates}, ${locking}, ${counter}, ${claimed} ${answer}`)
+    },
     /** Replaces the live row whose value is `expectedJson`. Returns a row when it did. */
     replaceIfEqual: (now: number, row: RowToWrite, expectedJson: string): SqlText => {
       const p = start(now)
@@ -205,10 +265,11 @@ export const makeStatements = (dialect: StatementDialect, owner: string, namespa
       const set = `value_json = ${value}, created_at = ${created}, expires_at = ${expires}`
       return done(p, `UPDATE ${E} SET ${set} WHERE ${inNamespace(p)} AND entry_key = ${p.v(row.key)} AND value_json = ${p.v(expectedJson)} AND ${live(p)} RETURNING entry_key`)
     },
-    /** Deletes the live row of `key` whose value is `expectedJson`. Returns a row when it did. */
-    deleteIfEqual: (now: number, key: string, expectedJson: string): SqlText => {
+    /** Deletes the live row of `key` whose value is `expectedJson`. Returns a row when it did. With `lock` (PostgreSQL), under the namespace's lock. */
+    deleteIfEqual: (now: number, key: string, expectedJson: string, lock?: StatementLock): SqlText => {
       const p = start(now)
-      return done(p, `DELETE FROM ${E} WHERE ${inNamespace(p)} AND entry_key = ${p.v(key)} AND value_json = ${p.v(expectedJson)} AND ${live(p)} RETURNING entry_key`)
+      const [prefix, gate] = lockedPrefix(p, lock)
+      return done(p, `${prefix}DELETE FROM ${E} WHERE ${inNamespace(p)} AND entry_key = ${p.v(key)} AND value_json = ${p.v(expectedJson)} AND ${live(p)}${gate} RETURNING entry_key`)
     },
     /** The live row of `key`. */
     lookup: (now: number, key: string): SqlText => {
@@ -261,11 +322,15 @@ export const makeStatements = (dialect: StatementDialect, owner: string, namespa
       const p = start(now)
       return done(p, `DELETE FROM ${E} WHERE ${asObserved(p, key, seen)} RETURNING entry_key`)
     },
-    /** Deletes the row of `key` (live or not), returning it and whether it was live: consume and delete. */
-    take: (now: number, key: string): SqlText => {
+    /**
+     * Deletes the row of `key` (live or not), returning it and whether it was live: consume and
+     * delete. With `lock` (PostgreSQL), under the namespace's lock.
+     */
+    take: (now: number, key: string, lock?: StatementLock): SqlText => {
       const p = start(now)
+      const [prefix, gate] = lockedPrefix(p, lock)
       const where = `${inNamespace(p)} AND entry_key = ${p.v(key)}`
-      return done(p, `DELETE FROM ${E} WHERE ${where} RETURNING entry_key, value_json, created_at, expires_at, ${live(p)} AS live`)
+      return done(p, `${prefix}DELETE FROM ${E} WHERE ${where}${gate} RETURNING entry_key, value_json, created_at, expires_at, ${live(p)} AS live`)
     },
     /** Deletes a row found corrupt, only while it still holds that text. */
     deleteCorrupt: (key: string, json: string): SqlText => {

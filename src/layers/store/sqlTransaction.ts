@@ -9,6 +9,10 @@
  *   lock anyway, and waiting for it inside a transaction holds a connection the process's
  *   reads and other namespaces need (ten waiting claims exhausted the pool).
  *
+ * A single statement that only deletes rows ({@link WriteTransactions.single}) takes the lock
+ * itself on PostgreSQL, in one autocommit statement (one round trip instead of four), in the
+ * same turns.
+ *
  * A failed `COMMIT` (which `@effect/sql` reports as a defect) is rolled back and becomes the
  * typed failure it is.
  *
@@ -20,7 +24,9 @@ import { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
+import { executePrepared } from "./pgPrepared.js"
 import { TURN_TIMEOUT_CODE } from "./sqlFailure.js"
+import { execute, type SqlText, type StatementLock } from "./sqlStatements.js"
 
 /** Runs `effect` holding the lock named `lockKey` (PostgreSQL; SQLite's lock is the whole database). */
 export type UnderLock = <A, E, R>(lockKey: string, effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
@@ -35,7 +41,18 @@ export interface WriteTransactions {
    * SQLite a single statement is atomic and holds the write lock already, so it runs as is.
    */
   readonly statement: UnderLock
+  /**
+   * One statement that only deletes rows, built with or without a {@link StatementLock}:
+   * PostgreSQL runs it with the lock (its text takes the lock itself: one autocommit round trip,
+   * a named prepared statement, in this process's turn on the key); SQLite runs it without, as
+   * is (a single statement is atomic and holds the write lock). Only for statements that stay
+   * right when their snapshot predates the lock (see `StatementLock`).
+   */
+  readonly single: <R extends object = Record<string, unknown>>(lockKey: string, statement: (lock: StatementLock | undefined) => SqlText) => Effect.Effect<ReadonlyArray<R>, SqlError>
 }
+
+/** `lock_timeout` for a lock wait of at most `lockWaitMillis` (at least 1 ms: 0 would mean forever). */
+const lockTimeout = (lockWaitMillis: number) => `${Math.max(1, Math.round(lockWaitMillis))}ms`
 
 /** A failed COMMIT or ROLLBACK arrives as a `SqlError` defect: this makes it a failure again. */
 const commitFailureAsFailure = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
@@ -67,13 +84,16 @@ const makeTurns = (waitMillis: number) => {
 export const makeWriteTransactions = (sql: SqlClient.SqlClient, lockWaitMillis: number): WriteTransactions =>
   sql.onDialectOrElse({
     pg: () => {
-      const timeout = `${Math.max(1, Math.round(lockWaitMillis))}ms`
+      const timeout = lockTimeout(lockWaitMillis)
+      // A named prepared statement on the transaction's connection (parsed once per connection).
       const lock = (key: string) =>
-        sql`SELECT set_config('lock_timeout', ${timeout}, true) AS lock_timeout, pg_advisory_xact_lock(hashtextextended(${key}, 0)) AS locked`
+        executePrepared(sql, { text: "SELECT set_config('lock_timeout', $1, true) AS lock_timeout, pg_advisory_xact_lock(hashtextextended($2, 0)) AS locked", params: [timeout, key] })
       const inTurn = makeTurns(lockWaitMillis)
       const transaction: UnderLock = (lockKey, effect) =>
         inTurn(lockKey, commitFailureAsFailure(sql.withTransaction(Effect.zipRight(lock(lockKey), effect))))
-      return { transaction, statement: transaction }
+      const single = <R extends object>(lockKey: string, statement: (lock: StatementLock | undefined) => SqlText) =>
+        inTurn(lockKey, executePrepared<R>(sql, statement({ key: lockKey, timeout })))
+      return { transaction, statement: transaction, single }
     },
     orElse: () => {
       // Prepared once per connection (the driver's statement cache), not re-prepared per transaction.
@@ -98,7 +118,8 @@ export const makeWriteTransactions = (sql: SqlClient.SqlClient, lockWaitMillis: 
       })
       return {
         transaction: (_lockKey, effect) => commitFailureAsFailure(immediate(effect)),
-        statement: (_lockKey, effect) => effect
+        statement: (_lockKey, effect) => effect,
+        single: <R extends object>(_lockKey: string, statement: (lock: StatementLock | undefined) => SqlText) => execute<R>(sql, statement(undefined))
       }
     }
   })

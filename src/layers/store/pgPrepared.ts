@@ -1,0 +1,77 @@
+/**
+ * PostgreSQL statements as named prepared statements, run on a connection itself: the text is
+ * parsed once per connection (pg keeps the parsed statement per connection and parses it again
+ * on a new one), and the client's statement compiler, per-statement span and acquirer are
+ * skipped — one round trip, as raw `pg` makes it.
+ *
+ * `@effect/sql-pg`'s connection hands what it is given as the statement straight to
+ * `pg`'s `client.query(config, values)`, which takes a query config (`{ name, text }`) as
+ * readily as a string: that is how a statement gets its name here.
+ *
+ * @internal
+ */
+import { type SqlClient, TransactionConnection } from "@effect/sql/SqlClient"
+import type { Connection } from "@effect/sql/SqlConnection"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type { SqlText } from "./sqlStatements.js"
+
+/**
+ * Distinct statement texts that get a name, process-wide. The store's statements of a fixed
+ * shape are a few dozen (and short statements built per row count a few more); past this
+ * bound a statement runs unnamed, so a connection never accumulates prepared statements
+ * without bound.
+ */
+const MAX_NAMED = 256
+/**
+ * The longest text that gets a name: multi-row statements (a batch's upsert, claims of many
+ * keys) run unnamed, so the server never keeps large plans per connection for them — their
+ * parse is paid once for many rows anyway.
+ */
+const MAX_NAMED_TEXT = 4096
+const names = new Map<string, string>()
+
+/**
+ * The name of `text`'s prepared statement, or `undefined` past {@link MAX_NAMED} or for a text
+ * longer than {@link MAX_NAMED_TEXT}. One name per text for the whole process: pg refuses a
+ * name prepared on a connection with another text.
+ */
+const nameOf = (text: string): string | undefined => {
+  if (text.length > MAX_NAMED_TEXT) return undefined
+  let name = names.get(text)
+  if (name === undefined && names.size < MAX_NAMED) {
+    name = `channel_state_${names.size + 1}`
+    names.set(text, name)
+  }
+  return name
+}
+
+/**
+ * Runs `statement` on `connection` as a named prepared statement (unnamed past the bound):
+ * one round trip; a failure is the driver's, as a `SqlError`.
+ */
+export const executePreparedOn = <R extends object = Record<string, unknown>>(
+  connection: Connection,
+  statement: SqlText
+): Effect.Effect<ReadonlyArray<R>, SqlError> => {
+  const name = nameOf(statement.text)
+  // A fresh config per call: pg stores the values on the object it is given.
+  const query = name === undefined ? statement.text : ({ name, text: statement.text } as unknown as string)
+  return connection.execute(query, statement.params, undefined) as Effect.Effect<ReadonlyArray<R>, SqlError>
+}
+
+/**
+ * Runs `statement` as a named prepared statement: inside a transaction on its connection;
+ * outside one on a pooled connection reserved for this statement alone and given back after
+ * (a connection the server dropped is not given back: the pool replaces it). Autocommit
+ * outside a transaction, exactly as the client's own `unsafe` runs it. Interruptible while the
+ * statement runs (the driver cancels it); taking the connection is not — the client's
+ * `reserve` cannot give back a connection that arrives after its waiter was interrupted.
+ */
+export const executePrepared = <R extends object = Record<string, unknown>>(sql: SqlClient, statement: SqlText): Effect.Effect<ReadonlyArray<R>, SqlError> =>
+  Effect.flatMap(Effect.serviceOption(TransactionConnection), (transaction) =>
+    Option.isSome(transaction)
+      ? executePreparedOn<R>(transaction.value[0], statement)
+      : Effect.uninterruptibleMask((restore) => Effect.scoped(Effect.flatMap(sql.reserve, (connection) => restore(executePreparedOn<R>(connection, statement)))))
+  )
