@@ -6,6 +6,7 @@
  * @internal
  */
 import type { Lock } from "chat"
+import { MAX_EPOCH_MILLIS } from "../layers/store/storeRules.js"
 import { ChatStateError, type ChatStateOperation } from "./ChatStateError.js"
 
 /** The longest TTL taken, in milliseconds (about 317 years: far inside what a timestamp can hold). */
@@ -65,8 +66,8 @@ export const json = (operation: ChatStateOperation, name: string, value: unknown
 /** A queue entry: a JSON object whose `expiresAt` is a number of epoch milliseconds; returns its JSON copy. */
 export const queueEntry = (operation: ChatStateOperation, value: unknown): { readonly entry: unknown; readonly expiresAt: number } => {
   const expiresAt = (value as { expiresAt?: unknown } | null)?.expiresAt
-  if (typeof value !== "object" || value === null || typeof expiresAt !== "number" || !Number.isFinite(expiresAt)) {
-    return refuse(operation, `entry must be a queue entry with a numeric expiresAt, got ${describe(value)}`)
+  if (typeof value !== "object" || value === null || typeof expiresAt !== "number" || !Number.isFinite(expiresAt) || expiresAt < 0 || expiresAt > MAX_EPOCH_MILLIS) {
+    return refuse(operation, `entry must be a queue entry whose expiresAt is epoch milliseconds (0 to ${MAX_EPOCH_MILLIS}), got ${describe(value)}`)
   }
   return { entry: json(operation, "entry", value), expiresAt }
 }

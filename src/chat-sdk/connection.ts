@@ -40,6 +40,8 @@ const rejection = (operation: ChatStateOperation, cause: Cause.Cause<StateStoreE
   const failure = Option.getOrUndefined(Cause.failureOption(cause))
   if (failure === undefined) return new ChatStateError("StoreFailed", operation, Cause.pretty(cause))
   if (operation === "connect" && failure.reason === "InvalidInput") return new ChatStateError("InvalidArgument", operation, failure.message, failure)
+  // Opening failed for good (a database or role that does not exist, a refused login): the server answered.
+  if (operation === "connect" && failure.reason !== "Unavailable" && failure.reason !== "Busy") return new ChatStateError("OpenFailed", operation, failure.message, failure)
   return fromStoreError(failure, operation)
 }
 
@@ -80,11 +82,14 @@ export const makeConnection = (store: () => Layer.Layer<KeyedStore, StateStoreEr
     } catch (error) {
       return Promise.reject(error instanceof ChatStateError ? error : new ChatStateError("InvalidArgument", operation, `its arguments could not be read (${String(error)})`))
     }
-    const call = current.namespaces.then((namespaces) =>
-      current.runtime.runPromiseExit(program(namespaces)).then((exit) => {
-        if (Exit.isSuccess(exit)) return exit.value
-        throw rejection(operation, exit.cause)
-      })
+    const call = current.namespaces.then(
+      (namespaces) =>
+        current.runtime.runPromiseExit(program(namespaces)).then((exit) => {
+          if (Exit.isSuccess(exit)) return exit.value
+          throw rejection(operation, exit.cause)
+        }),
+      // The opening this call waited for failed: the call rejects with that reason, named for itself.
+      (failed: ChatStateError) => Promise.reject(new ChatStateError(failed.reason, operation, failed.message, failed))
     )
     current.inFlight.add(call)
     const forget = () => current.inFlight.delete(call)

@@ -80,12 +80,16 @@ const clockOf = (now: () => number): Clock.Clock => {
   }
 }
 
+const describeOption = (value: unknown): string => (value === null ? "null" : typeof value === "object" ? "an object" : typeof value)
+
 /** The store layer the options name, or one that fails `connect()` with what is wrong. */
 const storeOf = (options: ChatStateOptions): (() => Layer.Layer<KeyedStore, StateStoreError>) => {
   if (typeof options !== "object" || options === null) return unusable("createChatState takes { sqlitePath } or { pgUrl } or { store }")
   const settings = { maxValueBytes: options.maxValueBytes ?? DEFAULT_CHAT_MAX_VALUE_BYTES, ...(options.lockWait === undefined ? {} : { lockWait: options.lockWait }) }
   if ("store" in options) {
     const { store, now } = options
+    if (!Layer.isLayer(store as unknown)) return unusable(`store must be a KeyedStore layer (e.g. MemoryStore.layer()), got ${describeOption(store)}`)
+    if (now !== undefined && typeof now !== "function") return unusable(`now must be a function returning epoch milliseconds, got ${describeOption(now)}`)
     return now === undefined ? () => store : () => Layer.merge(store, Layer.setClock(clockOf(now)))
   }
   if ("pgUrl" in options) {

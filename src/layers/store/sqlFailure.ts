@@ -53,7 +53,7 @@ export const classify = (error: SqlError): { kind: FailureKind; detail: string }
     return { kind: "unavailable", detail: `the database file cannot be read or written (${codeText}): check that it and its directory exist and are writable` }
   }
   // PostgreSQL: class 08 (connection exception), 57P0x (shutdown, terminated), 53 (resources).
-  if (/^(08|57P0|53)/.test(codeText) || UNAVAILABLE_NODE.includes(codeText) || /Connection terminated|connection error|timeout|pool after calling end/i.test(text)) {
+  if (/^(08|57P0|53)/.test(codeText) || UNAVAILABLE_NODE.includes(codeText) || /Connection terminated|connection error|timeout|timed out|pool after calling end/i.test(text)) {
     return { kind: "unavailable", detail: `the database server is unreachable or dropped the connection (${codeText || text})` }
   }
   return { kind: "failed", detail: codeText ? `${codeText}: ${text}` : text }
