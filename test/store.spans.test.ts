@@ -12,7 +12,23 @@ import * as Schema from "effect/Schema"
 import * as Tracer from "effect/Tracer"
 import { KeyedStore } from "../src/KeyedStore.js"
 import * as SqliteStore from "../src/layers/store/SqliteStore.js"
-import { tempDir } from "./support/backends.js"
+import { pgBackend, pgUrl, tempDir } from "./support/backends.js"
+import { describePg } from "./support/describePg.js"
+
+
+/** A tracer that makes the built-in tracer's spans and keeps every one it made. */
+const recordingTracer = Effect.map(Effect.tracer, (builtIn) => {
+  const spans: Array<Tracer.Span> = []
+  const recording = Tracer.make({
+    span: (name, parent, spanContext, links, startTime, kind, options) => {
+      const span = builtIn.span(name, parent, spanContext, links, startTime, kind, options)
+      spans.push(span)
+      return span
+    },
+    context: (f, fiber) => builtIn.context(f, fiber)
+  })
+  return { spans, recording }
+})
 
 describe("store operations under an installed tracer", () => {
   it.scopedLive("lookup, registerIfAbsent and consume each make a KeyedStore.<operation> span with owner, namespace and backend, inside the caller's span", () =>
@@ -21,16 +37,7 @@ describe("store operations under an installed tracer", () => {
       const context = yield* Layer.build(SqliteStore.layer({ filename: file }))
       const store = yield* Effect.provide(KeyedStore, context)
       const ns = yield* store.open({ owner: "p", namespace: "n", schema: Schema.Number, maxEntries: 100 })
-      const builtIn = yield* Effect.tracer
-      const spans: Array<Tracer.Span> = []
-      const recording = Tracer.make({
-        span: (name, parent, spanContext, links, startTime, kind, options) => {
-          const span = builtIn.span(name, parent, spanContext, links, startTime, kind, options)
-          spans.push(span)
-          return span
-        },
-        context: (f, fiber) => builtIn.context(f, fiber)
-      })
+      const { spans, recording } = yield* recordingTracer
       yield* Effect.gen(function* () {
         yield* ns.registerIfAbsent("k", 1)
         yield* ns.lookup("k")
@@ -47,6 +54,27 @@ describe("store operations under an installed tracer", () => {
       }
       const parentOf = (span: Tracer.Span) => (span.parent._tag === "Some" ? span.parent.value : undefined)
       expect([ours[0], ours[2], ours[3]].map((span) => parentOf(span!))).toEqual([caller, caller, caller])
+    })
+  )
+})
+
+describePg("spans of coalesced PostgreSQL lookups", () => {
+  it.scopedLive("20 concurrent lookups under a tracer make 20 KeyedStore.lookup spans, each inside its caller's span", () =>
+    Effect.gen(function* () {
+      const db = yield* pgBackend(pgUrl ?? "").fresh
+      const context = yield* Layer.build(db.store())
+      const store = yield* Effect.provide(KeyedStore, context)
+      const ns = yield* store.open({ owner: "p", namespace: "spans", schema: Schema.Number, maxEntries: 100 })
+      yield* ns.register("k", 1)
+      const { spans, recording } = yield* recordingTracer
+      yield* Effect.forEach(
+        Array.from({ length: 20 }, (_, i) => i),
+        (i) => ns.lookup("k").pipe(Effect.withSpan(`caller${i}`)),
+        { concurrency: "unbounded" }
+      ).pipe(Effect.withTracer(recording))
+      const ours = spans.filter((s) => s.name.startsWith("KeyedStore."))
+      const parentName = (s: Tracer.Span) => (s.parent._tag === "Some" && s.parent.value._tag === "Span" ? s.parent.value.name : undefined)
+      expect(ours.map((s) => `${s.name} in ${parentName(s)}`).sort()).toEqual(Array.from({ length: 20 }, (_, i) => `KeyedStore.lookup in caller${i}`).sort())
     })
   )
 })
