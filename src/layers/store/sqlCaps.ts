@@ -6,11 +6,10 @@
  *
  * @internal
  */
-import type { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import type { StateStoreError } from "../../StateStoreError.js"
-import { execute, type SqlText, type Statements } from "./sqlStatements.js"
+import type { SqlText, Statements } from "./sqlStatements.js"
 import { capExceeded, type ResolvedNamespace } from "./storeRules.js"
 
 interface CountRow {
@@ -21,15 +20,8 @@ interface CountRow {
 /** Runs a statement (in the write's transaction): `execute`, or a backend's own way of running one. */
 export type Exec = <R extends object = Record<string, unknown>>(statement: SqlText) => Effect.Effect<ReadonlyArray<R>, SqlError>
 
-/** The cap checks of one namespace, run inside its write transactions (statements run by `exec`; by default `execute`). */
-export const makeCaps = <A>(
-  sql: SqlClient,
-  statements: Statements,
-  ns: ResolvedNamespace<A>,
-  ownerMaxEntries: number | undefined,
-  backend: "sqlite" | "pg",
-  exec: Exec = (q) => execute(sql, q)
-) => {
+/** The cap checks of one namespace, run inside its write transactions (statements run by `exec`). */
+export const makeCaps = <A>(statements: Statements, ns: ResolvedNamespace<A>, ownerMaxEntries: number | undefined, backend: "sqlite" | "pg", exec: Exec) => {
   const countsAreOurs = backend === "sqlite"
   const countsQuery = statements.counts(ownerMaxEntries !== undefined)
   const readCounts = Effect.map(exec<CountRow>(countsQuery), (rows) => ({

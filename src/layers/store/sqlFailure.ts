@@ -60,12 +60,14 @@ export const classify = (error: SqlError): { kind: FailureKind; detail: string }
 }
 
 /**
- * The writes that land the same when run twice (upserts with their own timestamps): retried
- * after a dropped connection even when the first run may have been applied. Every other write
- * (a claim, a consume, a conditional write or delete) answers from what it found, so a second
- * run would answer wrongly: it fails `Unavailable` instead, saying so.
+ * The writes that leave the same rows when run twice (upserts with their own timestamps, a
+ * namespace's clear): retried after a dropped connection even when the first run may have been
+ * applied. What a second run may say differently: `clear`'s count (the rows that run removed),
+ * and a `writeBatch` conditional step reported refused because the first run already applied
+ * it. Every other write (a claim, a consume, a conditional write or delete) answers from what it
+ * found, so a second run would answer wrongly: it fails `Unavailable` instead, saying so.
  */
-export const REPEATABLE: ReadonlySet<string> = new Set(["register", "writeBatch", "clear"])
+const REPEATABLE: ReadonlySet<string> = new Set(["register", "writeBatch", "clear"])
 
 /**
  * Whether a failed write may have been applied: its connection dropped with no answer from
@@ -78,11 +80,19 @@ export const REPEATABLE: ReadonlySet<string> = new Set(["register", "writeBatch"
  * then be terminated while its reply was blocked on a full socket; a single-row write's reply
  * is a few dozen bytes.)
  */
-export const mayHaveRun = (error: SqlError): boolean => {
+const mayHaveRun = (error: SqlError): boolean => {
   if (error.message.startsWith("Failed to acquire connection")) return false
   const { code } = driverError(error)
   return !(typeof code === "string" && /^[0-9A-Z]{5}$/.test(code))
 }
+
+/**
+ * Whether the write `operation` failed with `error` after it may have been applied, and is of a
+ * kind that must not run again (see {@link REPEATABLE} and {@link mayHaveRun}): it is not retried,
+ * and its `Unavailable` says the outcome is unknown.
+ */
+export const outcomeUnknown = (operation: string, kind: "read" | "write", error: SqlError): boolean =>
+  kind === "write" && !REPEATABLE.has(operation) && classify(error).kind === "unavailable" && mayHaveRun(error)
 
 /** Maps a driver error of `operation` to a typed store error. `kind` picks the reason of a plain failure. */
 export const fromSqlError =
@@ -92,7 +102,7 @@ export const fromSqlError =
     const reason: StateStoreErrorReason =
       classified.kind === "busy" ? "Busy" : classified.kind === "unavailable" ? "Unavailable" : kind === "read" ? "ReadFailed" : "WriteFailed"
     const detail =
-      kind === "write" && classified.kind === "unavailable" && mayHaveRun(error) && !REPEATABLE.has(operation)
+      outcomeUnknown(operation, kind, error)
         ? `${classified.detail}; the write was in flight, so it may or may not have been applied`
         : classified.detail
     return new StateStoreError({ reason, operation, detail, cause: error.cause, ...where })

@@ -18,7 +18,7 @@ import { withOperationSpan } from "./operationSpan.js"
 import { executePrepared } from "./pgPrepared.js"
 import { type BusyGate, retryTransient, type Transient, transientReason } from "./retry.js"
 import { makeCaps } from "./sqlCaps.js"
-import { classify, fromSqlError, mayHaveRun, REPEATABLE } from "./sqlFailure.js"
+import { classify, fromSqlError, outcomeUnknown } from "./sqlFailure.js"
 import { type DbRow, execute, executeOn, makeStatements, type RowTimes, type RowToWrite, type SqlText, type StatementDialect } from "./sqlStatements.js"
 import type { WriteTransactions } from "./sqlTransaction.js"
 import { checkKey, type ResolvedNamespace, writeTimes } from "./storeRules.js"
@@ -63,7 +63,7 @@ export const makeSqlHandleCore = <A>(ctx: SqlHandleContext, ns: ResolvedNamespac
    */
   const exec = <R extends object = Record<string, unknown>>(q: SqlText): Effect.Effect<ReadonlyArray<R>, SqlError> =>
     dialect.backend === "pg" ? executePrepared<R>(sql, q) : execute<R>(sql, q)
-  const caps = makeCaps(sql, statements, ns, ctx.ownerMaxEntries, dialect.backend, exec)
+  const caps = makeCaps(statements, ns, ctx.ownerMaxEntries, dialect.backend, exec)
   const lockKey = lockKeyOf(owner, namespace, ctx.ownerMaxEntries)
   const { reader } = ctx
   /**
@@ -76,8 +76,8 @@ export const makeSqlHandleCore = <A>(ctx: SqlHandleContext, ns: ResolvedNamespac
   // Reads never wait on the gate: SQLite's write lock does not block readers (WAL).
   const retry = { read: retryTransient(ctx.lockWaitMillis), write: retryTransient(ctx.lockWaitMillis, ctx.gate) }
   /**
-   * Retried: contention, and dropped connections — a write that is not {@link REPEATABLE}
-   * only when it never reached the database, since one in flight may have been applied; and
+   * Retried: contention, and dropped connections — except a write whose outcome is unknown
+   * (`outcomeUnknown`: it may have been applied, and a second run would answer wrongly); and
    * never a statement that failed to prepare while the database was busy, which this
    * connection keeps failing (it is replaced instead).
    */
@@ -90,8 +90,7 @@ export const makeSqlHandleCore = <A>(ctx: SqlHandleContext, ns: ResolvedNamespac
         ctx.onStatementStuck?.()
         return undefined
       }
-      // A write whose second run would answer differently is not run again once it may have reached the database (see mayHaveRun).
-      if (kind === "unavailable" && operationKind === "write" && !REPEATABLE.has(operation) && mayHaveRun(error)) return undefined
+      if (outcomeUnknown(operation, operationKind, error)) return undefined
       return kind === "failed" ? undefined : kind
     }
 
