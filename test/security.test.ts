@@ -137,6 +137,8 @@ describe("no SQL text is built from input", () => {
       // gate, and the one-statement claim's CTEs, all built of placeholders and constants.
       /^(LOCK_GATE|when|isLive|fits|candidates|locking|counter|claimed|answer)$/,
       /^lockCte\(p, lock, ""\)$/,
+      // The advisory lock's SELECT (its own interpolations, placeholders, are checked here too).
+      /^advisoryLock\(p, lock\)$/,
       /^(inNamespace|live)\(p\)$/,
       /^LEAST\[dialect\.backend\]$/,
       /^times\(p, row\.times\)$/,

@@ -120,6 +120,16 @@ export interface DeletedRow extends DbRow {
   readonly live: boolean | number
 }
 
+/** PostgreSQL: takes the namespace's advisory lock, waiting at most the lock's timeout (local to the transaction). */
+const advisoryLock = (p: Params, lock: StatementLock) =>
+  `SELECT set_config('lock_timeout', ${p.v(lock.timeout)}, true) AS lock_timeout, pg_advisory_xact_lock(hashtextextended(${p.v(lock.key)}, 0)) AS locked`
+
+/** PostgreSQL: the statement that takes `lock` inside a transaction (held to its end). */
+export const lockStatement = (lock: StatementLock): SqlText => {
+  const p = new Params({ backend: "pg", databaseClock: true }, 0)
+  return { text: advisoryLock(p, lock), params: p.values }
+}
+
 const COLUMNS = "owner, namespace, entry_key, value_json, created_at, expires_at"
 /** ANDed into a WHERE: true once `channel_state_lock` holds the lock (planned as a one-time filter). */
 const LOCK_GATE = " AND (SELECT locked IS NOT NULL FROM channel_state_lock)"
@@ -158,7 +168,7 @@ export const makeStatements = (dialect: StatementDialect, owner: string, namespa
     lock === undefined ? ["", ""] : [`WITH ${lockCte(p, lock, "")} `, LOCK_GATE]
   /** The lock's CTE, `channel_state_lock` (taken only when `when`, a WHERE clause or nothing, holds). */
   const lockCte = (p: Params, lock: StatementLock, when: string) =>
-    `channel_state_lock AS (SELECT set_config('lock_timeout', ${p.v(lock.timeout)}, true) AS lock_timeout, pg_advisory_xact_lock(hashtextextended(${p.v(lock.key)}, 0)) AS locked ${when})`
+    `channel_state_lock AS (${advisoryLock(p, lock)} ${when})`
   const upsertPrefix = (p: Params, row: RowToWrite) =>
     `INSERT INTO ${E} (${COLUMNS}) VALUES ${tuple(p, row)} ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET ${SET_ALL}`
 

@@ -26,7 +26,7 @@ import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import { executePrepared } from "./pgPrepared.js"
 import { TURN_TIMEOUT_CODE } from "./sqlFailure.js"
-import { execute, type SqlText, type StatementLock } from "./sqlStatements.js"
+import { execute, lockStatement, type SqlText, type StatementLock } from "./sqlStatements.js"
 
 /** Runs `effect` holding the lock named `lockKey` (PostgreSQL; SQLite's lock is the whole database). */
 export type UnderLock = <A, E, R>(lockKey: string, effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
@@ -86,8 +86,7 @@ export const makeWriteTransactions = (sql: SqlClient.SqlClient, lockWaitMillis: 
     pg: () => {
       const timeout = lockTimeout(lockWaitMillis)
       // A named prepared statement on the transaction's connection (parsed once per connection).
-      const lock = (key: string) =>
-        executePrepared(sql, { text: "SELECT set_config('lock_timeout', $1, true) AS lock_timeout, pg_advisory_xact_lock(hashtextextended($2, 0)) AS locked", params: [timeout, key] })
+      const lock = (key: string) => executePrepared(sql, lockStatement({ key, timeout }))
       const inTurn = makeTurns(lockWaitMillis)
       const transaction: UnderLock = (lockKey, effect) =>
         inTurn(lockKey, commitFailureAsFailure(sql.withTransaction(Effect.zipRight(lock(lockKey), effect))))
