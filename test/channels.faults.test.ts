@@ -48,7 +48,7 @@ const CHANNELS = ["slack", "msteams", "bluebubbles", "feishu"] as const satisfie
 /** The store namespace each channel's cache writes. */
 const NS = Object.fromEntries(CHANNELS.map((channel) => [channel, PluginRuntime.channelModules[channel].spec.namespace])) as Record<(typeof CHANNELS)[number], string>
 const config = { plugins: { entries: { [PLUGIN]: { config: { experimentalPersistentState: true } } } } }
-const mirror = { flushInterval: "20 millis", backoffBase: "50 millis", backoffMax: "200 millis" } as const
+const mirror = { flushInterval: "20 millis", backoffBase: "500 millis", backoffMax: "2 seconds" } as const
 
 // ---------------------------------------------------------------------------------------------
 // Log capture
@@ -417,9 +417,30 @@ const openSqliteRuntime = Effect.gen(function* () {
   return { stateDir, file, rows: sqliteRowsOf(file), logs, s }
 })
 
-/** Runs `count` mixed operations tagged `tag`, expects them healthy, and answers which of their writes are missing from `rows`. */
+let probes = 0
+/**
+ * Waits (real time, up to ~10 s) until a first claim on each claim channel is decided again. A
+ * mirror that saw outages leaves the store alone for a pause (up to `backoffMax`) and answers
+ * its claims undecided meanwhile; the pause is per namespace, so one channel may still be in it
+ * when another is not.
+ */
+const untilClaimsDecide = (s: Services) =>
+  eventually(
+    Effect.suspend(() => {
+      const n = probes++
+      return Effect.all([
+        s.bluebubbles.claim({ accountId: "acc", guid: `probe-${n}` }),
+        s.feishu.beginProcessing({ namespace: "app", messageId: `om_probe_${n}` })
+      ])
+    }),
+    (answers) => answers.every((answer) => answer._tag === "Claimed"),
+    1000
+  )
+
+/** Once claims decide again, runs `count` mixed operations tagged `tag`, expects them healthy, and answers which of their writes are missing from `rows`. */
 const trafficMissing = (s: Services, rows: Effect.Effect<ReadonlyArray<StoredRow>>, tag: string, count: number, concurrency: number) =>
   Effect.gen(function* () {
+    yield* untilClaimsDecide(s)
     expectHealthy(yield* runTraffic(s, tag, count, concurrency))
     return yield* awaitRows(rows, expectedKeys(tag, count))
   })
