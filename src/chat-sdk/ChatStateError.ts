@@ -11,13 +11,17 @@ import type { StateStoreError } from "../StateStoreError.js"
 /**
  * Why a member rejected.
  *
- * - `NotConnected`: called before `connect()` resolved, or after `disconnect()` began.
+ * - `NotConnected`: called while not connected — before any `connect()`, after one that
+ *   rejected, or after `disconnect()` began (a call made while `connect()` is still opening
+ *   waits for it).
  * - `InvalidArgument`: a thread id, key, TTL, length, size or lock the adapter cannot use;
  *   nothing was read or written.
  * - `InvalidValue`: a value that is not JSON (a function, a BigInt, a cycle, nothing at
  *   all); nothing was written.
  * - `TooLarge`: a value (or a whole list or queue after the append) past `maxValueBytes`, or
- *   nested deeper than 64 levels; nothing was written.
+ *   nested deeper than 64 levels counting the row that holds it — a list's items sit inside
+ *   its array (so an item may nest 63 levels), a queue's entries inside its array of entries
+ *   (an entry 63, its `message` 62); nothing was written.
  * - `OpenFailed`: `connect()` could not open the database (bad path, permissions, not a
  *   database, a schema from a newer channel-state).
  * - `Unavailable`: the database cannot be reached now (server down, dropped connection);
@@ -25,8 +29,10 @@ import type { StateStoreError } from "../StateStoreError.js"
  *   have been applied (its reply was lost): it is never run again by the adapter, so it
  *   landed at most once — a claim or lock may then be held by nobody until its TTL, a
  *   dequeued entry may be gone. The error's message says so.
- * - `Busy`: another process kept the database locked for the whole lock wait (5 s); the
- *   operation did not happen.
+ * - `Busy`: the database, or the namespace's lock, stayed taken for the whole lock wait
+ *   (`lockWait`, 5 s by default) — by another process, or by this process's own writes queued
+ *   ahead — `connect()` included (another process creating the schema); the operation did
+ *   not happen.
  * - `StoreFailed`: the database refused the read or write, or a stored row no longer decodes.
  */
 export type ChatStateErrorReason = "NotConnected" | "InvalidArgument" | "InvalidValue" | "TooLarge" | "OpenFailed" | "Unavailable" | "Busy" | "StoreFailed"

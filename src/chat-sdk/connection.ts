@@ -25,7 +25,7 @@ interface Open {
 
 /** Runs members' programs on the current connection. */
 export interface Connection {
-  /** Opens the database (again after a `disconnect`); concurrent calls share one opening. Rejects with `OpenFailed`, `InvalidArgument` or `Unavailable`, leaving it closed. */
+  /** Opens the database (again after a `disconnect`); concurrent calls share one opening. Rejects with `OpenFailed`, `InvalidArgument`, `Unavailable` or `Busy`, leaving it closed. */
   readonly connect: () => Promise<void>
   /** Waits for the calls in flight, then closes the database. New calls reject with `NotConnected` from its start. Never rejects. */
   readonly disconnect: () => Promise<void>

@@ -111,7 +111,8 @@ const storeOf = (options: ChatStateOptions): (() => Layer.Layer<KeyedStore, Stat
  *
  * What each member guarantees (on every backend, across every process sharing the database):
  * - `connect()` opens the database, its schema migrated; concurrent calls share one opening;
- *   it rejects with `OpenFailed`, `InvalidArgument` or `Unavailable` and stays closed.
+ *   it rejects with `OpenFailed`, `InvalidArgument`, `Unavailable` or `Busy` (another
+ *   process held the schema's lock past `lockWait`) and stays closed.
  *   `disconnect()` waits for the calls in flight, then closes it (nothing stored is lost:
  *   state is durable, unlike the memory adapter's); calls made after it began reject with
  *   `NotConnected`. It never rejects. A call made while `connect()` is opening waits for it.
