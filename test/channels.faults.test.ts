@@ -48,7 +48,7 @@ const CHANNELS = ["slack", "msteams", "bluebubbles", "feishu"] as const satisfie
 /** The store namespace each channel's cache writes. */
 const NS = Object.fromEntries(CHANNELS.map((channel) => [channel, PluginRuntime.channelModules[channel].spec.namespace])) as Record<(typeof CHANNELS)[number], string>
 const config = { plugins: { entries: { [PLUGIN]: { config: { experimentalPersistentState: true } } } } }
-const mirror = { flushInterval: "20 millis", backoffBase: "500 millis", backoffMax: "2 seconds" } as const
+const mirror = { flushInterval: "20 millis", backoffBase: "50 millis", backoffMax: "200 millis" } as const
 
 // ---------------------------------------------------------------------------------------------
 // Log capture
