@@ -5,14 +5,12 @@
  * ones are never shorter than asked and the largest accepted one is usable.
  */
 import { describe, expect, it } from "@effect/vitest"
-import type { Lock, QueueEntry, StateAdapter } from "chat"
+import type { Lock, StateAdapter } from "chat"
 import { ChatStateError } from "../src/chat-sdk/index.js"
 import { MAX_TTL_MS } from "../src/chat-sdk/arguments.js"
 import { MAX_EPOCH_MILLIS } from "../src/layers/store/storeRules.js"
-import { ours, type SubjectKind, withSubject } from "./support/chatState.js"
+import { entry, idOf, ours, type SubjectKind, withSubject } from "./support/chatState.js"
 
-const entry = (id: string, now: number): QueueEntry => ({ message: { id } as never, enqueuedAt: now, expiresAt: now + 90_000 })
-const idOf = (queued: QueueEntry | null) => (queued?.message as { id?: string } | undefined)?.id ?? null
 const outcome = (call: () => Promise<unknown>): Promise<string> => {
   let p: Promise<unknown>
   try {

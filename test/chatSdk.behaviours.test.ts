@@ -10,10 +10,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { createMemoryState } from "@chat-adapter/state-memory"
 import type { QueueEntry } from "chat"
 import { createChatState } from "../src/chat-sdk/index.js"
-import { memoryReference, ours, type SubjectKind, withSubject } from "./support/chatState.js"
+import { idOf, memoryReference, ours, type SubjectKind, withSubject } from "./support/chatState.js"
 
 const entry = (id: string, enqueuedAt: number, now: number): QueueEntry => ({ message: { id } as never, enqueuedAt, expiresAt: now + 90_000 })
-const idOf = (queued: QueueEntry | null) => (queued?.message as { id?: string } | undefined)?.id ?? null
 
 const behaviours = (kind: SubjectKind) =>
   describe(`Chat SDK state behaviours: ${kind.name}`, () => {

@@ -11,17 +11,14 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
-import type { QueueEntry, StateAdapter } from "chat"
-import { ChatStateError, createChatState } from "../src/chat-sdk/index.js"
+import type { StateAdapter } from "chat"
+import { createChatState } from "../src/chat-sdk/index.js"
 import * as MemoryStore from "../src/layers/store/MemoryStore.js"
-import { manualClock, ours, type SubjectKind, withSubject } from "./support/chatState.js"
+import { entry, idOf, manualClock, ours, reasonOf, type SubjectKind, withSubject } from "./support/chatState.js"
 
-const entry = (id: string, now: number): QueueEntry => ({ message: { id } as never, enqueuedAt: now, expiresAt: now + 90_000 })
-const idOf = (queued: QueueEntry | null) => (queued?.message as { id?: string } | undefined)?.id ?? null
 const range = (n: number) => Array.from({ length: n }, (_, i) => i)
 /** `n` calls of `f`, alternating between the two adapters, all started at once. */
 const race = <R>(a: StateAdapter, b: StateAdapter, n: number, f: (state: StateAdapter, i: number) => Promise<R>) => Promise.all(range(n).map((i) => f(i % 2 === 0 ? a : b, i)))
-const reasonOf = (error: unknown) => (error instanceof ChatStateError ? `${error.reason} ${error.operation}` : `not a ChatStateError: ${String(error)}`)
 
 const guarantees = (kind: SubjectKind) =>
   describe(`Chat SDK state guarantees: ${kind.name}`, () => {

@@ -7,11 +7,8 @@
  */
 import { createHash } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
-import type { QueueEntry } from "chat"
-import { ours, type SubjectKind, withSubject } from "./support/chatState.js"
+import { entry, idOf, ours, type SubjectKind, withSubject } from "./support/chatState.js"
 
-const entry = (id: string, now: number): QueueEntry => ({ message: { id } as never, enqueuedAt: now, expiresAt: now + 90_000 })
-const idOf = (queued: QueueEntry | null) => (queued?.message as { id?: string } | undefined)?.id ?? null
 const digest = (key: string) => createHash("sha256").update(Buffer.from(key, "utf16le")).digest("hex")
 
 const long = "x".repeat(600)

@@ -7,13 +7,12 @@ import * as path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import type { QueueEntry, StateAdapter } from "chat"
 import { Effect } from "effect"
-import { ChatStateError, createChatState } from "../src/chat-sdk/index.js"
+import { createChatState } from "../src/chat-sdk/index.js"
 import { freshPgDatabase, pgUrl, tempDir } from "./support/backends.js"
-import { ours, type SubjectKind, withSubject } from "./support/chatState.js"
+import { ours, reasonOf, type SubjectKind, withSubject } from "./support/chatState.js"
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i)
 const entry = (id: string, now: number, pad = ""): QueueEntry => ({ message: { id, pad } as never, enqueuedAt: now, expiresAt: now + 90_000 })
-const reasonOf = (error: unknown) => (error instanceof ChatStateError ? `${error.reason} ${error.operation}` : `not a ChatStateError: ${String(error)}`)
 
 type Location = { readonly name: string; readonly open: Effect.Effect<(extra: { owner?: string; maxValueBytes?: number }) => Promise<StateAdapter>, never, import("effect").Scope.Scope> }
 

@@ -5,14 +5,10 @@
  * order kept, never past maxSize), and disconnect()/connect() cycles with calls in flight.
  */
 import { describe, expect, it } from "@effect/vitest"
-import type { QueueEntry, StateAdapter } from "chat"
-import { ChatStateError } from "../src/chat-sdk/index.js"
-import { ours, type SubjectKind, withSubject } from "./support/chatState.js"
+import type { StateAdapter } from "chat"
+import { entry, idOf, ours, reasonOf, type SubjectKind, withSubject } from "./support/chatState.js"
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i)
-const entry = (id: string, now: number): QueueEntry => ({ message: { id } as never, enqueuedAt: now, expiresAt: now + 90_000 })
-const idOf = (queued: QueueEntry | null) => (queued?.message as { id?: string } | undefined)?.id ?? null
-const reasonOf = (error: unknown) => (error instanceof ChatStateError ? `${error.reason} ${error.operation}` : `not a ChatStateError: ${String(error)}`)
 
 const attacks = (kind: SubjectKind) =>
   describe(`chat adapter, races: ${kind.name}`, () => {

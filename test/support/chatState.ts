@@ -7,10 +7,10 @@
  */
 import * as path from "node:path"
 import { createMemoryState } from "@chat-adapter/state-memory"
-import type { StateAdapter } from "chat"
+import type { QueueEntry, StateAdapter } from "chat"
 import { Effect, Scope } from "effect"
 import { vi } from "vitest"
-import { createChatState } from "../../src/chat-sdk/index.js"
+import { ChatStateError, createChatState } from "../../src/chat-sdk/index.js"
 import * as PgStore from "../../src/layers/store/PgStore.js"
 import * as SqliteStore from "../../src/layers/store/SqliteStore.js"
 import { freshPgDatabase, pgUrl, tempDir } from "./backends.js"
@@ -110,3 +110,12 @@ export const ours: ReadonlyArray<SubjectKind> = pgUrl ? [oursOnSqlite, oursOnPg(
 /** Runs `body` on a fresh subject of `kind`, closed afterwards. */
 export const withSubject = (kind: SubjectKind, body: (subject: Subject) => Promise<void>) =>
   Effect.scoped(Effect.flatMap(kind.open, (subject) => Effect.promise(() => body(subject))))
+
+/** A queue entry whose message is `{ id }`, enqueued at `now` and expiring 90 s later. */
+export const entry = (id: string, now: number): QueueEntry => ({ message: { id } as never, enqueuedAt: now, expiresAt: now + 90_000 })
+
+/** The id of a dequeued entry's message (`null` for no entry). */
+export const idOf = (queued: QueueEntry | null) => (queued?.message as { id?: string } | undefined)?.id ?? null
+
+/** A rejection as `"<reason> <operation>"`, or what it was when it is not a {@link ChatStateError}. */
+export const reasonOf = (error: unknown) => (error instanceof ChatStateError ? `${error.reason} ${error.operation}` : `not a ChatStateError: ${String(error)}`)
