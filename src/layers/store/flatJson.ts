@@ -1,12 +1,13 @@
 /**
- * A fast path for the commonest values a store holds — flat structs of strings, numbers,
+ * Fast paths for the commonest values a store holds — flat structs of strings, numbers,
  * booleans and literals, like the channel caches' `{ agentId?, repliedAt }` — compiled once
- * per namespace from its Schema's AST. It answers only when the value is exactly such a
- * struct (a plain object, nothing but the declared properties, every one of the declared
- * kind, numbers finite); then its JSON is exactly what the full path (Schema encode, the
- * plain-JSON check, `JSON.stringify` of the encoded value) writes, in the Schema's property
- * order. For anything else it answers `undefined` and the full path decides, refusals
- * included: the fast path never accepts what the full path would refuse.
+ * per namespace from its Schema's AST. The encoding path answers only when the value is exactly
+ * such a struct (a plain object, nothing but the declared properties, every one of the
+ * declared kind, numbers finite); then its JSON is exactly what the full path (Schema encode,
+ * the plain-JSON check, `JSON.stringify` of the encoded value) writes, in the Schema's
+ * property order. The decoding path answers that parsed JSON is already what the Schema
+ * decodes it to. For anything else each answers that it cannot, and the full path decides,
+ * refusals included: a fast path never accepts what the full path would refuse.
  *
  * @internal
  */
@@ -58,16 +59,26 @@ const numberJson = (n: number): string => {
   return `${high}${low >= 1e5 ? "" : low >= 1e4 ? "0" : low >= 1e3 ? "00" : low >= 100 ? "000" : low >= 10 ? "0000" : "00000"}${low}`
 }
 
+/** A property of a flat struct, as both fast paths read it. */
+interface FlatField {
+  readonly name: string
+  /** Its name as JSON, with the colon: what the encoding writes before its value. */
+  readonly prefix: string
+  readonly optional: boolean
+  readonly undefinedAllowed: boolean
+  readonly check: Check
+}
+
 /**
- * Compiles the fast path of `ast`, or `undefined` when the Schema is not a flat struct of
- * known kinds without transformations (the encoded side must be the type side itself).
+ * The properties of `ast` in the Schema's order, or `undefined` when the Schema is not a flat
+ * struct of known kinds without transformations (the encoded side must be the type side itself).
  */
-export const compileFlatJson = (ast: SchemaAST.AST): ((value: unknown) => string | undefined) | undefined => {
+const flatFields = (ast: SchemaAST.AST): ReadonlyArray<FlatField> | undefined => {
   // Parse options of the Schema's own (property order, excess properties, exact) are the full path's to apply.
   if (ast._tag !== "TypeLiteral" || ast.indexSignatures.length > 0 || SchemaAST.encodedAST(ast) !== ast || Option.isSome(SchemaAST.getParseOptionsAnnotation(ast))) {
     return undefined
   }
-  const fields: Array<{ readonly name: string; readonly prefix: string; readonly optional: boolean; readonly undefinedAllowed: boolean; readonly check: Check }> = []
+  const fields: Array<FlatField> = []
   for (const property of ast.propertySignatures) {
     // `__proto__` is dropped by the full path's encode, and integer-like names come first in
     // JavaScript's own key order, not the Schema's: both are the full path's to write.
@@ -79,6 +90,43 @@ export const compileFlatJson = (ast: SchemaAST.AST): ((value: unknown) => string
     const undefinedAllowed = property.type._tag === "Union" && property.type.types.some((t) => t._tag === "UndefinedKeyword")
     fields.push({ name: property.name, prefix: `${JSON.stringify(property.name)}:`, optional: property.isOptional, undefinedAllowed, check })
   }
+  return fields
+}
+
+/**
+ * Compiles the decoding fast path of `ast`, or `undefined` when the Schema is not a flat
+ * struct (see {@link flatFields}). It answers `true` only for what `JSON.parse` made that is
+ * already exactly what the Schema decodes it to: a plain object holding nothing but declared
+ * properties, in the Schema's order, every required one present, every one of its kind. The
+ * decoder would build the same object again; the parsed one, which nobody else holds, is the
+ * answer. For anything else — an extra property, another order, a wrong kind — it answers
+ * `false` and the Schema decides, refusals included.
+ */
+export const compileFlatDecode = (ast: SchemaAST.AST): ((parsed: unknown) => boolean) | undefined => {
+  const fields = flatFields(ast)
+  if (fields === undefined) return undefined
+  const required = fields.filter((field) => !field.optional).length
+  return (parsed) => {
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed) || Object.getPrototypeOf(parsed) !== PLAIN) return false
+    const record = parsed as Record<string, unknown>
+    let next = 0
+    let present = 0
+    // Own and inherited enumerable names alike: an inherited one (a patched prototype) is not declared, so never fast.
+    for (const name in record) {
+      while (next < fields.length && fields[next]!.name !== name) next++
+      if (next === fields.length) return false
+      const field = fields[next++]!
+      if (!field.check(record[name])) return false
+      if (!field.optional) present++
+    }
+    return present === required
+  }
+}
+
+/** Compiles the encoding fast path of `ast`, or `undefined` when the Schema is not a flat struct (see {@link flatFields}). */
+export const compileFlatJson = (ast: SchemaAST.AST): ((value: unknown) => string | undefined) | undefined => {
+  const fields = flatFields(ast)
+  if (fields === undefined) return undefined
   const known = new Set(fields.map((field) => field.name))
   return (value) => {
     // A proxy can answer reads differently from what the full path looks at: never fast.

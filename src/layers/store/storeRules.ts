@@ -11,7 +11,7 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
-import { compileFlatJson } from "./flatJson.js"
+import { compileFlatDecode, compileFlatJson } from "./flatJson.js"
 import { duration, oneOf, optional, wholeNumber } from "../settingsCheck.js"
 import type { NamespaceOptions, OverflowPolicy, WriteOptions } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
@@ -99,6 +99,8 @@ export interface ResolvedNamespace<A> {
   readonly decode: (value: unknown) => Either.Either<A, ParseResult.ParseIssue>
   /** The JSON of a value the flat-struct fast path takes, or `undefined` (see flatJson.ts). */
   readonly flatJson: ((value: unknown) => string | undefined) | undefined
+  /** Whether parsed JSON is already exactly what `decode` returns for it (the flat-struct fast path, see flatJson.ts); `undefined` when the Schema has none. */
+  readonly flatDecode: ((parsed: unknown) => boolean) | undefined
   /** `Number.MAX_SAFE_INTEGER` for a retained namespace. */
   readonly maxEntries: number
   readonly ttlMillis: number | undefined
@@ -179,6 +181,7 @@ export const resolveNamespace = <A, I>(
       encode: ParseResult.encodeUnknownEither(options.schema as Schema.Schema<A, unknown>),
       decode: ParseResult.decodeUnknownEither(options.schema as Schema.Schema<A, unknown>),
       flatJson: compileFlatJson(options.schema.ast),
+      flatDecode: compileFlatDecode(options.schema.ast),
       maxValueBytes
     }
     if (options.retention === "retained") {

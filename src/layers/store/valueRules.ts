@@ -153,14 +153,22 @@ export const encodeValue = <A>(ns: ResolvedNamespace<A>, operation: string, key:
   return typeof json === "string" ? Either.right(json) : Either.left(json)
 }
 
-/** Decodes stored JSON text; a failure is a `Corrupt` error for that key (the value is never echoed). */
+/** A stored value that does not decode, as the `Corrupt` error of its key (a plain function: decoding creates no closure per row). */
+const corruptValue = <A>(ns: ResolvedNamespace<A>, operation: string, key: string, detail: string) =>
+  new StateStoreError({ reason: "Corrupt", operation, owner: ns.owner, namespace: ns.namespace, key, detail })
+
+/**
+ * Decodes stored JSON text; a failure is a `Corrupt` error for that key (the value is never
+ * echoed). Parsed JSON the flat-struct fast path takes is the value itself (see flatJson.ts).
+ */
 export const decodeValue = <A>(ns: ResolvedNamespace<A>, operation: string, key: string, json: string): Either.Either<A, StateStoreError> => {
-  const corrupt = (detail: string) => new StateStoreError({ reason: "Corrupt", operation, owner: ns.owner, namespace: ns.namespace, key, detail })
   let parsed: unknown
   try {
     parsed = JSON.parse(json)
   } catch {
-    return Either.left(corrupt("stored value is not valid JSON; the row was removed"))
+    return Either.left(corruptValue(ns, operation, key, "stored value is not valid JSON; the row was removed"))
   }
-  return Either.mapLeft(ns.decode(parsed), () => corrupt("stored value no longer matches the namespace schema; the row was removed"))
+  if (ns.flatDecode?.(parsed) === true) return Either.right(parsed as A)
+  const decoded = ns.decode(parsed)
+  return Either.isRight(decoded) ? Either.right(decoded.right) : Either.left(corruptValue(ns, operation, key, "stored value no longer matches the namespace schema; the row was removed"))
 }
