@@ -5,6 +5,9 @@
  * - `bulk.lookup_many_pg_vs_keyv`: `lookupMany` of 1 000 keys on PostgreSQL vs Keyv with
  *   @keyv/postgres `getMany` of the same 1 000 keys (configured as its README shows:
  *   `new Keyv(new KeyvPostgres(uri))`);
+ * - `bulk.lookup_many_facade_pg_vs_keyv`: the same 1 000 keys through the OpenClaw-compatible
+ *   facade (`createOpenClawState({ pgUrl })`, `openKeyedStore(…).lookupMany`) vs the same
+ *   Keyv `getMany`;
  * - `bulk.lookup_many_pg_vs_raw` / `bulk.lookup_many_sqlite_vs_raw`: the same call vs the raw
  *   driver running the store's statement for the 1 000 keys (`pg`, named prepared: the keys
  *   as one JSON parameter joined on the primary key; better-sqlite3, prepared,
@@ -24,6 +27,7 @@ import type Database from "better-sqlite3"
 import { Effect, Either, type Layer, ManagedRuntime, Option, Schema } from "effect"
 import Keyv from "keyv"
 import { KeyedStore, type NamespaceHandle } from "../src/KeyedStore.js"
+import { createOpenClawState } from "../src/openclaw/index.js"
 import * as PgStore from "../src/layers/store/PgStore.js"
 import * as SqliteStore from "../src/layers/store/SqliteStore.js"
 import type { StateStoreError } from "../src/StateStoreError.js"
@@ -96,6 +100,9 @@ const pgRows = async (): Promise<ReadonlyArray<Row>> => {
   for (const [i, key] of keys.entries()) await keyv.set(key, { repliedAt: i })
   const client = rawPgClient(db.url)
   await client.connect()
+  const facadeState = createOpenClawState({ pluginId: OWNER, pgUrl: db.url })
+  const facade = facadeState.openKeyedStore<Value>({ namespace: "bulk-facade", maxEntries: 100_000 })
+  for (const [i, key] of keys.entries()) await facade.register(key, { repliedAt: i })
   const p = (i: number) => `$${i}`
   try {
     const lookups = await timeInterleaved(
@@ -104,6 +111,10 @@ const pgRows = async (): Promise<ReadonlyArray<Row>> => {
         keyv: async () => {
           const values = await keyv.getMany(keys)
           if (values.filter((v) => v !== undefined).length !== KEYS) fail("keyv: getMany missed rows")
+        },
+        facade: async () => {
+          const results = await facade.lookupMany(keys)
+          if (results.filter((r) => r.ok && r.value !== undefined).length !== KEYS) fail("facade: lookupMany missed rows")
         },
         raw: async () => {
           const result = await client.query<{ value_json: string }>({ name: "lookup-many", text: SELECT_MANY_PG, values: [OWNER, NAMESPACE, JSON.stringify(keys), Date.now()] } as never)
@@ -136,11 +147,20 @@ const pgRows = async (): Promise<ReadonlyArray<Row>> => {
     )
     return [
       row("bulk.lookup_many_pg_vs_keyv", "ns/op", lookups.ours, lookups.keyv, 1, `lookupMany of ${KEYS} keys vs Keyv + @keyv/postgres getMany (new Keyv(new KeyvPostgres(uri)))`),
+      row(
+        "bulk.lookup_many_facade_pg_vs_keyv",
+        "ns/op",
+        lookups.facade,
+        lookups.keyv,
+        1,
+        `the OpenClaw-compatible facade's lookupMany of ${KEYS} keys (createOpenClawState({ pgUrl }).openKeyedStore(…)) vs Keyv + @keyv/postgres getMany`
+      ),
       row("bulk.lookup_many_pg_vs_raw", "ns/op", lookups.ours, lookups.raw, null, `lookupMany of ${KEYS} keys vs raw pg: the same statement (keys as one JSON parameter, joined on the primary key), named prepared, + JSON.parse per row`),
       row("cas.pg_vs_raw", "ns/op", cas.ours, cas.raw, null, "observe + compareAndSet of an existing row vs raw pg: the row's SELECT + the UPDATE conditional on its JSON and timestamps (named prepared)")
     ]
   } finally {
     await client.end()
+    await facadeState.close()
     await keyv.disconnect()
     await runtime.dispose()
     await db.drop()

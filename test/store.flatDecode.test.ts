@@ -119,6 +119,22 @@ describe("the flat-struct fast path of value decoding", () => {
     expect(fast(parsed)).toBe(true)
   })
 
+  it("takes any parsed value as it is for a Schema of any value (Schema.Unknown, Schema.Any), as their decoders do", () => {
+    for (const schema of [Schema.Unknown, Schema.Any]) {
+      const fast = compileFlatDecode(schema.ast)
+      expect(fast).toBeDefined()
+      const decode = ParseResult.decodeUnknownEither(schema as Schema.Schema<unknown, unknown>)
+      fc.assert(
+        fc.property(fc.json(), (json) => {
+          const parsed: unknown = JSON.parse(json)
+          expect(fast!(parsed)).toBe(true)
+          expect(Either.getOrThrow(decode(parsed))).toBe(parsed)
+        }),
+        { numRuns: 300 }
+      )
+    }
+  })
+
   it("declines what it does not know: arrays, refinements, transformations, records", () => {
     for (const schema of [
       Schema.Struct({ a: Schema.Array(Schema.String) }),

@@ -93,6 +93,9 @@ const flatFields = (ast: SchemaAST.AST): ReadonlyArray<FlatField> | undefined =>
   return fields
 }
 
+/** The decoding fast path of a Schema of any value. */
+const takeAsIs = (_parsed: unknown) => true
+
 /**
  * Compiles the decoding fast path of `ast`, or `undefined` when the Schema is not a flat
  * struct (see {@link flatFields}). It answers `true` only for what `JSON.parse` made that is
@@ -100,9 +103,12 @@ const flatFields = (ast: SchemaAST.AST): ReadonlyArray<FlatField> | undefined =>
  * properties, in the Schema's order, every required one present, every one of its kind. The
  * decoder would build the same object again; the parsed one, which nobody else holds, is the
  * answer. For anything else — an extra property, another order, a wrong kind — it answers
- * `false` and the Schema decides, refusals included.
+ * `false` and the Schema decides, refusals included. A Schema of any value (`Schema.Unknown`,
+ * `Schema.Any`) takes every parsed value as it is.
  */
 export const compileFlatDecode = (ast: SchemaAST.AST): ((parsed: unknown) => boolean) | undefined => {
+  // `Schema.Unknown` and `Schema.Any` (the OpenClaw facade's namespaces) decode anything to itself.
+  if (ast._tag === "UnknownKeyword" || ast._tag === "AnyKeyword") return takeAsIs
   const fields = flatFields(ast)
   if (fields === undefined) return undefined
   const required = fields.filter((field) => !field.optional).length
