@@ -114,10 +114,14 @@ export const compileFlatDecode = (ast: SchemaAST.AST): ((parsed: unknown) => boo
   const required = fields.filter((field) => !field.optional).length
   return (parsed) => {
     if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed) || Object.getPrototypeOf(parsed) !== PLAIN) return false
+    // A declared name that `Object.prototype` answers too (someone patched it: a value, a
+    // getter, a setter) is read or written through it by the decoder: its result is then not
+    // the parsed object, so the Schema decides. Asked on every call: a patch may come later.
+    for (const field of fields) if (field.name in PLAIN) return false
     const record = parsed as Record<string, unknown>
     let next = 0
     let present = 0
-    // Own and inherited enumerable names alike: an inherited one (a patched prototype) is not declared, so never fast.
+    // Own and inherited enumerable names alike: an inherited one is not declared (see above), so never fast.
     for (const name in record) {
       while (next < fields.length && fields[next]!.name !== name) next++
       if (next === fields.length) return false
