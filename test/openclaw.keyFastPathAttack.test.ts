@@ -12,8 +12,6 @@
  *    decoder gives for that JSON (every JSON kind, -0, 1e400, `__proto__`, integer-like names),
  *    each read a fresh value, and a row that is not JSON is still `Corrupt` and removed.
  */
-import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import Database from "better-sqlite3"
 import { ParseResult, Schema } from "effect"
@@ -22,6 +20,7 @@ import { afterEach, describe, expect, it } from "vitest"
 import { MAX_KEY_BYTES, utf8Bytes } from "../src/layers/store/storeRules.js"
 import * as MemoryStore from "../src/layers/store/MemoryStore.js"
 import { createOpenClawState, type OpenClawState, PluginStateStoreError, type PluginStateKeyedStore } from "../src/openclaw/index.js"
+import { freshDir, removeTempDirs } from "./support/cliFixture.js"
 
 // ---------------------------------------------------------------------------------------------
 // The reference: normalizeKey as it was before the fast path (git show 1b3986b^:src/openclaw/keyedStore.ts).
@@ -46,15 +45,8 @@ const NOT_TRIMMED = ["\u0085", "\u180E", "\u200B", "\u200C", "\u2060", "\u0001",
 const HIGH = "\uD83D"
 const LOW = "\uDE00"
 
-const tempDirs: Array<string> = []
-const tempFile = () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "channel-state-key-fast-path-"))
-  tempDirs.push(dir)
-  return path.join(dir, "state.sqlite")
-}
-afterEach(() => {
-  for (const dir of tempDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true })
-})
+const tempFile = () => path.join(freshDir(), "state.sqlite")
+afterEach(removeTempDirs)
 
 const rejectionOf = async (promise: Promise<unknown>): Promise<PluginStateStoreError | { resolved: unknown }> => {
   try {

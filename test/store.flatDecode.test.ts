@@ -135,18 +135,6 @@ describe("the flat-struct fast path of value decoding", () => {
     }
   })
 
-  it("declines what it does not know: arrays, refinements, transformations, records", () => {
-    for (const schema of [
-      Schema.Struct({ a: Schema.Array(Schema.String) }),
-      Schema.Struct({ a: Schema.Finite }),
-      Schema.Struct({ a: Schema.NumberFromString }),
-      Schema.Record({ key: Schema.String, value: Schema.String }),
-      Schema.String
-    ]) {
-      expect(compileFlatDecode(schema.ast)).toBeUndefined()
-    }
-  })
-
   it("a row another writer stored in another order, or with a property this version does not know, reads back as the Schema decodes it", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "channel-state-flat-decode-"))
     const filename = path.join(dir, "state.sqlite")

@@ -10,7 +10,7 @@ import { Effect, Either, Schema } from "effect"
 import * as fc from "fast-check"
 import { Participation } from "../src/channels/SlackThreadParticipation.js"
 import { ClaimState } from "../src/layers/ClaimLedger.js"
-import { compileFlatJson } from "../src/layers/store/flatJson.js"
+import { compileFlatDecode, compileFlatJson } from "../src/layers/store/flatJson.js"
 import { resolveNamespace } from "../src/layers/store/storeRules.js"
 import { encodeValue } from "../src/layers/store/valueRules.js"
 
@@ -68,7 +68,7 @@ describe("the flat-struct fast path of value encoding", () => {
     })
   }
 
-  it("declines what it does not know: arrays, refinements, transformations, records", () => {
+  it("declines what it does not know: arrays, refinements, transformations, records (and so does the decoding fast path)", () => {
     for (const schema of [
       Schema.Struct({ a: Schema.Array(Schema.String) }),
       Schema.Struct({ a: Schema.Finite }),
@@ -77,6 +77,7 @@ describe("the flat-struct fast path of value encoding", () => {
       Schema.String
     ]) {
       expect(compileFlatJson(schema.ast)).toBeUndefined()
+      expect(compileFlatDecode(schema.ast)).toBeUndefined()
     }
   })
 })
