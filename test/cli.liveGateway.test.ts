@@ -152,4 +152,20 @@ describe("CLI temp copies", () => {
     expect(interrupted, "the copy was seen").toBe(true)
     expect(listing(tmp)).toEqual([])
   }, 60_000)
+
+  it("doctor sent SIGINT the instant its private copy's directory exists (before it runs another instruction) leaves no copy behind", async () => {
+    const file = await sqliteFixture()
+    const tmp = freshDir()
+    const marker = path.join(freshDir(), "interrupted")
+    const child = spawn(process.execPath, ["--import", path.join(ROOT, "test", "support", "interruptAfterMkdtemp.mjs"), BIN, "doctor", "--db", file], {
+      cwd: ROOT,
+      stdio: ["ignore", "ignore", "ignore"],
+      env: { ...process.env, TMPDIR: tmp, INTERRUPTED_AFTER_MKDTEMP: marker }
+    })
+    await new Promise<void>((resolve) => child.on("close", () => resolve()))
+    // The signal came at that moment (whether the process then ended by it or had already
+    // finished its read-only work), and nothing of the copy is left.
+    expect(fs.readFileSync(marker, "utf8")).toMatch(/channel-state-read-/)
+    expect(listing(tmp)).toEqual([])
+  }, 60_000)
 })

@@ -154,13 +154,11 @@ const privateCopy = (file: string) =>
   Effect.acquireRelease(
     Effect.try({
       try: () => {
+        // Listening before the directory exists: a signal that comes right after it is made
+        // (even before this process runs another instruction) finds it listed and removes it.
+        listen()
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), "channel-state-read-"))
         copies.add(dir)
-        if (copies.size === 1) {
-          process.on("exit", removeAllCopies)
-          process.on("SIGINT", onSignal)
-          process.on("SIGTERM", onSignal)
-        }
         try {
           const copy = path.join(dir, "state.sqlite")
           fs.copyFileSync(file, copy)
@@ -176,24 +174,33 @@ const privateCopy = (file: string) =>
     ({ dir }) => Effect.sync(() => removeCopy(dir))
   )
 
-/** The private copies that exist now: removed on exit, and on SIGINT/SIGTERM before the process ends as the signal would. */
+/**
+ * The private copies that exist now: removed on exit, and on SIGINT/SIGTERM before the process
+ * ends as the signal would. Once a copy was made the process listens for good: stopping when the
+ * last copy goes would drop a signal that came while it existed and was not handled yet (the
+ * command would run on as if Ctrl-C had not been pressed).
+ */
 const copies = new Set<string>()
+let listening = false
 const removeCopy = (dir: string) => {
   copies.delete(dir)
   fs.rmSync(dir, { recursive: true, force: true })
-  if (copies.size === 0) stopListening()
 }
-const stopListening = () => {
-  process.off("exit", removeAllCopies)
-  process.off("SIGINT", onSignal)
-  process.off("SIGTERM", onSignal)
+const listen = () => {
+  if (listening) return
+  listening = true
+  process.on("exit", removeAllCopies)
+  process.on("SIGINT", onSignal)
+  process.on("SIGTERM", onSignal)
 }
 const removeAllCopies = () => {
   for (const dir of [...copies]) removeCopy(dir)
 }
 const onSignal = (signal: NodeJS.Signals) => {
   removeAllCopies()
-  stopListening()
+  process.off("SIGINT", onSignal)
+  process.off("SIGTERM", onSignal)
+  // Nobody listens now: the signal ends the process as it would have without us.
   process.kill(process.pid, signal)
 }
 
