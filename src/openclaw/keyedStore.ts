@@ -14,7 +14,7 @@ import type * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { type Change, KeyedStore, MAX_KEYS_PER_CALL, type NamespaceHandle, type StoredEntry } from "../KeyedStore.js"
-import { MAX_KEY_BYTES, NEEDS_A_LOOK, type ResolvedNamespace, resolveNamespace, utf8Bytes } from "../layers/store/storeRules.js"
+import { isPlainKey, MAX_KEY_BYTES, type ResolvedNamespace, resolveNamespace, utf8Bytes } from "../layers/store/storeRules.js"
 import { encodeJson } from "../layers/store/valueRules.js"
 import { StateStoreError } from "../StateStoreError.js"
 import { fromStoreError, invalidInput, PluginStateStoreError, type PluginStateStoreOperation } from "./PluginStateStoreError.js"
@@ -42,7 +42,7 @@ const normalizeKey = (operation: PluginStateStoreOperation, key: unknown): strin
   if (typeof key !== "string") return invalidInput(operation, `plugin state entry key must be a string, got ${typeof key}`)
   const bare = key.trim()
   // The common case — short, no NUL, no surrogate — needs no more checks (a lookupMany takes a thousand keys).
-  if (bare.length > 0 && bare.length <= MAX_KEY_BYTES / 3 && !NEEDS_A_LOOK.test(bare)) return bare
+  if (isPlainKey(bare)) return bare
   const trimmed = bare.replace(LONE_SURROGATES, "\uFFFD")
   if (trimmed === "") return invalidInput(operation, "plugin state entry key must not be empty")
   // PostgreSQL text cannot hold NUL: one rule on both backends.

@@ -232,9 +232,15 @@ export const makeNamespaceRegistry = () => {
     })
 }
 
-/** A NUL or any surrogate: text without either is well-formed and safe on every backend, at one character a UTF-8 byte to three. */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is exactly what it looks for
-export const NEEDS_A_LOOK = /[\u0000\uD800-\uDFFF]/
+const NEEDS_A_LOOK = /[\u0000\uD800-\uDFFF]/
+
+/**
+ * Whether `key` is a valid key on every backend with no more checks: not empty, at most a
+ * third of {@link MAX_KEY_BYTES} UTF-16 units (so within the byte limit, at three UTF-8 bytes a
+ * unit at most), no NUL and no surrogate. The common case; `false` only says "look closer".
+ */
+export const isPlainKey = (key: string): boolean => key.length > 0 && key.length <= MAX_KEY_BYTES / 3 && !NEEDS_A_LOOK.test(key)
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 
@@ -244,7 +250,7 @@ export const isWellFormedText = (text: string): boolean => !NEEDS_A_LOOK.test(te
 /** Checks a key: a non-empty string of at most 512 UTF-8 bytes without NUL. */
 export const checkKey = <A>(ns: ResolvedNamespace<A>, operation: string, key: unknown): StateStoreError | undefined => {
   // The common case — a short key with no NUL and no surrogate at all — needs no more checks.
-  if (typeof key === "string" && key.length > 0 && key.length <= MAX_KEY_BYTES / 3 && !NEEDS_A_LOOK.test(key)) return undefined
+  if (typeof key === "string" && isPlainKey(key)) return undefined
   const at = { owner: ns.owner, namespace: ns.namespace }
   if (typeof key !== "string") return invalid(operation, `key must be a string, got ${typeof key}`, at)
   if (key.length === 0) return invalid(operation, "key must not be empty", at)
@@ -375,6 +381,6 @@ export const storageKey = (key: string): string => {
   const literal =
     key.length > 0 &&
     !key.startsWith(DIGEST_PREFIX) &&
-    ((key.length <= MAX_KEY_BYTES / 3 && !NEEDS_A_LOOK.test(key)) || (!key.includes("\u0000") && !LONE_SURROGATE.test(key) && utf8Bytes(key) <= MAX_KEY_BYTES))
+    (isPlainKey(key) || (!key.includes("\u0000") && !LONE_SURROGATE.test(key) && utf8Bytes(key) <= MAX_KEY_BYTES))
   return literal ? key : `${DIGEST_PREFIX}${createHash("sha256").update(key, "utf16le").digest("hex")}`
 }
