@@ -149,7 +149,9 @@ const rawSqliteClaimer = (file: string): Claimer => {
   const claimOne = (key: string): Outcome => {
     const now = Date.now()
     const json = JSON.stringify(claimedValue(now))
-    if (retryingBusy(() => claim.get(PLUGIN, NAMESPACE, key, json, now, now + CLAIM_TTL_MS, now)) !== undefined) return "Claimed"
+    // `.all()`, not `.get()`: a `RETURNING` statement reset before it is done skips SQLite's
+    // WAL auto-checkpoint (see bench/store.ts, the raw consume).
+    if (retryingBusy(() => claim.all(PLUGIN, NAMESPACE, key, json, now, now + CLAIM_TTL_MS, now))[0] !== undefined) return "Claimed"
     return statusOf(retryingBusy(() => status.get(PLUGIN, NAMESPACE, key, Date.now()))?.value_json)
   }
   return {
