@@ -1,7 +1,7 @@
 /**
  * The batch writes of a SQL namespace handle: `writeBatch` (how write-behind mirrors flush)
- * and the claim batcher, which lands concurrent `registerIfAbsent` calls of one namespace in
- * one transaction.
+ * and the claim batcher, which lands concurrent `registerIfAbsent` calls of one namespace
+ * together: in one statement while the counts leave room for them all, else in one transaction.
  *
  * @internal
  */
@@ -138,11 +138,31 @@ export const makeSqlBatchWrites = <A>(core: SqlHandleCore<A>) =>
       const won = new Set(answer?.won ?? [])
       return rows.map((row) => first.get(row.key) === row && won.has(row.key))
     })
+  /**
+   * SQLite: the claims waiting together in one autocommit statement while the counts leave
+   * room for all of them (`claimIfCountsAllow`), the first claim of a key taking part. When it
+   * wrote nothing — the counts leave no room, or every key is live — the transaction decides
+   * (`claimBatch`: it makes room, refuses, or finds the keys taken).
+   */
+  const claimInOneStatement = (rows: ReadonlyArray<RowToWrite>) =>
+    Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      const first = new Map<string, RowToWrite>()
+      for (const row of rows) if (!first.has(row.key)) first.set(row.key, row)
+      const written = yield* exec<{ entry_key: string }>(statements.claimIfCountsAllow(now, [...first.values()], ns.maxEntries, ctx.ownerMaxEntries))
+      if (written.length === 0) return yield* writes.transaction(lockKey, claimBatch(rows))
+      const won = new Set(written.map((row) => row.entry_key))
+      return rows.map((row) => first.get(row.key) === row && won.has(row.key))
+    })
   /** Whether a claim asks for its key's live row first (SQLite, owner caps); `claimAtOnce` looks within its statement. */
   const claimsLookFirst = dialect.backend !== "pg" || ctx.ownerMaxEntries !== undefined
   const claims = yield* makeCoalescer(
     (rows: ReadonlyArray<RowToWrite>) =>
-      run("registerIfAbsent", "write", claimsLookFirst ? writes.transaction(lockKey, claimBatch(rows)) : claimAtOnce(rows)),
+      run(
+        "registerIfAbsent",
+        "write",
+        dialect.backend === "sqlite" ? claimInOneStatement(rows) : claimsLookFirst ? writes.transaction(lockKey, claimBatch(rows)) : claimAtOnce(rows)
+      ),
     {
       maxBatch: CHUNK,
       scope: ctx.scope,

@@ -238,6 +238,29 @@ export const makeStatements = (dialect: StatementDialect, owner: string, namespa
       return done(p, `INSERT INTO ${E} (${COLUMNS}) VALUES ${tuples} ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET ${SET_ALL} WHERE ${expired} RETURNING entry_key`)
     },
     /**
+     * SQLite, one autocommit statement (atomic: it holds the file's write lock): claims `rows`
+     * (distinct keys) where their key has no live row, only while the trigger-kept counts leave
+     * room for every one of them as a new row, in the namespace (`maxEntries`) and, with
+     * `ownerMaxEntries`, in the owner. The counts include expired rows not yet swept, so a yes
+     * is never wrong. The room is judged once, before any row is written (a materialized CTE:
+     * the rows' own insert triggers must not change the answer halfway). Returns the keys
+     * written: none when the counts leave no room, and then the caller decides in a transaction.
+     */
+    claimIfCountsAllow: (now: number, rows: ReadonlyArray<RowToWrite>, maxEntries: number, ownerMaxEntries: number | undefined): SqlText => {
+      const p = start(now)
+      const fresh = rows.length
+      const namespaceRoom = `coalesce((SELECT row_count FROM channel_state_counts WHERE ${inNamespace(p)}), 0) + ${fresh} <= ${p.v(maxEntries)}`
+      const ownerRoom =
+        ownerMaxEntries === undefined ? "" : ` AND coalesce((SELECT sum(row_count) FROM channel_state_counts WHERE owner = ${p.v(owner)}), 0) + ${fresh} <= ${p.v(ownerMaxEntries)}`
+      const room = `WITH channel_state_room AS MATERIALIZED (SELECT ${namespaceRoom}${ownerRoom} AS fits) `
+      const tuples = rows.map((row) => tuple(p, row)).join(", ")
+      const expired = `${E}.expires_at IS NOT NULL AND ${E}.expires_at <= ${p.now()}`
+      return done(
+        p,
+        `${room}INSERT INTO ${E} (${COLUMNS}) SELECT * FROM (VALUES ${tuples}) WHERE (SELECT fits FROM channel_state_room) ON CONFLICT (owner, namespace, entry_key) DO UPDATE SET ${SET_ALL} WHERE ${expired} RETURNING entry_key`
+      )
+    },
+    /**
      * PostgreSQL, one autocommit statement: claims `rows` (distinct keys) where their key has no
      * live row, under the namespace's lock, only while the namespace's row count leaves room for
      * all of them. Always answers one row: `candidates`, how many keys had no live row when the
