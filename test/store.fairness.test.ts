@@ -7,7 +7,8 @@
  */
 import * as path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, ManagedRuntime, Schema } from "effect"
+import Database from "better-sqlite3"
+import { Effect, Either, Layer, ManagedRuntime, Schema } from "effect"
 import { KeyedStore } from "../src/KeyedStore.js"
 import * as SqliteStore from "../src/layers/store/SqliteStore.js"
 import { tempDir } from "./support/backends.js"
@@ -71,6 +72,72 @@ describe("a burst of store operations lets the event loop turn (sqlite)", () => 
       expect(claimed.every((won) => won)).toBe(true)
       expect(answeredWhenTheLoopTurned).toBeDefined()
       expect(answeredWhenTheLoopTurned!).toBeLessThan(BURST)
+    })
+  )
+
+  // Reads on SQLite run inline, without the fair scheduler's switch, while the event loop
+  // turned less than a slice ago: these try to make that hold the loop, or wait outside it.
+  it.scopedLive(`${BURST * 2} reads one after another in one fiber (lookup, lookupEntry, observe, lookupMany, size): a setImmediate scheduled before them runs before the last`, () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const context = yield* Layer.build(SqliteStore.layer({ filename: path.join(dir, "state.sqlite") }))
+      const store = Effect.runSync(Effect.provide(KeyedStore, context))
+      const ns = yield* store.open({ owner: "p", namespace: "n", schema: Schema.Number, maxEntries: BURST })
+      yield* ns.writeBatch(Array.from({ length: 100 }, (_, i) => ({ _tag: "Register" as const, key: `k${i}`, value: i, createdAt: Date.now(), expiresAt: undefined })))
+      let read = 0
+      let readWhenTheLoopTurned: number | undefined
+      setImmediate(() => {
+        readWhenTheLoopTurned = read
+      })
+      let wrong = 0
+      for (let i = 0; i < BURST * 2; i++) {
+        const key = `k${i % 100}`
+        const right =
+          i % 5 === 0
+            ? Effect.map(ns.lookup(key), (found) => found._tag === "Some" && found.value === i % 100)
+            : i % 5 === 1
+              ? Effect.map(ns.lookupEntry(key), (found) => found._tag === "Some" && found.value.value === i % 100)
+              : i % 5 === 2
+                ? Effect.map(ns.observe(key), (seen) => seen.entry._tag === "Some" && seen.entry.value.value === i % 100)
+                : i % 5 === 3
+                  ? Effect.map(ns.lookupMany([key]), (found) => Either.isRight(found[0]!) && found[0].right._tag === "Some")
+                  : Effect.map(ns.size, (n) => n === 100)
+        if (!(yield* right)) wrong++
+        read++
+      }
+      expect(wrong).toBe(0)
+      expect(readWhenTheLoopTurned).toBeDefined()
+      expect(readWhenTheLoopTurned!).toBeLessThan(BURST * 2)
+    })
+  )
+
+  it.scopedLive("200 concurrent lookups of rows that no longer decode, while a second connection holds the write lock: each waits for the lock (its delete), then fails Corrupt, and the rows are gone", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const filename = path.join(dir, "state.sqlite")
+      const context = yield* Layer.build(SqliteStore.layer({ filename, lockWait: "10 seconds" }))
+      const store = Effect.runSync(Effect.provide(KeyedStore, context))
+      const ns = yield* store.open({ owner: "p", namespace: "n", schema: Schema.Number, maxEntries: BURST })
+      yield* ns.writeBatch(Array.from({ length: 200 }, (_, i) => ({ _tag: "Register" as const, key: `k${i}`, value: i, createdAt: Date.now(), expiresAt: undefined })))
+      const other = new Database(filename, { timeout: 0 })
+      yield* Effect.addFinalizer(() => Effect.sync(() => other.close()))
+      other.prepare("UPDATE channel_state_entries SET value_json = '\"not a number\"' WHERE owner = 'p' AND namespace = 'n'").run()
+      other.exec("BEGIN IMMEDIATE")
+      // The lock goes when the lookups have all found their rows and are waiting to delete them.
+      let answered = 0
+      let answeredAtRelease: number | undefined
+      setTimeout(() => {
+        answeredAtRelease = answered
+        other.exec("COMMIT")
+      }, 200)
+      const answers = yield* Effect.forEach(
+        Array.from({ length: 200 }, (_, i) => i),
+        (i) => Effect.either(ns.lookup(`k${i}`)).pipe(Effect.tap(() => answered++)),
+        { concurrency: "unbounded" }
+      )
+      expect(answeredAtRelease).toBe(0)
+      expect(answers.map((a) => (Either.isLeft(a) ? a.left.reason : "answered"))).toEqual(Array.from({ length: 200 }, () => "Corrupt"))
+      expect(other.prepare("SELECT count(*) AS n FROM channel_state_entries WHERE owner = 'p' AND namespace = 'n'").get()).toEqual({ n: 0 })
     })
   )
 })

@@ -112,6 +112,18 @@ export const fairly = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A
   )
 
 /**
+ * {@link fairly}, for work that does not wait on its usual path (a SQLite read on the store's
+ * reader connection: SQLite answers synchronously). While operations may still start inline
+ * it runs as it is, in the caller's run, without switching the fiber's scheduler — the switch
+ * (two FiberRef writes, each copying the fiber's refs) costs about 7 µs, and it only decides
+ * where a wait resumes; past that, it is `fairly`: a yield first, then slices. The paths of
+ * such work that can wait (a retry's pause, a corrupt row's delete, a reopening) must be
+ * `fairly` themselves, so that waiters never resume in a burst outside the slices.
+ */
+export const fairlyUnlessInline = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.suspend(() => (inlineAllowed() ? effect : fairly(effect)))
+
+/**
  * Whether `scheduler` is a synchronous run still going on. A `SyncScheduler` whose run has
  * ended ("deferred") hands its tasks to Effect's default scheduler, and fibers (or runtimes
  * built under `runSync`) keep it for good: those are not synchronous runs.

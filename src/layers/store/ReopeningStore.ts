@@ -6,7 +6,7 @@
  *
  * @internal
  */
-import { fairly } from "../fairScheduler.js"
+import { fairly, fairlyUnlessInline } from "../fairScheduler.js"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -44,6 +44,12 @@ export interface ReopeningOptions {
    * `Unavailable` meanwhile — for plugins that must start while the database is down.
    */
   readonly retryOpen?: boolean | undefined
+  /**
+   * Whether the store's reads never wait once the database is open (SQLite with its reader
+   * connection): they then skip the fair scheduler's switch while operations may run inline
+   * (see `fairlyUnlessInline`). Their waiting paths are fair on their own.
+   */
+  readonly readsNeverWait?: boolean | undefined
   /** The least time between two failed open attempts (default 1 s); operations in between fail at once. */
   readonly retryAfter?: Duration.DurationInput | undefined
 }
@@ -182,8 +188,13 @@ export const make = (options: ReopeningOptions): Effect.Effect<KeyedStore["Type"
           )
         // A failure that made the database stale (its connection must be replaced) is tried
         // once more, on the reopened database.
-        const via = <R>(f: (h: NamespaceHandle<A>) => Effect.Effect<R, StateStoreError>) =>
-          fairly(tracked(Effect.catchIf(attempt(f), () => !closed && current !== undefined && current.db.stale() !== undefined, () => attempt(f))))
+        const tried = <R>(f: (h: NamespaceHandle<A>) => Effect.Effect<R, StateStoreError>) =>
+          tracked(Effect.catchIf(attempt(f), () => !closed && current !== undefined && current.db.stale() !== undefined, () => fairly(attempt(f))))
+        const via = <R>(f: (h: NamespaceHandle<A>) => Effect.Effect<R, StateStoreError>) => fairly(tried(f))
+        /** A read: on a store whose reads never wait, fair only past the inline window — or when the database must be (re)opened first. */
+        const viaRead = !options.readsNeverWait
+          ? via
+          : <R>(f: (h: NamespaceHandle<A>) => Effect.Effect<R, StateStoreError>) => Effect.suspend(() => (ready() === undefined ? via(f) : fairlyUnlessInline(tried(f))))
         return {
           owner: ns.owner,
           namespace: ns.namespace,
@@ -191,18 +202,18 @@ export const make = (options: ReopeningOptions): Effect.Effect<KeyedStore["Type"
           registerIfAbsent: (key, value, writeOptions) => via((h) => h.registerIfAbsent(key, value, writeOptions)),
           replaceIfEqual: (key, expected, value, writeOptions) => via((h) => h.replaceIfEqual(key, expected, value, writeOptions)),
           deleteIfEqual: (key, expected) => via((h) => h.deleteIfEqual(key, expected)),
-          lookup: (key) => via((h) => h.lookup(key)),
-          lookupEntry: (key) => via((h) => h.lookupEntry(key)),
+          lookup: (key) => viaRead((h) => h.lookup(key)),
+          lookupEntry: (key) => viaRead((h) => h.lookupEntry(key)),
           consume: (key) => via((h) => h.consume(key)),
           delete: (key) => via((h) => h.delete(key)),
           writeBatch: (ops) => via((h) => h.writeBatch(ops)),
-          lookupMany: (keys) => via((h) => h.lookupMany(keys)),
+          lookupMany: (keys) => viaRead((h) => h.lookupMany(keys)),
           deleteMany: (keys) => via((h) => h.deleteMany(keys)),
-          entriesInRange: (range) => via((h) => h.entriesInRange(range)),
-          observe: (key) => via((h) => h.observe(key)),
+          entriesInRange: (range) => viaRead((h) => h.entriesInRange(range)),
+          observe: (key) => viaRead((h) => h.observe(key)),
           compareAndSet: (key, revision, change) => via((h) => h.compareAndSet(key, revision, change)),
-          entries: via((h) => h.entries),
-          size: via((h) => h.size),
+          entries: viaRead((h) => h.entries),
+          size: viaRead((h) => h.size),
           clear: via((h) => h.clear)
         }
       })

@@ -149,6 +149,7 @@ export const make = (options: SqliteStoreOptions) => {
   return ReopeningStore.make({
     backend: "sqlite",
     location: filename,
+    readsNeverWait: true,
     open: (scope) => openFile(filename, options, scope),
     retryOpen: options.retryOpen
   })

@@ -12,6 +12,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as FiberId from "effect/FiberId"
 import type { StateStoreError } from "../../StateStoreError.js"
+import { fairly } from "../fairScheduler.js"
 
 /** Sleeps on a real timer (contention is real time, whatever clock the caller runs on). */
 export const realSleep = (millis: number): Effect.Effect<void> =>
@@ -66,7 +67,8 @@ export const retryTransient =
       Effect.catchIf(
         effect,
         (error) => kindOf(error) !== undefined,
-        (first) => {
+        // The chain of retries waits: on the fair scheduler, whatever the operation ran on.
+        (first) => fairly(Effect.suspend(() => {
           // Measured from the first failure — or from the wait behind the gate, which counts too.
           const since = started ?? performance.now()
           /** `polling`: this operation holds the gate (its chain of attempts releases it when it ends). */
@@ -91,7 +93,7 @@ export const retryTransient =
           const attempt = (busyAttempts: number, unavailableAttempts: number, polling: boolean): Effect.Effect<A, E, R> =>
             Effect.catchAll(effect, (error) => again(error, busyAttempts, unavailableAttempts, polling))
           return again(first, 0, 0, false)
-        }
+        }))
       )
     if (gate === undefined) return withRetries(undefined)
     // While the database is known to be busy, a new operation queues behind the poller first.

@@ -10,6 +10,7 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import type { EntriesPage, KeyRange, StoredEntry } from "../../KeyedStore.js"
 import type { StateStoreError } from "../../StateStoreError.js"
+import { fairly } from "../fairScheduler.js"
 import { checkKeys, checkRange } from "./bulkRules.js"
 import type { SqlHandleCore } from "./sqlHandleCore.js"
 import type { DbRow, DeletedRow } from "./sqlStatements.js"
@@ -54,8 +55,9 @@ export const makeSqlBulk = <A>(core: SqlHandleCore<A>) => {
       "read",
       Effect.gen(function* () {
         const { results, corrupt } = yield* readMany(yield* Clock.currentTimeMillis, keys)
-        // A row that no longer decodes is removed, only while it still holds that text.
-        for (const row of corrupt) yield* ctx.writes.statement(lockKey, exec(statements.deleteCorrupt(row.entry_key, row.value_json)))
+        // A row that no longer decodes is removed, only while it still holds that text (a wait
+        // for the writer connection: fair, even under a read that runs inline).
+        for (const row of corrupt) yield* fairly(ctx.writes.statement(lockKey, exec(statements.deleteCorrupt(row.entry_key, row.value_json))))
         return results
       })
     )

@@ -13,6 +13,7 @@ import * as Either from "effect/Either"
 import type * as Scope from "effect/Scope"
 import type { StoredEntry, WriteOptions } from "../../KeyedStore.js"
 import type { StateStoreError } from "../../StateStoreError.js"
+import { fairly } from "../fairScheduler.js"
 import { unexpectedFailure } from "./handleGuard.js"
 import { withOperationSpan } from "./operationSpan.js"
 import { executePrepared } from "./pgPrepared.js"
@@ -111,7 +112,8 @@ export const makeSqlHandleCore = <A>(ctx: SqlHandleContext, ns: ResolvedNamespac
   /** A row as an entry; one that no longer decodes is removed (only while it still holds that text) and reported `Corrupt`. */
   const toEntry = (operation: string, row: DbRow): Effect.Effect<StoredEntry<A>, StateStoreError | SqlError> =>
     Either.match(decodeValue(ns, operation, row.entry_key, row.value_json), {
-      onLeft: (corrupt) => Effect.zipRight(writes.statement(lockKey, exec(statements.deleteCorrupt(row.entry_key, row.value_json))), Effect.fail(corrupt)),
+      // The delete may wait for the writer connection: fair, even under a read that runs inline.
+      onLeft: (corrupt) => Effect.zipRight(fairly(writes.statement(lockKey, exec(statements.deleteCorrupt(row.entry_key, row.value_json)))), Effect.fail(corrupt)),
       onRight: (value) =>
         Effect.succeed({
           key: row.entry_key,
