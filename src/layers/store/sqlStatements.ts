@@ -35,12 +35,21 @@ export interface SqlText {
  * Runs a statement. Inside a transaction it goes straight to the transaction's connection
  * (its own `execute`, which prepares once per connection): the statement compiler, the
  * pool's acquirer and a span per statement are skipped — they cost more than SQLite takes to
- * answer, and the operation's own span covers the statement. Outside one it runs through the
- * client (`unsafe`), which waits for the connection.
+ * answer, and the operation's own span covers the statement.
+ *
+ * Outside one it takes the client's connection for itself until the statement has run
+ * (`reserve`, as a transaction takes it). Not the client's own `unsafe`: on SQLite that hands
+ * its one connection out and lets go of it before the statement runs, so a fiber that yields
+ * in between would run its statement inside another fiber's transaction begun meanwhile — a
+ * claim answered `true` and then undone by that transaction's rollback. (Only SQLite's
+ * statements come here outside a transaction: PostgreSQL's run as named prepared statements,
+ * see pgPrepared.)
  */
 export const execute = <R extends object = Record<string, unknown>>(sql: SqlClient, statement: SqlText): Effect.Effect<ReadonlyArray<R>, SqlError> =>
   Effect.flatMap(Effect.serviceOption(TransactionConnection), (transaction) =>
-    Option.isSome(transaction) ? executeOn<R>(transaction.value[0], statement) : sql.unsafe<R>(statement.text, statement.params)
+    Option.isSome(transaction)
+      ? executeOn<R>(transaction.value[0], statement)
+      : Effect.scoped(Effect.flatMap(sql.reserve, (connection) => executeOn<R>(connection, statement)))
   )
 
 /** Runs a statement on `connection` itself, through its own `execute` (prepared once per connection, no compiler, no span). */
