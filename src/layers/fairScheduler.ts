@@ -8,7 +8,9 @@
  * the slice yields at its next check.
  *
  * Only the library's fibers use it ({@link fairly}): a store operation, the flusher. The
- * caller's own continuation returns to the caller's scheduler.
+ * caller's own continuation returns to the caller's scheduler. A SQLite read, which never
+ * waits, switches to it only once the operations run inline have used up their slice
+ * ({@link fairlyUnlessInline}).
  *
  * @internal
  */
@@ -23,7 +25,8 @@ const CHECK_EVERY = 128
 
 /**
  * When operations began to run inline, in the caller's run: for {@link SLICE_MS} from then,
- * until the event loop turns or the fair scheduler has run every step queued on it.
+ * until the event loop turns (not when the fair scheduler runs out of steps: a caller that
+ * awaits each operation in turn empties its queue every time, and would never let go).
  * Written only by {@link inlineAllowed} and {@link endInlineWindow}.
  */
 let inlineWindowStart: number | undefined
@@ -45,7 +48,17 @@ class FairScheduler implements Scheduler.Scheduler {
   /** Tasks of a slice that ran out, run first in the next one. */
   private leftover: Array<Scheduler.Task> = []
   private running = false
+  /**
+   * When the current budget ends: one {@link SLICE_MS} per turn of the event loop, shared by
+   * every slice begun in that turn (a slice that empties the queue and one begun again at the
+   * next step, in the same turn, are one slice to the event loop).
+   */
   private sliceEnds = Number.POSITIVE_INFINITY
+  /** Whether the event loop turned since the current budget began (a new slice then gets a fresh one). */
+  private turned = true
+  private readonly markTurned = () => {
+    this.turned = true
+  }
   private inSlice = false
 
   shouldYield(fiber: Parameters<Scheduler.Scheduler["shouldYield"]>[0]): number | false {
@@ -59,12 +72,18 @@ class FairScheduler implements Scheduler.Scheduler {
     this.tasks.scheduleTask(task, priority)
     if (!this.running) {
       this.running = true
-      queueMicrotask(this.slice)
+      // The budget of this turn is spent: the next slice waits for the event loop to turn.
+      if (!this.turned && performance.now() > this.sliceEnds) setImmediate(this.slice)
+      else queueMicrotask(this.slice)
     }
   }
 
   private readonly slice = () => {
-    this.sliceEnds = performance.now() + SLICE_MS
+    if (this.turned) {
+      this.turned = false
+      this.sliceEnds = performance.now() + SLICE_MS
+      setImmediate(this.markTurned)
+    }
     this.inSlice = true
     let queue = this.leftover
     this.leftover = []
@@ -83,12 +102,11 @@ class FairScheduler implements Scheduler.Scheduler {
     } finally {
       this.inSlice = false
       this.leftover = queue.slice(i)
-      if (this.leftover.length > 0 || this.tasks.buckets.length > 0) setImmediate(this.slice)
-      else {
-        this.running = false
-        // Every queued step has run: operations may start inline again.
-        endInlineWindow()
-      }
+      if (this.leftover.length > 0 || this.tasks.buckets.length > 0) {
+        // It runs after the event loop has turned: with a fresh budget.
+        this.turned = true
+        setImmediate(this.slice)
+      } else this.running = false
     }
   }
 }
