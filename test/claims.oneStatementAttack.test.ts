@@ -33,86 +33,52 @@ const fixture = (settings: Record<string, unknown> = {}) =>
 
 const reasonOf = (e: Either.Either<boolean, unknown>) => (Either.isRight(e) ? e.right : (e.left as { reason: string }).reason)
 
-describe("SQLite one-statement claims: attack", () => {
-  it.scopedLive("interleaving: a claim that answered true keeps its row though other fibers' transactions roll back (tight yields)", () =>
-    Effect.gen(function* () {
-      const { store, countMismatches } = yield* fixture()
-      const claims = yield* store.open({ owner: "p", namespace: "claims", schema: Schema.String, maxEntries: 100_000 })
-      const full = yield* store.open({ owner: "p", namespace: "full", schema: Schema.String, maxEntries: 1, overflow: "reject-new" })
-      yield* full.register("held", "held")
-      const N = 200
-      const ops = Array.from({ length: N }, (_, i) => [
-        Effect.either(claims.registerIfAbsent(`k${i}`, "v")),
-        // Refused (LimitExceeded): its transaction rolls back, taking with it whatever ran on the connection meanwhile.
-        Effect.either(Effect.as(full.register(`x${i}`, "x"), false))
+/**
+ * `rounds` rounds of `perRound` claims of fresh keys, each beside a register refused by a full
+ * `reject-new` namespace (its transaction rolls back, taking with it whatever ran on the
+ * connection meanwhile): how many claims won, and how many of those lost their row; then a
+ * second claim of every won key, which must lose (a winner whose row was undone would win again).
+ */
+const claimsBesideRollbacks = (rounds: number, perRound: number, tune: <A, E, R>(e: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>) =>
+  Effect.gen(function* () {
+    const { store, countMismatches } = yield* fixture()
+    const claims = yield* store.open({ owner: "p", namespace: "claims", schema: Schema.String, maxEntries: 100_000 })
+    const full = yield* store.open({ owner: "p", namespace: "full", schema: Schema.String, maxEntries: 1, overflow: "reject-new" })
+    yield* full.register("held", "held")
+    const won: Array<string> = []
+    let missing = 0
+    let refusedRegisters = 0
+    for (let round = 0; round < rounds; round++) {
+      const ops = Array.from({ length: perRound }, (_, i) => [
+        Effect.either(claims.registerIfAbsent(`r${round}k${i}`, "v")),
+        Effect.either(Effect.as(full.register(`r${round}x${i}`, "x"), false))
       ]).flat()
-      const answers = yield* Effect.all(ops, { concurrency: "unbounded" }).pipe(Effect.withMaxOpsBeforeYield(64))
-      const claimAnswers = answers.filter((_, i) => i % 2 === 0)
-      const won = claimAnswers.flatMap((a, i) => (Either.isRight(a) && a.right === true ? [`k${i}`] : []))
-      const missing: Array<string> = []
-      for (const key of won) if ((yield* claims.lookup(key))._tag === "None") missing.push(key)
-      expect({ missing, odd: claimAnswers.filter((a) => !(Either.isRight(a) && a.right === true)).length }).toEqual({ missing: [], odd: 0 })
-      expect(yield* claims.size).toBe(won.length)
-      // A second claim of a key whose winner lost its row would win again: exactly-once broken.
-      const again = yield* Effect.forEach(won, (key) => claims.registerIfAbsent(key, "second"))
-      expect(again.filter((x) => x).length).toBe(0)
-      expect(yield* countMismatches).toEqual([])
-    })
-  )
-
-  it.scopedLive("interleaving, store built with tight yields (its batching fiber too): claims that won keep their rows beside rolled-back transactions", () =>
-    Effect.gen(function* () {
-      const { store, countMismatches } = yield* fixture()
-      const claims = yield* store.open({ owner: "p", namespace: "claims", schema: Schema.String, maxEntries: 100_000 })
-      const full = yield* store.open({ owner: "p", namespace: "full", schema: Schema.String, maxEntries: 1, overflow: "reject-new" })
-      yield* full.register("held", "held")
-      let missing = 0
-      let won = 0
-      for (let round = 0; round < 5; round++) {
-        const ops = Array.from({ length: 150 }, (_, i) => [
-          Effect.either(claims.registerIfAbsent(`r${round}k${i}`, "v")),
-          Effect.either(Effect.as(full.register(`r${round}x${i}`, "x"), false))
-        ]).flat()
-        const answers = yield* Effect.all(ops, { concurrency: "unbounded" })
-        for (const [j, a] of answers.entries()) {
-          if (j % 2 === 0 && Either.isRight(a) && a.right === true) {
-            won++
-            if ((yield* claims.lookup(`r${round}k${j / 2}`))._tag === "None") missing++
-          }
-        }
+      const answers = yield* tune(Effect.all(ops, { concurrency: "unbounded" }))
+      for (const [j, answer] of answers.entries()) {
+        if (j % 2 === 1) refusedRegisters += Either.isLeft(answer) ? 1 : 0
+        else if (Either.isRight(answer) && answer.right === true) won.push(`r${round}k${j / 2}`)
       }
-      expect({ missing, won }).toEqual({ missing: 0, won: 750 })
-      expect(yield* countMismatches).toEqual([])
-    }).pipe(Effect.withMaxOpsBeforeYield(16))
-  )
+    }
+    for (const key of won) if ((yield* claims.lookup(key))._tag === "None") missing++
+    const size = yield* claims.size
+    const again = yield* Effect.forEach(won, (key) => claims.registerIfAbsent(key, "second"))
+    return { won: won.length, missing, refusedRegisters, size, wonAgain: again.filter((x) => x).length, countMismatches: yield* countMismatches }
+  })
 
-  it.scopedLive("interleaving, default scheduling: claims beside rolled-back registers in another namespace keep their rows", () =>
-    Effect.gen(function* () {
-      const { store, countMismatches } = yield* fixture()
-      const claims = yield* store.open({ owner: "p", namespace: "claims", schema: Schema.String, maxEntries: 100_000 })
-      const full = yield* store.open({ owner: "p", namespace: "full", schema: Schema.String, maxEntries: 1, overflow: "reject-new" })
-      yield* full.register("held", "held")
-      let missing = 0
-      let wonTotal = 0
-      for (let round = 0; round < 10; round++) {
-        const N = 300
-        const ops = Array.from({ length: N }, (_, i) => [
-          Effect.either(claims.registerIfAbsent(`r${round}k${i}`, "v")),
-          Effect.either(Effect.as(full.register(`r${round}x${i}`, "x"), false))
-        ]).flat()
-        const answers = yield* Effect.all(ops, { concurrency: "unbounded" })
-        const claimAnswers = answers.filter((_, i) => i % 2 === 0)
-        for (const [i, a] of claimAnswers.entries()) {
-          if (Either.isRight(a) && a.right === true) {
-            wonTotal++
-            if ((yield* claims.lookup(`r${round}k${i}`))._tag === "None") missing++
-          }
-        }
-      }
-      expect({ missing, wonTotal }).toEqual({ missing: 0, wonTotal: 3000 })
-      expect(yield* countMismatches).toEqual([])
-    })
-  )
+describe("SQLite one-statement claims: attack", () => {
+  const asIs = <A, E, R>(e: Effect.Effect<A, E, R>) => e
+  // `operations`: how the bursts run; `everything`: how the store is built and run too.
+  for (const [name, rounds, perRound, operations, everything] of [
+    ["operations yielding every 64 steps", 1, 200, Effect.withMaxOpsBeforeYield(64), asIs],
+    ["the store built with yields every 16 steps (its batching fiber too)", 5, 150, asIs, Effect.withMaxOpsBeforeYield(16)],
+    ["default scheduling", 10, 300, asIs, asIs]
+  ] as const) {
+    it.scopedLive(`interleaving, ${name}: every claim of a fresh key wins and keeps its row beside rolled-back transactions`, () =>
+      Effect.map(everything(claimsBesideRollbacks(rounds, perRound, operations)), (result) =>
+        expect(result).toEqual({ won: rounds * perRound, missing: 0, refusedRegisters: rounds * perRound, size: rounds * perRound, wonAgain: 0, countMismatches: [] })
+      )
+    )
+  }
 
   it.scopedLive("exactly once: 2 store instances x 40 fibers claim one key; an expired row is claimed again exactly once", () =>
     Effect.gen(function* () {
@@ -288,7 +254,7 @@ Effect.runPromise(Effect.scoped(Effect.provide(main, SqliteStore.layer({ filenam
       fs.writeFileSync(go, "")
       const outs = yield* Effect.promise(() => Promise.all(children.map((c) => c.done)))
       const all = outs.flatMap((o) => JSON.parse(o.split("\n").filter((l) => l.startsWith("["))[0]!) as Array<string | null>)
-      expect(all.filter((x) => x !== null && x.startsWith("ERR"))).toEqual([])
+      expect(all.filter((x) => x?.startsWith("ERR"))).toEqual([])
       const wins = all.filter((x): x is string => x !== null).sort()
       expect(wins).toEqual(Array.from({ length: 20 }, (_, i) => `k${i}`).sort())
     }), 60_000

@@ -33,26 +33,52 @@ const spin = (ms: number) => {
   }
 }
 const CORRUPT = "UPDATE channel_state_entries SET value_json = '\"not a number\"' WHERE owner = 'p' AND namespace = 'n'"
+/** A second connection to `filename`, closed with the scope, that corrupts the namespace's rows and then, with `lock`, holds the write lock (`BEGIN IMMEDIATE`). */
+const corruptingConnection = (filename: string, lock: boolean) =>
+  Effect.gen(function* () {
+    const other = new Database(filename, { timeout: 0 })
+    yield* Effect.addFinalizer(() => Effect.sync(() => other.close()))
+    other.prepare(CORRUPT).run()
+    if (lock) other.exec("BEGIN IMMEDIATE")
+    return other
+  })
+/** A store on a fresh file (lock waits of 20 s) whose namespace "n" holds `n` rows. */
+const seededStore = (n: number) =>
+  Effect.gen(function* () {
+    const filename = path.join(yield* tempDir, "state.sqlite")
+    const store = yield* openStore(filename, { lockWait: "20 seconds" })
+    const ns = yield* store.open({ owner: "p", namespace: "n", schema: Schema.Number, maxEntries: n })
+    yield* ns.writeBatch(rows(n))
+    return { filename, store, ns }
+  })
+/** Counts answers, and how many there were when a setImmediate scheduled now ran (`undefined` while it has not). */
+const watchTheLoop = () => {
+  const watch = { answered: 0, whenTheLoopTurned: undefined as number | undefined }
+  setImmediate(() => {
+    watch.whenTheLoopTurned = watch.answered
+  })
+  return watch
+}
 const reasonOf = <A>(exit: Exit.Exit<A, { readonly reason: string }>) =>
   Exit.isSuccess(exit) ? "answered" : Exit.isInterrupted(exit) ? "interrupted" : Option.match(Cause.failureOption(exit.cause), { onNone: () => `defect: ${Cause.pretty(exit.cause).split("\n")[0]}`, onSome: (e) => e.reason })
 
 describe("inline SQLite reads: attacks (0ab3a48)", () => {
   it.scopedLive("8 concurrent `entries` of 1000 rows each, started while the inline window is open: a setImmediate scheduled before them runs before the last has answered", () =>
     Effect.gen(function* () {
-      const dir = yield* tempDir
-      const store = yield* openStore(path.join(dir, "state.sqlite"))
-      const ns = yield* store.open({ owner: "p", namespace: "n", schema: Schema.Number, maxEntries: 1000 })
-      yield* ns.writeBatch(rows(1000))
+      const { ns } = yield* seededStore(1000)
       yield* turn
-      let answered = 0
-      let answeredWhenTheLoopTurned: number | undefined
-      setImmediate(() => {
-        answeredWhenTheLoopTurned = answered
-      })
-      const sizes = yield* Effect.forEach(Array.from({ length: 8 }, (_, i) => i), () => Effect.map(ns.entries, (all) => (answered++, all.length)), { concurrency: "unbounded" })
+      const watch = watchTheLoop()
+      const sizes = yield* Effect.forEach(
+        Array.from({ length: 8 }, (_, i) => i),
+        () =>
+          Effect.map(ns.entries, (all) => {
+            watch.answered++
+            return all.length
+          }),
+        { concurrency: "unbounded" }
+      )
       expect(sizes).toEqual(Array.from({ length: 8 }, () => 1000))
-      expect(answeredWhenTheLoopTurned).toBeDefined()
-      expect(answeredWhenTheLoopTurned!).toBeLessThan(8)
+      expect(watch.whenTheLoopTurned).toBeLessThan(8)
     })
   )
 
@@ -64,62 +90,42 @@ describe("inline SQLite reads: attacks (0ab3a48)", () => {
       const ns = yield* Effect.promise(() => runtime.runPromise(Effect.flatMap(KeyedStore, (store) => store.open({ owner: "p", namespace: "n", schema: Schema.Number, maxEntries: 100 }))))
       yield* Effect.promise(() => runtime.runPromise(ns.writeBatch(rows(100))))
       yield* turn
-      const result = yield* Effect.promise(async () => {
-        let read = 0
+      const watch = watchTheLoop()
+      const wrong = yield* Effect.promise(async () => {
         let wrong = 0
-        let readWhenTheLoopTurned: number | undefined
-        setImmediate(() => {
-          readWhenTheLoopTurned = read
-        })
         for (let i = 0; i < BURST; i++) {
           const found = await runtime.runPromise(ns.lookup(`k${i % 100}`))
           if (!(found._tag === "Some" && found.value === i % 100)) wrong++
-          read++
+          watch.answered++
         }
-        return { wrong, readWhenTheLoopTurned }
+        return wrong
       })
-      expect(result.wrong).toBe(0)
-      expect(result.readWhenTheLoopTurned).toBeDefined()
-      expect(result.readWhenTheLoopTurned!).toBeLessThan(BURST)
+      expect(wrong).toBe(0)
+      expect(watch.whenTheLoopTurned).toBeLessThan(BURST)
     })
   )
 
   it.scopedLive(`${BURST} reads one after another in one fiber, each followed by Effect.yieldNow(): a setImmediate scheduled before them runs before the last`, () =>
     Effect.gen(function* () {
-      const dir = yield* tempDir
-      const store = yield* openStore(path.join(dir, "state.sqlite"))
-      const ns = yield* store.open({ owner: "p", namespace: "n", schema: Schema.Number, maxEntries: 100 })
-      yield* ns.writeBatch(rows(100))
+      const { ns } = yield* seededStore(100)
       yield* turn
-      let read = 0
+      const watch = watchTheLoop()
       let wrong = 0
-      let readWhenTheLoopTurned: number | undefined
-      setImmediate(() => {
-        readWhenTheLoopTurned = read
-      })
       for (let i = 0; i < BURST; i++) {
         const found = yield* ns.lookup(`k${i % 100}`)
         if (!(found._tag === "Some" && found.value === i % 100)) wrong++
-        read++
+        watch.answered++
         yield* Effect.yieldNow()
       }
       expect(wrong).toBe(0)
-      expect(readWhenTheLoopTurned).toBeDefined()
-      expect(readWhenTheLoopTurned!).toBeLessThan(BURST)
+      expect(watch.whenTheLoopTurned).toBeLessThan(BURST)
     })
   )
 
   it.scopedLive("400 concurrent lookups of corrupt rows wait (their delete) for a second connection's write lock: when it is released, the event loop turns before they have all answered, and each fails Corrupt", () =>
     Effect.gen(function* () {
-      const dir = yield* tempDir
-      const filename = path.join(dir, "state.sqlite")
-      const store = yield* openStore(filename, { lockWait: "20 seconds" })
-      const ns = yield* store.open({ owner: "p", namespace: "n", schema: Schema.Number, maxEntries: 400 })
-      yield* ns.writeBatch(rows(400))
-      const other = new Database(filename, { timeout: 0 })
-      yield* Effect.addFinalizer(() => Effect.sync(() => other.close()))
-      other.prepare(CORRUPT).run()
-      other.exec("BEGIN IMMEDIATE")
+      const { filename, ns } = yield* seededStore(400)
+      const other = yield* corruptingConnection(filename, true)
       let answered = 0
       let answeredAtRelease: number | undefined
       let answeredWhenTheLoopTurned: number | undefined
@@ -144,18 +150,10 @@ describe("inline SQLite reads: attacks (0ab3a48)", () => {
 
   it.scopedLive(`the file removed under an open store: ${BURST} concurrent reads must reopen it (they wait for one reopening), answer right, and let the loop turn before they have all answered`, () =>
     Effect.gen(function* () {
-      const dir = yield* tempDir
-      const filename = path.join(dir, "state.sqlite")
-      const store = yield* openStore(filename)
-      const ns = yield* store.open({ owner: "p", namespace: "n", schema: Schema.Number, maxEntries: 100 })
-      yield* ns.writeBatch(rows(100))
+      const { filename, ns } = yield* seededStore(100)
       for (const suffix of ["", "-wal", "-shm"]) fs.rmSync(filename + suffix, { force: true })
       yield* turn
-      let answered = 0
-      let answeredWhenTheLoopTurned: number | undefined
-      setImmediate(() => {
-        answeredWhenTheLoopTurned = answered
-      })
+      const watch = watchTheLoop()
       const answers = yield* Effect.forEach(
         Array.from({ length: BURST }, (_, i) => i),
         (i) =>
@@ -164,12 +162,11 @@ describe("inline SQLite reads: attacks (0ab3a48)", () => {
             : i % 3 === 1
               ? Effect.map(ns.lookupMany([`k${i % 100}`]), (found) => Either.isRight(found[0]!) && Option.isNone(found[0].right))
               : Effect.map(ns.size, (n) => n === 0)
-          ).pipe(Effect.tap(() => answered++)),
+          ).pipe(Effect.tap(() => watch.answered++)),
         { concurrency: "unbounded" }
       )
       expect(answers.filter((right) => !right).length).toBe(0)
-      expect(answeredWhenTheLoopTurned).toBeDefined()
-      expect(answeredWhenTheLoopTurned!).toBeLessThan(BURST)
+      expect(watch.whenTheLoopTurned).toBeLessThan(BURST)
     })
   )
 
@@ -195,9 +192,7 @@ describe("inline SQLite reads: attacks (0ab3a48)", () => {
       const pastWindow = reads.map((read) => reasonOrValue(Effect.runSyncExit(read)))
       expect(inWindow).toEqual([1, 2, 3, 4, 5, 10, 10])
       expect(pastWindow).toEqual([1, 2, 3, 4, 5, 10, 10])
-      const other = new Database(filename, { timeout: 0 })
-      yield* Effect.addFinalizer(() => Effect.sync(() => other.close()))
-      other.prepare(CORRUPT).run()
+      const other = yield* corruptingConnection(filename, false)
       spin(20)
       const corruptReads: Array<Effect.Effect<unknown, StateStoreError>> = [ns.lookup("k1"), ns.lookupMany(["k2"]), ns.observe("k3"), ns.entriesInRange({ from: "k4", to: "k5", limit: 1 })]
       const corrupt = corruptReads.map((read) => reasonOrValue(Effect.runSyncExit(read)))
@@ -215,10 +210,7 @@ describe("inline SQLite reads: attacks (0ab3a48)", () => {
       const runtime = ManagedRuntime.make(SqliteStore.layer({ filename, lockWait: "20 seconds" }))
       const ns = yield* Effect.promise(() => runtime.runPromise(Effect.flatMap(KeyedStore, (store) => store.open({ owner: "p", namespace: "n", schema: Schema.Number, maxEntries: 100 }))))
       yield* Effect.promise(() => runtime.runPromise(ns.writeBatch(rows(100))))
-      const other = new Database(filename, { timeout: 0 })
-      yield* Effect.addFinalizer(() => Effect.sync(() => other.close()))
-      other.prepare(CORRUPT).run()
-      other.exec("BEGIN IMMEDIATE")
+      const other = yield* corruptingConnection(filename, true)
       const fibers = Array.from({ length: 100 }, (_, i) =>
         runtime.runFork<unknown, StateStoreError>(i % 2 === 0 ? ns.lookup(`k${i}`) : Effect.flatMap(ns.lookupMany([`k${i}`]), (found) => (Either.isLeft(found[0]!) ? Effect.fail(found[0].left) : Effect.succeed("answered"))))
       )
@@ -241,15 +233,8 @@ describe("inline SQLite reads: attacks (0ab3a48)", () => {
 
   it.scopedLive("reading fibers interrupted while they wait (corrupt rows' delete under another connection's write lock) end interrupted; the store answers right afterwards, and the rows are removed by the next lookups", () =>
     Effect.gen(function* () {
-      const dir = yield* tempDir
-      const filename = path.join(dir, "state.sqlite")
-      const store = yield* openStore(filename, { lockWait: "20 seconds" })
-      const ns = yield* store.open({ owner: "p", namespace: "n", schema: Schema.Number, maxEntries: 100 })
-      yield* ns.writeBatch(rows(100))
-      const other = new Database(filename, { timeout: 0 })
-      yield* Effect.addFinalizer(() => Effect.sync(() => other.close()))
-      other.prepare(CORRUPT).run()
-      other.exec("BEGIN IMMEDIATE")
+      const { filename, ns } = yield* seededStore(100)
+      const other = yield* corruptingConnection(filename, true)
       const fibers = yield* Effect.forEach(Array.from({ length: 100 }, (_, i) => i), (i) => Effect.fork<unknown, StateStoreError, never>(i % 2 === 0 ? ns.lookup(`k${i}`) : ns.entriesInRange({ from: `k${i}`, to: `k${i}~`, limit: 1 })))
       yield* Effect.sleep("50 millis")
       const exits = yield* Effect.forEach(fibers, (fiber) => Fiber.interrupt(fiber))
