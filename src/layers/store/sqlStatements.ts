@@ -258,9 +258,9 @@ export const makeStatements = (dialect: StatementDialect, owner: string, namespa
     claimIfCountsAllow: (now: number, rows: ReadonlyArray<RowToWrite>, maxEntries: number, ownerMaxEntries: number | undefined): SqlText => {
       const p = start(now)
       const fresh = rows.length
-      const namespaceRoom = `coalesce((SELECT row_count FROM channel_state_counts WHERE ${inNamespace(p)}), 0) + ${fresh} <= ${p.v(maxEntries)}`
+      const namespaceRoom = `coalesce((SELECT row_count FROM channel_state_counts WHERE ${inNamespace(p)}), 0) + ${p.v(fresh)} <= ${p.v(maxEntries)}`
       const ownerRoom =
-        ownerMaxEntries === undefined ? "" : ` AND coalesce((SELECT sum(row_count) FROM channel_state_counts WHERE owner = ${p.v(owner)}), 0) + ${fresh} <= ${p.v(ownerMaxEntries)}`
+        ownerMaxEntries === undefined ? "" : ` AND coalesce((SELECT sum(row_count) FROM channel_state_counts WHERE owner = ${p.v(owner)}), 0) + ${p.v(fresh)} <= ${p.v(ownerMaxEntries)}`
       const room = `WITH channel_state_room AS MATERIALIZED (SELECT ${namespaceRoom}${ownerRoom} AS fits) `
       const tuples = rows.map((row) => tuple(p, row)).join(", ")
       const expired = `${E}.expires_at IS NOT NULL AND ${E}.expires_at <= ${p.now()}`
