@@ -177,24 +177,24 @@ export const make = (options: ReopeningOptions): Effect.Effect<KeyedStore["Type"
         /** The namespace's handle when the database open now is fine and the namespace is open on it (no reopening to wait for). */
         const ready = (): NamespaceHandle<A> | undefined =>
           !closed && opened !== undefined && opened.generation === generation && current !== undefined && current.db.stale() === undefined ? opened.handle : undefined
-        // Every failure is typed: a throw from a file-system check becomes a failure too, never a defect.
+        // Every failure is typed: a throw from a file-system check becomes a failure too, never a
+        // defect. A (re)opening waits (for the opening lock, for the database): fair on its own,
+        // even under a read that runs inline.
         const attempt = <R>(f: (h: NamespaceHandle<A>) => Effect.Effect<R, StateStoreError>) =>
           Effect.catchAllDefect(
             Effect.suspend(() => {
               const h = ready()
-              return h === undefined ? Effect.flatMap(handle, f) : f(h)
+              return h === undefined ? fairly(Effect.flatMap(handle, f)) : f(h)
             }),
             (defect) => Effect.fail(unexpectedFailure("open", "write", defect, { owner: ns.owner, namespace: ns.namespace }))
           )
         // A failure that made the database stale (its connection must be replaced) is tried
         // once more, on the reopened database.
         const tried = <R>(f: (h: NamespaceHandle<A>) => Effect.Effect<R, StateStoreError>) =>
-          tracked(Effect.catchIf(attempt(f), () => !closed && current !== undefined && current.db.stale() !== undefined, () => fairly(attempt(f))))
+          tracked(Effect.catchIf(attempt(f), () => !closed && current !== undefined && current.db.stale() !== undefined, () => attempt(f)))
         const via = <R>(f: (h: NamespaceHandle<A>) => Effect.Effect<R, StateStoreError>) => fairly(tried(f))
-        /** A read: on a store whose reads never wait, fair only past the inline window — or when the database must be (re)opened first. */
-        const viaRead = !options.readsNeverWait
-          ? via
-          : <R>(f: (h: NamespaceHandle<A>) => Effect.Effect<R, StateStoreError>) => Effect.suspend(() => (ready() === undefined ? via(f) : fairlyUnlessInline(tried(f))))
+        /** A read: on a store whose reads never wait, fair only past the inline window (its reopening is fair in `attempt`). */
+        const viaRead = !options.readsNeverWait ? via : <R>(f: (h: NamespaceHandle<A>) => Effect.Effect<R, StateStoreError>) => fairlyUnlessInline(tried(f))
         return {
           owner: ns.owner,
           namespace: ns.namespace,

@@ -29,6 +29,19 @@ interface BatchRow {
 
 const byKey = (a: { key: string }, b: { key: string }) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)
 
+/** The first claim of each key among `rows`: the one that takes part in a one-statement claim (a later claim of the key loses to it). */
+const firstClaimOfEachKey = (rows: ReadonlyArray<RowToWrite>) => {
+  const first = new Map<string, RowToWrite>()
+  for (const row of rows) if (!first.has(row.key)) first.set(row.key, row)
+  return first
+}
+
+/** Each claim's answer once a statement wrote the keys `won`: `true` for the first claim of a key written, `false` for every other. */
+const answersOf = (rows: ReadonlyArray<RowToWrite>, first: ReadonlyMap<string, RowToWrite>, won: ReadonlyArray<string>) => {
+  const written = new Set(won)
+  return rows.map((row) => first.get(row.key) === row && written.has(row.key))
+}
+
 /** The batch writes of the namespace `core` is for; the claim batcher runs in the store's scope. */
 export const makeSqlBatchWrites = <A>(core: SqlHandleCore<A>) =>
   Effect.gen(function* () {
@@ -126,8 +139,7 @@ export const makeSqlBatchWrites = <A>(core: SqlHandleCore<A>) =>
   const claimAtOnce = (rows: ReadonlyArray<RowToWrite>) =>
     Effect.gen(function* () {
       const now = yield* Clock.currentTimeMillis
-      const first = new Map<string, RowToWrite>()
-      for (const row of rows) if (!first.has(row.key)) first.set(row.key, row)
+      const first = firstClaimOfEachKey(rows)
       const answers = yield* writes.single<{ candidates: number | string; room_count: number | string | null; won: ReadonlyArray<string> | null }>(lockKey, (lock) =>
         // `single` hands PostgreSQL's statements their lock: this path runs on PostgreSQL only.
         statements.claimIfRoom(now, [...first.values()], lock!, ns.maxEntries)
@@ -135,8 +147,7 @@ export const makeSqlBatchWrites = <A>(core: SqlHandleCore<A>) =>
       const answer = answers[0]
       const candidates = Number(answer?.candidates ?? 0)
       if (candidates > 0 && (answer?.room_count == null || Number(answer.room_count) + candidates > ns.maxEntries)) return yield* writes.transaction(lockKey, claimBatch(rows))
-      const won = new Set(answer?.won ?? [])
-      return rows.map((row) => first.get(row.key) === row && won.has(row.key))
+      return answersOf(rows, first, answer?.won ?? [])
     })
   /**
    * SQLite: the claims waiting together in one autocommit statement while the counts leave
@@ -147,12 +158,14 @@ export const makeSqlBatchWrites = <A>(core: SqlHandleCore<A>) =>
   const claimInOneStatement = (rows: ReadonlyArray<RowToWrite>) =>
     Effect.gen(function* () {
       const now = yield* Clock.currentTimeMillis
-      const first = new Map<string, RowToWrite>()
-      for (const row of rows) if (!first.has(row.key)) first.set(row.key, row)
+      const first = firstClaimOfEachKey(rows)
       const written = yield* exec<{ entry_key: string }>(statements.claimIfCountsAllow(now, [...first.values()], ns.maxEntries, ctx.ownerMaxEntries))
       if (written.length === 0) return yield* writes.transaction(lockKey, claimBatch(rows))
-      const won = new Set(written.map((row) => row.entry_key))
-      return rows.map((row) => first.get(row.key) === row && won.has(row.key))
+      return answersOf(
+        rows,
+        first,
+        written.map((row) => row.entry_key)
+      )
     })
   /** Whether a claim asks for its key's live row first (SQLite, owner caps); `claimAtOnce` looks within its statement. */
   const claimsLookFirst = dialect.backend !== "pg" || ctx.ownerMaxEntries !== undefined

@@ -10,7 +10,6 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import type { EntriesPage, KeyRange, StoredEntry } from "../../KeyedStore.js"
 import type { StateStoreError } from "../../StateStoreError.js"
-import { fairly } from "../fairScheduler.js"
 import { checkKeys, checkRange } from "./bulkRules.js"
 import type { SqlHandleCore } from "./sqlHandleCore.js"
 import type { DbRow, DeletedRow } from "./sqlStatements.js"
@@ -18,7 +17,7 @@ import { decodeValue } from "./valueRules.js"
 
 /** The many-key and range members of the namespace `core` is for. */
 export const makeSqlBulk = <A>(core: SqlHandleCore<A>) => {
-  const { ctx, ns, statements, lockKey, exec, read, run, toEntry } = core
+  const { ctx, ns, statements, lockKey, exec, read, run, removeCorrupt, toEntry } = core
 
   /**
    * The live value of each key (a key named twice is decoded twice: two values, not one shared
@@ -55,9 +54,7 @@ export const makeSqlBulk = <A>(core: SqlHandleCore<A>) => {
       "read",
       Effect.gen(function* () {
         const { results, corrupt } = yield* readMany(yield* Clock.currentTimeMillis, keys)
-        // A row that no longer decodes is removed, only while it still holds that text (a wait
-        // for the writer connection: fair, even under a read that runs inline).
-        for (const row of corrupt) yield* fairly(ctx.writes.statement(lockKey, exec(statements.deleteCorrupt(row.entry_key, row.value_json))))
+        for (const row of corrupt) yield* removeCorrupt(row)
         return results
       })
     )

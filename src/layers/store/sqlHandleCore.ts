@@ -109,11 +109,15 @@ export const makeSqlHandleCore = <A>(ctx: SqlHandleContext, ns: ResolvedNamespac
     return problem ? Effect.fail(problem) : run(operation, kind, Effect.flatMap(Clock.currentTimeMillis, f), key)
   }
 
-  /** A row as an entry; one that no longer decodes is removed (only while it still holds that text) and reported `Corrupt`. */
+  /**
+   * Removes a row that no longer decodes, only while it still holds that text. The delete may
+   * wait for the writer connection: fair, even under a read that runs inline.
+   */
+  const removeCorrupt = (row: DbRow) => fairly(writes.statement(lockKey, exec(statements.deleteCorrupt(row.entry_key, row.value_json))))
+  /** A row as an entry; one that no longer decodes is removed ({@link removeCorrupt}) and reported `Corrupt`. */
   const toEntry = (operation: string, row: DbRow): Effect.Effect<StoredEntry<A>, StateStoreError | SqlError> =>
     Either.match(decodeValue(ns, operation, row.entry_key, row.value_json), {
-      // The delete may wait for the writer connection: fair, even under a read that runs inline.
-      onLeft: (corrupt) => Effect.zipRight(fairly(writes.statement(lockKey, exec(statements.deleteCorrupt(row.entry_key, row.value_json)))), Effect.fail(corrupt)),
+      onLeft: (corrupt) => Effect.zipRight(removeCorrupt(row), Effect.fail(corrupt)),
       onRight: (value) =>
         Effect.succeed({
           key: row.entry_key,
@@ -151,5 +155,5 @@ export const makeSqlHandleCore = <A>(ctx: SqlHandleContext, ns: ResolvedNamespac
   /** The JSON a value encodes to, as the store compares it (conditional writes and deletes). */
   const expectedJson = (operation: string, key: string, expected: A) => encodeValue(ns, operation, key, expected)
 
-  return { ctx, ns, at, statements, caps, lockKey, exec, read, run, withValidKey, toEntry, prepareRow, judgeTime, expectedJson }
+  return { ctx, ns, at, statements, caps, lockKey, exec, read, run, withValidKey, removeCorrupt, toEntry, prepareRow, judgeTime, expectedJson }
 }
