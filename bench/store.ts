@@ -60,7 +60,7 @@ const namespaceOptions = { owner: OWNER, namespace: NAMESPACE, schema: Value, ma
 const timing = {
   lookup: { n: 2000, rounds: 7, warmup: 1 },
   register: { n: 300, rounds: 5, warmup: 1 },
-  claim: { n: 300, rounds: 5, warmup: 1 },
+  claim: { n: 300, rounds: 7, warmup: 5 },
   batched: { n: 5, rounds: 9, warmup: 1, perOp: BATCH }
 } satisfies Record<string, TimingOptions>
 
