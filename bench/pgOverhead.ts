@@ -15,8 +15,12 @@
  * Each side claims and consumes keys of its own namespace in the same table. The table is
  * ANALYZEd after seeding (steady state: autovacuum would).
  */
-import { Effect, ManagedRuntime, Option } from "effect"
+import { SqlClient } from "@effect/sql/SqlClient"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import { Effect, Layer, ManagedRuntime, Option, Redacted } from "effect"
+import * as Reactivity from "@effect/experimental/Reactivity"
 import { KeyedStore, type NamespaceHandle } from "../src/KeyedStore.js"
+import { executePrepared } from "../src/layers/store/pgPrepared.js"
 import * as PgStore from "../src/layers/store/PgStore.js"
 import type { StateStoreError } from "../src/StateStoreError.js"
 import { adminSql, fail, freshPgDatabase, pgBaseUrl, type Row, row, runAlone, type TimingOptions, timeInterleaved, type Work } from "./harness.js"
@@ -31,6 +35,7 @@ const timing: TimingOptions = { n: 200, rounds: 7, warmup: 1 }
 
 /** The database's clock, as the store writes it. */
 const NOW = "floor(extract(epoch from statement_timestamp()) * 1000)::bigint"
+const LOOKUP = `SELECT entry_key, value_json, created_at, expires_at FROM channel_state_entries WHERE owner = $1 AND namespace = $2 AND entry_key = $3 AND (expires_at IS NULL OR expires_at > ${NOW})`
 const COLUMNS = "owner, namespace, entry_key, value_json, created_at, expires_at"
 
 type Runtime = ManagedRuntime.ManagedRuntime<KeyedStore, StateStoreError>
@@ -66,6 +71,9 @@ export const pgOverheadBench = async (): Promise<Array<Row>> => {
   const plain: Runtime = ManagedRuntime.make(PgStore.layer({ url: database.url, sweepInterval: "1 hour" }))
   const capped: Runtime = ManagedRuntime.make(PgStore.layer({ url: database.url, sweepInterval: "1 hour", ownerMaxEntries: 10_000_000 }))
   const raw = rawPgClient(database.url)
+  // The floor of any store on @effect/sql-pg: its client, a pooled connection reserved for the
+  // statement, the same SELECT as a named prepared statement (what ours runs), nothing else.
+  const clientOnly = ManagedRuntime.make(PgClient.layer({ url: Redacted.make(database.url) }).pipe(Layer.provide(Reactivity.layer)))
   try {
     const threads = await openNamespace(plain, "threads")
     const claims: NamespaceHandle<Stored> = await openNamespace(plain, "claims")
@@ -84,7 +92,7 @@ export const pgOverheadBench = async (): Promise<Array<Row>> => {
     const rawLookup = awaited(async (round, i) => {
       const found = await query<{ value_json: string }>(
         "lookup",
-        `SELECT entry_key, value_json, created_at, expires_at FROM channel_state_entries WHERE owner = $1 AND namespace = $2 AND entry_key = $3 AND (expires_at IS NULL OR expires_at > ${NOW})`,
+        LOOKUP,
         [OWNER, "threads", scatteredKey(round * 100_003 + i)]
       )
       if (found.rows[0] === undefined) fail("raw lookup missed")
@@ -111,10 +119,22 @@ export const pgOverheadBench = async (): Promise<Array<Row>> => {
       else JSON.parse(taken.rows[0].value_json)
     })
 
+    const sql = await clientOnly.runPromise(SqlClient)
+    const viaClient: Work = (round, n) =>
+      clientOnly.runPromise(
+        Effect.gen(function* () {
+          for (let i = 0; i < n; i++) {
+            const rows = yield* executePrepared<{ value_json: string }>(sql, { text: LOOKUP, params: [OWNER, "threads", scatteredKey(round * 100_003 + i)] })
+            if (rows[0] === undefined) fail("client select missed")
+            else JSON.parse(rows[0].value_json)
+          }
+        })
+      )
     const lookup = await timeInterleaved(
       {
         ours: ours(plain, (round, i) => Effect.map(threads.lookup(scatteredKey(round * 100_003 + i)), (found) => (Option.isNone(found) ? fail("lookup missed") : undefined))),
-        raw: rawLookup
+        raw: rawLookup,
+        client: viaClient
       },
       timing,
       { rotate: true }
@@ -135,12 +155,14 @@ export const pgOverheadBench = async (): Promise<Array<Row>> => {
     const note = (what: string) => `raw pg: one Client, named prepared, autocommit, the same statement (${what}) and clock: one round trip; ours: the keyed store`
     return [
       row("pg.lookup_vs_raw", "ns/op", lookup.ours, lookup.raw, 1.5, note("point SELECT")),
+      row("pg.attr.sqlclient_select_vs_raw", "ns/op", lookup.client, lookup.raw, null, "attribution: the same point SELECT on @effect/sql-pg's PgClient (default settings), on a pooled connection reserved for it, named prepared — the cheapest way the client runs one statement — in an Effect loop, none of the store's own code, vs raw pg: the floor of any store on @effect/sql-pg"),
       row("pg.consume_vs_raw", "ns/op", consume.ours, consume.raw, 1.5, note("DELETE … RETURNING; ours under the namespace's lock")),
       row("pg.claim_vs_raw", "ns/op", claim.ours, claim.raw, 1.5, note("INSERT … ON CONFLICT DO UPDATE … WHERE expired RETURNING; ours: no owner cap")),
       row("pg.claim_owner_cap_vs_raw", "ns/op", cappedClaim.ours, cappedClaim.raw, null, note("the same claim; ours under store.ownerMaxEntries: a transaction that checks the owner's rows"))
     ]
   } finally {
     await raw.end().catch(() => undefined)
+    await clientOnly.dispose()
     await plain.dispose()
     await capped.dispose()
     await database.drop()
