@@ -20,7 +20,8 @@ import { fromSqlError } from "./sqlFailure.js"
 import { typedFailures, unexpectedFailure } from "./handleGuard.js"
 import { makeSqlHandle } from "./sqlHandle.js"
 import { lockKeyOf, type SqlHandleContext } from "./sqlHandleCore.js"
-import { execute, makeStatements, type StatementDialect } from "./sqlStatements.js"
+import { makeMutex } from "./mutex.js"
+import { type ExclusiveWriter, execute, executeOn, makeStatements, type SqlText, type StatementDialect } from "./sqlStatements.js"
 import { makeWriteTransactions } from "./sqlTransaction.js"
 import { firstProblem } from "../settingsCheck.js"
 import { defaultStoreSettings, makeNamespaceRegistry, resolveNamespace, type StoreSettings, storeSettingRules } from "./storeRules.js"
@@ -54,6 +55,14 @@ export interface SqlStoreHooks {
    * mode: a read starts a fresh snapshot). Reads inside a transaction stay on its connection.
    */
   readonly reader?: Connection | undefined
+  /**
+   * The client is this store's alone (SQLite: one connection, nobody else's statements):
+   * after the migrations the store reserves its connection for its whole lifetime, and its
+   * statements and transactions take a lock of the store's own instead of the client's
+   * reservation, which costs more than SQLite takes to run most statements. Leave it unset
+   * for a client anything else also uses.
+   */
+  readonly exclusiveClient?: boolean | undefined
 }
 
 /**
@@ -86,17 +95,32 @@ export const make = (options: SqlStoreOptions = {}, hooks: SqlStoreHooks = {}) =
     )
     const registerNamespace = makeNamespaceRegistry()
     const scope = yield* Effect.scope
+    const writer: ExclusiveWriter | undefined =
+      hooks.exclusiveClient === true && backend === "sqlite" ? { connection: yield* sql.reserve.pipe(Effect.mapError(fromSqlError("open", "write"))), lock: makeMutex() } : undefined
     const context: SqlHandleContext = {
-      scope, sql, dialect, writes: makeWriteTransactions(sql, lockWaitMillis), ownerMaxEntries: config.ownerMaxEntries, lockWaitMillis, gate, onStatementStuck: hooks.onStatementStuck, reader: hooks.reader }
+      scope,
+      sql,
+      dialect,
+      writes: makeWriteTransactions(sql, lockWaitMillis, writer),
+      ownerMaxEntries: config.ownerMaxEntries,
+      lockWaitMillis,
+      gate,
+      onStatementStuck: hooks.onStatementStuck,
+      reader: hooks.reader,
+      writer
+    }
+    const listNamespaces: SqlText = { text: "SELECT owner, namespace FROM channel_state_counts WHERE row_count > 0", params: [] }
 
     yield* forkSweeper(config, {
-      namespaces: sql<{ owner: string; namespace: string }>`SELECT owner, namespace FROM channel_state_counts WHERE row_count > 0`.pipe(
-        Effect.mapError(fromSqlError("sweep", "read"))
-      ),
+      // On the reader when there is one, else on the client (the writer when the store has it).
+      namespaces: (hooks.reader === undefined
+        ? execute<{ owner: string; namespace: string }>(sql, listNamespaces, writer)
+        : executeOn<{ owner: string; namespace: string }>(hooks.reader, listNamespaces)
+      ).pipe(Effect.mapError(fromSqlError("sweep", "read"))),
       sweep: ({ owner, namespace }, limit) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => {
           const statement = makeStatements(dialect, owner, namespace).deleteExpired(now, limit)
-          return context.writes.statement(lockKeyOf(owner, namespace, config.ownerMaxEntries), execute(sql, statement))
+          return context.writes.statement(lockKeyOf(owner, namespace, config.ownerMaxEntries), execute(sql, statement, writer))
         }).pipe(
           Effect.map((rows) => rows.length),
           Effect.mapError(fromSqlError("sweep", "write", { owner, namespace })),

@@ -92,7 +92,7 @@ const openFile = (filename: string, options: SqliteStoreOptions, scope: Scope.Sc
       stuck = true
     }
     const reader = yield* openReader(filename, busyMillis)
-    const store = yield* SqlStore.make(options, { onStatementStuck, reader }).pipe(Effect.provideService(SqlClient, client))
+    const store = yield* SqlStore.make(options, { onStatementStuck, reader, exclusiveClient: true }).pipe(Effect.provideService(SqlClient, client))
     return {
       store,
       stale: () =>

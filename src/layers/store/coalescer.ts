@@ -15,6 +15,7 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Scope from "effect/Scope"
+import { makeMutex } from "./mutex.js"
 
 interface Waiting<Req, Res, E> {
   readonly request: Req
@@ -44,7 +45,7 @@ export const makeCoalescer = <Req, Res, E>(
     // One batch at a time, queued or inline: the batching fiber holds it while it runs a batch,
     // a lone request while it runs as one. `batchPending` is written only by the batching fiber
     // (a batch taken, until it is answered), `closed` only by the finalizer.
-    const running = yield* Effect.makeSemaphore(1)
+    const running = makeMutex()
     let batchPending = false
     let closed = false
     const answerAll = (batch: ReadonlyArray<Waiting<Req, Res, E>>, exit: Exit.Exit<ReadonlyArray<Res>, E>) =>
@@ -56,7 +57,7 @@ export const makeCoalescer = <Req, Res, E>(
         batchPending = true
         return Effect.uninterruptibleMask((restore) =>
           Effect.flatMap(
-            Effect.exit(restore(running.withPermits(1)(run(batch.map((waiting) => waiting.request)))).pipe(Effect.onInterrupt(() => answerAll(batch, closedExit)))),
+            Effect.exit(restore(running.withLock(run(batch.map((waiting) => waiting.request)))).pipe(Effect.onInterrupt(() => answerAll(batch, closedExit)))),
             (exit) => (Exit.isInterrupted(exit) ? Effect.interrupt : answerAll(batch, exit))
           )
         ).pipe(
@@ -82,7 +83,7 @@ export const makeCoalescer = <Req, Res, E>(
     const queued = whileQueued === undefined ? enqueue : (request: Req) => whileQueued(enqueue(request))
     /** The request alone, in the caller's fiber, if nothing else is queued or running; `None` otherwise. */
     const alone = (request: Req) =>
-      running.withPermitsIfAvailable(1)(Effect.map(run([request]), (results) => results[0] as Res))
+      running.withLockIfFree(Effect.map(run([request]), (results) => results[0] as Res))
     return {
       /**
        * Answers `request`: at once in the caller's fiber when it is alone, otherwise in the next

@@ -243,7 +243,7 @@ export const makeSqlBatchWrites = <A>(core: SqlHandleCore<A>) =>
             else refusedHere.push({ key: row.key, error: caps.full("writeBatch", row.key, ns.overflow === "reject-new" ? "namespace" : "owner") })
           }
         }
-        for (const chunk of Arr.chunksOf(accepted, CHUNK)) yield* execute(sql, statements.upsertMany(chunk))
+        for (const chunk of Arr.chunksOf(accepted, CHUNK)) yield* execute(sql, statements.upsertMany(chunk), ctx.writer)
         if (accepted.length > 0) yield* caps.enforce("writeBatch", now)
         for (const { row, orEqualTo } of conditionalRows) {
           // Each in a savepoint: one that would overflow a cap is refused alone.

@@ -24,9 +24,10 @@ import { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
+import { type Mutex, makeMutex } from "./mutex.js"
 import { executePrepared } from "./pgPrepared.js"
 import { TURN_TIMEOUT_CODE } from "./sqlFailure.js"
-import { execute, lockStatement, type SqlText, type StatementLock } from "./sqlStatements.js"
+import { type ExclusiveWriter, execute, lockStatement, type SqlText, type StatementLock } from "./sqlStatements.js"
 
 /** Runs `effect` holding the lock named `lockKey` (PostgreSQL; SQLite's lock is the whole database). */
 export type UnderLock = <A, E, R>(lockKey: string, effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
@@ -63,7 +64,7 @@ const commitFailureAsFailure = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect
  * came after more than `waitMillis` of waiting gives up at once (`Busy`), as a lock wait would.
  */
 const makeTurns = (waitMillis: number) => {
-  const turns = new Map<string, Effect.Semaphore>()
+  const turns = new Map<string, Mutex>()
   const timedOut = new SqlError({
     cause: { code: TURN_TIMEOUT_CODE, message: `this process's writes to the namespace waited over ${waitMillis} ms for their turn` },
     message: "waited too long for a turn on the namespace lock"
@@ -72,16 +73,20 @@ const makeTurns = (waitMillis: number) => {
     Effect.suspend(() => {
       let turn = turns.get(key)
       if (turn === undefined) {
-        turn = Effect.unsafeMakeSemaphore(1)
+        turn = makeMutex()
         turns.set(key, turn)
       }
       const queuedAt = performance.now()
-      return turn.withPermits(1)(Effect.suspend((): Effect.Effect<A, E | SqlError, R> => (performance.now() - queuedAt > waitMillis ? Effect.fail(timedOut) : effect)))
+      return turn.withLock(Effect.suspend((): Effect.Effect<A, E | SqlError, R> => (performance.now() - queuedAt > waitMillis ? Effect.fail(timedOut) : effect)))
     })
 }
 
-/** The write transactions of the `SqlClient` `sql` (see the module doc); lock waits end after `lockWaitMillis`. */
-export const makeWriteTransactions = (sql: SqlClient.SqlClient, lockWaitMillis: number): WriteTransactions =>
+/**
+ * The write transactions of the `SqlClient` `sql` (see the module doc); lock waits end after
+ * `lockWaitMillis`. With a SQLite store's `writer`, transactions run on its connection holding
+ * its lock, from before `BEGIN IMMEDIATE` until after `COMMIT` or `ROLLBACK`.
+ */
+export const makeWriteTransactions = (sql: SqlClient.SqlClient, lockWaitMillis: number, writer?: ExclusiveWriter | undefined): WriteTransactions =>
   sql.onDialectOrElse({
     pg: () => {
       const timeout = lockTimeout(lockWaitMillis)
@@ -107,7 +112,9 @@ export const makeWriteTransactions = (sql: SqlClient.SqlClient, lockWaitMillis: 
         transactionTag: SqlClient.TransactionConnection,
         spanAttributes: [["db.system.name", "sqlite"]],
         acquireConnection: Effect.flatMap(Scope.make(), (scope) =>
-          Effect.map(Scope.extend(sql.reserve, scope), (conn) => [scope, conn] as const)
+          writer === undefined
+            ? Effect.map(Scope.extend(sql.reserve, scope), (conn) => [scope, conn] as const)
+            : Effect.as(writer.lock.lockIn(scope), [scope, writer.connection] as const)
         ),
         begin: (conn) => Effect.tap(run(conn, "BEGIN IMMEDIATE"), () => Effect.sync(() => open.add(conn))),
         savepoint: (conn, id) => run(conn, `SAVEPOINT effect_sql_${id}`),
@@ -118,7 +125,7 @@ export const makeWriteTransactions = (sql: SqlClient.SqlClient, lockWaitMillis: 
       return {
         transaction: (_lockKey, effect) => commitFailureAsFailure(immediate(effect)),
         statement: (_lockKey, effect) => effect,
-        single: <R extends object>(_lockKey: string, statement: (lock: StatementLock | undefined) => SqlText) => execute<R>(sql, statement(undefined))
+        single: <R extends object>(_lockKey: string, statement: (lock: StatementLock | undefined) => SqlText) => execute<R>(sql, statement(undefined), writer)
       }
     }
   })
