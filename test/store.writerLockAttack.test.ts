@@ -20,6 +20,7 @@ import * as SqlStore from "../src/layers/store/SqlStore.js"
 import type { StoreSettings } from "../src/layers/store/storeRules.js"
 import { StateStoreError } from "../src/StateStoreError.js"
 import { freshPgDatabase, pgUrl, tempDir } from "./support/backends.js"
+import { describePg } from "./support/describePg.js"
 
 /** A deterministic PRNG (mulberry32): interruption points that a failure can replay. */
 const prng = (seed: number) => {
@@ -99,6 +100,10 @@ const outcome = <A>(exit: Exit.Exit<A, unknown>): { readonly kind: "ok"; readonl
 
 /** `n` yields: an interruption point `n` scheduler steps away. */
 const steps = (n: number) => Effect.repeatN(Effect.yieldNow(), Math.max(0, n - 1))
+
+/** Interrupts about a third of `fibers` (chosen by `rand`), each after `pause()`, without waiting for them to end. */
+const interruptAThird = (fibers: ReadonlyArray<Fiber.RuntimeFiber<unknown, unknown>>, rand: (n: number) => number, pause: () => Effect.Effect<void>) =>
+  Effect.forEach(fibers, (fiber) => (rand(3) !== 0 ? Effect.void : Effect.zipRight(pause(), Fiber.interruptFork(fiber))), { discard: true })
 
 const strings = (h: Effect.Effect<NamespaceHandle<string>, StateStoreError>) => h
 
@@ -227,11 +232,7 @@ describe("writer lock attack: never leaked, never held twice", () => {
             )
           }
           const fibers = yield* Effect.forEach(ops, (op) => Effect.fork(op))
-          const doomed = fibers.filter(() => rand(3) === 0)
-          for (const fiber of doomed) {
-            yield* rand(4) === 0 ? Effect.sleep(`${rand(3)} millis`) : steps(rand(8))
-            yield* Fiber.interruptFork(fiber)
-          }
+          yield* interruptAThird(fibers, rand, () => (rand(4) === 0 ? Effect.sleep(`${rand(3)} millis`) : steps(rand(8))))
           if (other !== undefined) {
             yield* Effect.sleep(`${rand(150)} millis`)
             if (round % 2 === 0) other.exec("COMMIT")
@@ -441,13 +442,7 @@ describe("writer lock attack: the claim batcher", () => {
         const fibers = yield* Effect.forEach(Array.from({ length: 30 }, (_, i) => i), (i) =>
           Effect.fork(Effect.withMaxOpsBeforeYield(h.registerIfAbsent(key, `c${i}`), maxOps))
         )
-        const doomed = new Set<number>()
-        for (let i = 0; i < fibers.length; i++) {
-          if (rand(3) !== 0) continue
-          doomed.add(i)
-          yield* steps(rand(5))
-          yield* Fiber.interruptFork(fibers[i]!)
-        }
+        yield* interruptAThird(fibers, rand, () => steps(rand(5)))
         const exits = yield* bounded(`claims of round ${round}`, Effect.forEach(fibers, (f) => Fiber.await(f)))
         const outcomes = exits.map(outcome)
         const winners = outcomes.flatMap((o, i) => (o.kind === "ok" && o.value === true ? [i] : []))
@@ -533,8 +528,7 @@ describe("writer lock attack: a SqlStore over the user's own SqliteClient", () =
   )
 })
 
-const pgDescribe = pgUrl === undefined ? describe.skip : describe
-pgDescribe("writer lock attack: PostgreSQL turns", () => {
+describePg("writer lock attack: PostgreSQL turns", () => {
   const pgStoreIn = (url: string, scope: Scope.Scope, settings: Partial<StoreSettings> = {}) =>
     Effect.map(Layer.buildWithScope(PgStore.layer({ url, clock: "application", ...settings }), scope), (context) => Effect.runSync(Effect.provide(KeyedStore, context)))
 
@@ -557,11 +551,7 @@ pgDescribe("writer lock attack: PostgreSQL turns", () => {
                 : Effect.asVoid(h.delete(`r${round}i${i - 2}`))
           )
         )
-        for (const fiber of fibers) {
-          if (rand(3) !== 0) continue
-          if (rand(2) === 0) yield* steps(rand(4))
-          yield* Fiber.interruptFork(fiber)
-        }
+        yield* interruptAThird(fibers, rand, () => (rand(2) === 0 ? steps(rand(4)) : Effect.void))
         const exits = yield* bounded(`round ${round}`, Effect.forEach(fibers, (f) => Fiber.await(f)))
         const outcomes = exits.map(outcome)
         const bad = outcomes.filter((o) => o.kind === "defect" || (o.kind === "failed" && o.reason !== "Busy"))
