@@ -26,9 +26,10 @@ export interface Mutex {
   /** Runs `effect` holding the lock when it is free now (`Some` of its result); `None` at once when it is held. Released as by `withLock`. */
   readonly withLockIfFree: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<Option.Option<A>, E, R>
   /**
-   * Takes the lock (waiting as `withLock` does, interruptibly) and adds its release to
-   * `scope`: held until the scope closes. Call it where interruption is masked (a
-   * connection acquirer), so that a lock taken is always handed to the scope.
+   * Takes the lock (waiting in arrival order, as `withLock` does) and adds its release to
+   * `scope`: held until the scope closes. Unlike `withLock` it masks nothing itself: call it
+   * where interruption is masked (a connection acquirer), so that a lock taken is always
+   * handed to the scope — it then waits uninterruptibly, as the client's own reservation did.
    */
   readonly lockIn: (scope: Scope.Scope) => Effect.Effect<void>
 }
