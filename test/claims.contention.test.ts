@@ -135,6 +135,10 @@ const contention = (backend: BackendFactory) =>
         // The first hold lasts until told to continue: the workers start against a locked store.
         expect(yield* lockIsHeldElsewhere(db), "the disturber's hold does not keep another writer out").toBe(true)
         yield* group.go
+        // PostgreSQL: the first hold ends only once a store transaction waits for it — sent at
+        // once, `continue` could end it before any worker's claim got there, and on a busy machine
+        // the workers could then do all their writes in the gaps between holds.
+        if (db.backend === "pg") yield* disturber.waitFor((line): line is Extract<DisturberLine, { type: "waited" }> => line.type === "waited" && line.n === 0, 120_000)
         disturber.send("continue")
 
         const results = yield* group.lineOfEach((line): line is ResultLine => line.type === "result", 240_000)

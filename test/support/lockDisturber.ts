@@ -10,7 +10,9 @@
  *   database that are waiting (how the test knows the holds really blocked the store).
  *
  * The first hold lasts until `continue` arrives on stdin; every later one `hold ms`, with a
- * random gap of `min gap ms`–`max gap ms` between them, until `stop` arrives.
+ * random gap of `min gap ms`–`max gap ms` between them, until `stop` arrives. On PostgreSQL it
+ * says `waited` the first time in a hold that it sees a waiter (the test sends `continue` only
+ * after the first hold's, so the store's writers really start against a held lock).
  *
  *   node --import tsx test/support/lockDisturber.ts <sqlite|pg> <file or url> <hold ms> <min gap ms> <max gap ms> [lock key …]
  */
@@ -22,6 +24,7 @@ import { onStdinLine, say } from "./workerIo.js"
 
 export type DisturberLine =
   | { readonly type: "held"; readonly n: number; readonly how: string; readonly at: number }
+  | { readonly type: "waited"; readonly n: number; readonly waiters: number }
   | { readonly type: "released"; readonly n: number; readonly at: number; readonly waiters: number }
   | {
       readonly type: "result"
@@ -109,6 +112,7 @@ const main = () => {
           const watch = Effect.forever(
             Effect.zipRight(
               Effect.map(countWaiters, (w) => {
+                if (w > 0 && most === 0) say({ type: "waited", n, waiters: w })
                 most = Math.max(most, w)
               }),
               Effect.sleep("50 millis")
