@@ -38,7 +38,8 @@ import { Participation } from "../src/channels/SlackThreadParticipation.js"
 import { type BatchOp, KeyedStore, type NamespaceHandle } from "../src/KeyedStore.js"
 import * as PgStore from "../src/layers/store/PgStore.js"
 import * as SqliteStore from "../src/layers/store/SqliteStore.js"
-import { execute, makeStatements } from "../src/layers/store/sqlStatements.js"
+import { makeStatements } from "../src/layers/store/sqlStatements.js"
+import { makeWriteTransactions } from "../src/layers/store/sqlTransaction.js"
 import { type ResolvedNamespace, resolveNamespace } from "../src/layers/store/storeRules.js"
 import { encodeValue } from "../src/layers/store/valueRules.js"
 import type { StateStoreError } from "../src/StateStoreError.js"
@@ -287,6 +288,8 @@ const differential = async (dir: string, rounds: number) => {
   }
   const clientWork: Work = async (round) => {
     const { runtime, sql } = client!
+    // Inside the transactions below its statements go to the transaction's connection.
+    const { execute } = makeWriteTransactions(sql, 5_000)
     const batches = batchesOf(round, (t, now) => ({ key: compositeKey(t), json: JSON.stringify({ repliedAt: now }), createdAt: now, expiresAt: now + TTL_MS }))
     await runtime.runPromise(
       Effect.forEach(
@@ -294,8 +297,8 @@ const differential = async (dir: string, rounds: number) => {
         (rows) =>
           sql.withTransaction(
             Effect.zipRight(
-              Effect.forEach([rows.slice(0, BATCH / 2), rows.slice(BATCH / 2)], (chunk) => execute(sql, statements.upsertMany(chunk)), { discard: true }),
-              execute(sql, statements.counts(false))
+              Effect.forEach([rows.slice(0, BATCH / 2), rows.slice(BATCH / 2)], (chunk) => execute(statements.upsertMany(chunk)), { discard: true }),
+              execute(statements.counts(false))
             )
           ),
         { discard: true }

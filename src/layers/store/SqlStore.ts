@@ -21,8 +21,8 @@ import { typedFailures, unexpectedFailure } from "./handleGuard.js"
 import { makeSqlHandle } from "./sqlHandle.js"
 import { lockKeyOf, type SqlHandleContext } from "./sqlHandleCore.js"
 import { makeMutex } from "./mutex.js"
-import { type ExclusiveWriter, execute, executeOn, makeStatements, type SqlText, type StatementDialect } from "./sqlStatements.js"
-import { makeWriteTransactions } from "./sqlTransaction.js"
+import { executeOn, makeStatements, type SqlText, type StatementDialect } from "./sqlStatements.js"
+import { type ExclusiveWriter, makeWriteTransactions } from "./sqlTransaction.js"
 import { firstProblem } from "../settingsCheck.js"
 import { defaultStoreSettings, makeNamespaceRegistry, resolveNamespace, type StoreSettings, storeSettingRules } from "./storeRules.js"
 import { forkSweeper } from "./sweeper.js"
@@ -106,21 +106,20 @@ export const make = (options: SqlStoreOptions = {}, hooks: SqlStoreHooks = {}) =
       lockWaitMillis,
       gate,
       onStatementStuck: hooks.onStatementStuck,
-      reader: hooks.reader,
-      writer
+      reader: hooks.reader
     }
     const listNamespaces: SqlText = { text: "SELECT owner, namespace FROM channel_state_counts WHERE row_count > 0", params: [] }
 
     yield* forkSweeper(config, {
       // On the reader when there is one, else on the client (the writer when the store has it).
       namespaces: (hooks.reader === undefined
-        ? execute<{ owner: string; namespace: string }>(sql, listNamespaces, writer)
+        ? context.writes.execute<{ owner: string; namespace: string }>(listNamespaces)
         : executeOn<{ owner: string; namespace: string }>(hooks.reader, listNamespaces)
       ).pipe(Effect.mapError(fromSqlError("sweep", "read"))),
       sweep: ({ owner, namespace }, limit) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => {
           const statement = makeStatements(dialect, owner, namespace).deleteExpired(now, limit)
-          return context.writes.statement(lockKeyOf(owner, namespace, config.ownerMaxEntries), execute(sql, statement, writer))
+          return context.writes.statement(lockKeyOf(owner, namespace, config.ownerMaxEntries), context.writes.execute(statement))
         }).pipe(
           Effect.map((rows) => rows.length),
           Effect.mapError(fromSqlError("sweep", "write", { owner, namespace })),

@@ -14,7 +14,7 @@ import { StateStoreError } from "../../StateStoreError.js"
 import { readSteps } from "./bulkRules.js"
 import { makeCoalescer } from "./coalescer.js"
 import { CHUNK, type SqlHandleCore } from "./sqlHandleCore.js"
-import { execute, type RowToWrite } from "./sqlStatements.js"
+import type { RowToWrite } from "./sqlStatements.js"
 import { checkKey, isLive, lastStepPerKey, oldestFirst, writeTimesOf } from "./storeRules.js"
 import { encodeJson } from "./valueRules.js"
 
@@ -243,7 +243,7 @@ export const makeSqlBatchWrites = <A>(core: SqlHandleCore<A>) =>
             else refusedHere.push({ key: row.key, error: caps.full("writeBatch", row.key, ns.overflow === "reject-new" ? "namespace" : "owner") })
           }
         }
-        for (const chunk of Arr.chunksOf(accepted, CHUNK)) yield* execute(sql, statements.upsertMany(chunk), ctx.writer)
+        for (const chunk of Arr.chunksOf(accepted, CHUNK)) yield* ctx.writes.execute(statements.upsertMany(chunk))
         if (accepted.length > 0) yield* caps.enforce("writeBatch", now)
         for (const { row, orEqualTo } of conditionalRows) {
           // Each in a savepoint: one that would overflow a cap is refused alone.

@@ -17,7 +17,7 @@ interface CountRow {
   readonly owner_rows?: number | string | null
 }
 
-/** Runs a statement (in the write's transaction): `execute`, or a backend's own way of running one. */
+/** Runs a statement (in the write's transaction): `WriteTransactions.execute`, or a backend's own way of running one. */
 export type Exec = <R extends object = Record<string, unknown>>(statement: SqlText) => Effect.Effect<ReadonlyArray<R>, SqlError>
 
 /** The cap checks of one namespace, run inside its write transactions (statements run by `exec`). */

@@ -20,7 +20,7 @@ import { executePrepared } from "./pgPrepared.js"
 import { type BusyGate, retryTransient, type Transient, transientReason } from "./retry.js"
 import { makeCaps } from "./sqlCaps.js"
 import { classify, fromSqlError, outcomeUnknown } from "./sqlFailure.js"
-import { type DbRow, type ExclusiveWriter, execute, executeOn, makeStatements, type RowTimes, type RowToWrite, type SqlText, type StatementDialect } from "./sqlStatements.js"
+import { type DbRow, executeOn, makeStatements, type RowTimes, type RowToWrite, type SqlText, type StatementDialect } from "./sqlStatements.js"
 import type { WriteTransactions } from "./sqlTransaction.js"
 import { checkKey, type ResolvedNamespace, writeTimes } from "./storeRules.js"
 import { decodeValue, encodeValue } from "./valueRules.js"
@@ -43,8 +43,6 @@ export interface SqlHandleContext {
   readonly onStatementStuck?: (() => void) | undefined
   /** A connection of its own for reads outside transactions (see `SqlStoreHooks.reader`). */
   readonly reader?: Connection | undefined
-  /** The writer connection, when the store owns its client (see `SqlStoreHooks.exclusiveClient`). */
-  readonly writer?: ExclusiveWriter | undefined
 }
 
 /** The lock a write of this namespace takes: the namespace's, or the owner's when an owner cap spans its namespaces. */
@@ -65,7 +63,7 @@ export const makeSqlHandleCore = <A>(ctx: SqlHandleContext, ns: ResolvedNamespac
    * named prepared statement, parsed once per connection (see pgPrepared).
    */
   const exec = <R extends object = Record<string, unknown>>(q: SqlText): Effect.Effect<ReadonlyArray<R>, SqlError> =>
-    dialect.backend === "pg" ? executePrepared<R>(sql, q) : execute<R>(sql, q, ctx.writer)
+    dialect.backend === "pg" ? executePrepared<R>(sql, q) : writes.execute<R>(q)
   const caps = makeCaps(statements, ns, ctx.ownerMaxEntries, dialect.backend, exec)
   const lockKey = lockKeyOf(owner, namespace, ctx.ownerMaxEntries)
   const { reader } = ctx

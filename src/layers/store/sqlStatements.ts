@@ -11,12 +11,9 @@
  *
  * @internal
  */
-import { type SqlClient, TransactionConnection } from "@effect/sql/SqlClient"
-import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
 import type { Connection } from "@effect/sql/SqlConnection"
-import type { Mutex } from "./mutex.js"
 import type { SqlError } from "@effect/sql/SqlError"
+import type * as Effect from "effect/Effect"
 import type { StoreBackend } from "../../KeyedStore.js"
 
 /** What the statements are written for. */
@@ -30,47 +27,6 @@ export interface StatementDialect {
 export interface SqlText {
   readonly text: string
   readonly params: ReadonlyArray<unknown>
-}
-
-/**
- * Runs a statement. Inside a transaction it goes straight to the transaction's connection
- * (its own `execute`, which prepares once per connection): the statement compiler, the
- * pool's acquirer and a span per statement are skipped — they cost more than SQLite takes to
- * answer, and the operation's own span covers the statement.
- *
- * Outside one it takes the client's connection for itself until the statement has run
- * (`reserve`, as a transaction takes it). Not the client's own `unsafe`: on SQLite that hands
- * its one connection out and lets go of it before the statement runs, so a fiber that yields
- * in between would run its statement inside another fiber's transaction begun meanwhile — a
- * claim answered `true` and then undone by that transaction's rollback. (Only SQLite's
- * statements come here outside a transaction: PostgreSQL's run as named prepared statements,
- * see pgPrepared.)
- *
- * With a store's {@link ExclusiveWriter}, the statement runs on that connection holding the
- * writer's lock instead: the same exclusion (transactions hold the lock from `BEGIN` to
- * their end), for a flag instead of a scoped reservation.
- */
-export const execute = <R extends object = Record<string, unknown>>(
-  sql: SqlClient,
-  statement: SqlText,
-  writer?: ExclusiveWriter | undefined
-): Effect.Effect<ReadonlyArray<R>, SqlError> =>
-  Effect.flatMap(Effect.serviceOption(TransactionConnection), (transaction) =>
-    Option.isSome(transaction)
-      ? executeOn<R>(transaction.value[0], statement)
-      : writer !== undefined
-        ? writer.lock.withLock(executeOn<R>(writer.connection, statement))
-        : Effect.scoped(Effect.flatMap(sql.reserve, (connection) => executeOn<R>(connection, statement)))
-  )
-
-/**
- * The writer connection of a SQLite store that owns its client: reserved for the store's
- * lifetime, so the client's own reservation is never taken again; every statement and
- * transaction of the store takes `lock` instead (see `SqlStoreHooks.exclusiveClient`).
- */
-export interface ExclusiveWriter {
-  readonly connection: Connection
-  readonly lock: Mutex
 }
 
 /** Runs a statement on `connection` itself, through its own `execute` (prepared once per connection, no compiler, no span). */

@@ -27,13 +27,60 @@ import * as Scope from "effect/Scope"
 import { type Mutex, makeMutex } from "./mutex.js"
 import { executePrepared } from "./pgPrepared.js"
 import { TURN_TIMEOUT_CODE } from "./sqlFailure.js"
-import { type ExclusiveWriter, execute, lockStatement, type SqlText, type StatementLock } from "./sqlStatements.js"
+import { executeOn, lockStatement, type SqlText, type StatementLock } from "./sqlStatements.js"
 
 /** Runs `effect` holding the lock named `lockKey` (PostgreSQL; SQLite's lock is the whole database). */
 export type UnderLock = <A, E, R>(lockKey: string, effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
 
-/** How writes take their lock. */
+/**
+ * The writer connection of a SQLite store that owns its client: reserved for the store's
+ * lifetime, so the client's own reservation is never taken again; every statement and
+ * transaction of the store takes `lock` instead (see `SqlStoreHooks.exclusiveClient`).
+ */
+export interface ExclusiveWriter {
+  readonly connection: Connection
+  readonly lock: Mutex
+}
+
+/** Runs one statement (see {@link WriteTransactions.execute}). */
+export type Execute = <R extends object = Record<string, unknown>>(statement: SqlText) => Effect.Effect<ReadonlyArray<R>, SqlError>
+
+/**
+ * Runs a statement. Inside a transaction it goes straight to the transaction's connection
+ * (its own `execute`, which prepares once per connection): the statement compiler, the
+ * pool's acquirer and a span per statement are skipped — they cost more than SQLite takes to
+ * answer, and the operation's own span covers the statement.
+ *
+ * Outside one it takes the client's connection for itself until the statement has run
+ * (`reserve`, as a transaction takes it). Not the client's own `unsafe`: on SQLite that hands
+ * its one connection out and lets go of it before the statement runs, so a fiber that yields
+ * in between would run its statement inside another fiber's transaction begun meanwhile — a
+ * claim answered `true` and then undone by that transaction's rollback.
+ *
+ * With a store's {@link ExclusiveWriter}, the statement runs on that connection holding the
+ * writer's lock instead: the same exclusion (transactions hold the lock from `BEGIN` to
+ * their end), for a flag instead of a scoped reservation.
+ */
+const makeExecute =
+  (sql: SqlClient.SqlClient, writer: ExclusiveWriter | undefined): Execute =>
+  <R extends object = Record<string, unknown>>(statement: SqlText) =>
+    Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (transaction) =>
+      Option.isSome(transaction)
+        ? executeOn<R>(transaction.value[0], statement)
+        : writer !== undefined
+          ? writer.lock.withLock(executeOn<R>(writer.connection, statement))
+          : Effect.scoped(Effect.flatMap(sql.reserve, (connection) => executeOn<R>(connection, statement)))
+    )
+
+/** How writes take their lock, and how the store runs a statement at all. */
 export interface WriteTransactions {
+  /**
+   * Runs one statement: in the current transaction when there is one, else on its own (see
+   * {@link makeExecute}). The one way the store's code runs a statement on the writer: a
+   * SQLite store that owns its client holds the client's one connection for its lifetime, so
+   * a statement that asked the client for it would wait forever.
+   */
+  readonly execute: Execute
   /** A transaction of several statements, holding the lock from its first one. */
   readonly transaction: UnderLock
   /**
@@ -97,9 +144,10 @@ export const makeWriteTransactions = (sql: SqlClient.SqlClient, lockWaitMillis: 
         inTurn(lockKey, commitFailureAsFailure(sql.withTransaction(Effect.zipRight(lock(lockKey), effect))))
       const single = <R extends object>(lockKey: string, statement: (lock: StatementLock | undefined) => SqlText) =>
         inTurn(lockKey, executePrepared<R>(sql, statement({ key: lockKey, timeout })))
-      return { transaction, statement: transaction, single }
+      return { execute: makeExecute(sql, undefined), transaction, statement: transaction, single }
     },
     orElse: () => {
+      const execute = makeExecute(sql, writer)
       // Prepared once per connection (the driver's statement cache), not re-prepared per transaction.
       const run = (conn: Connection, text: string) =>
         Effect.asVoid(conn.execute(text, [], undefined))
@@ -123,9 +171,10 @@ export const makeWriteTransactions = (sql: SqlClient.SqlClient, lockWaitMillis: 
         rollbackSavepoint: (conn, id) => run(conn, `ROLLBACK TO SAVEPOINT effect_sql_${id}`)
       })
       return {
+        execute,
         transaction: (_lockKey, effect) => commitFailureAsFailure(immediate(effect)),
         statement: (_lockKey, effect) => effect,
-        single: <R extends object>(_lockKey: string, statement: (lock: StatementLock | undefined) => SqlText) => execute<R>(sql, statement(undefined), writer)
+        single: <R extends object>(_lockKey: string, statement: (lock: StatementLock | undefined) => SqlText) => execute<R>(statement(undefined))
       }
     }
   })
