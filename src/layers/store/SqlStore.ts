@@ -82,7 +82,7 @@ export const make = (options: SqlStoreOptions = {}, hooks: SqlStoreHooks = {}) =
     const lockWaitMillis = Duration.toMillis(config.lockWait)
     // SQLite's lock is the whole file: while it is held, one operation polls it for everyone.
     const gate = backend === "sqlite" ? new BusyGate() : undefined
-    yield* migrate(lockWaitMillis).pipe(
+    const claimFunction = yield* migrate(lockWaitMillis).pipe(
       Effect.mapError((error) =>
         error._tag === "StateStoreError"
           ? error
@@ -106,7 +106,8 @@ export const make = (options: SqlStoreOptions = {}, hooks: SqlStoreHooks = {}) =
       lockWaitMillis,
       gate,
       onStatementStuck: hooks.onStatementStuck,
-      reader: hooks.reader
+      reader: hooks.reader,
+      claimFunction
     }
     const listNamespaces: SqlText = { text: "SELECT owner, namespace FROM channel_state_counts WHERE row_count > 0", params: [] }
 

@@ -150,6 +150,23 @@ export const makeSqlBatchWrites = <A>(core: SqlHandleCore<A>) =>
       return answersOf(rows, first, answer?.won ?? [])
     })
   /**
+   * PostgreSQL under an owner cap, when the database has the claim function: the claims
+   * waiting together in one call of it (`claimInFunction`: one round trip), the first claim of a
+   * key taking part. When the counters leave no room for all of them it wrote nothing, and the
+   * transaction decides (`claimBatch`: it makes room or refuses).
+   */
+  const claimInFunction = (rows: ReadonlyArray<RowToWrite>) =>
+    Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      const first = firstClaimOfEachKey(rows)
+      const answers = yield* writes.single<{ candidates: number; room: boolean; won: ReadonlyArray<string> | null }>(lockKey, (lock) =>
+        // `single` hands PostgreSQL's statements their lock: this path runs on PostgreSQL only.
+        statements.claimInFunction(now, [...first.values()], lock!, ns.maxEntries, ctx.ownerMaxEntries)
+      )
+      if (answers[0]?.room === false) return yield* writes.transaction(lockKey, claimBatch(rows))
+      return answersOf(rows, first, answers[0]?.won ?? [])
+    })
+  /**
    * SQLite: the claims waiting together in one autocommit statement while the counts leave
    * room for all of them (`claimIfCountsAllow`), the first claim of a key taking part. When it
    * wrote nothing — the counts leave no room, or every key is live — the transaction decides
@@ -167,14 +184,16 @@ export const makeSqlBatchWrites = <A>(core: SqlHandleCore<A>) =>
         written.map((row) => row.entry_key)
       )
     })
-  /** Whether a claim asks for its key's live row first (SQLite, owner caps); `claimAtOnce` looks within its statement. */
-  const claimsLookFirst = dialect.backend !== "pg" || ctx.ownerMaxEntries !== undefined
+  /** PostgreSQL's claims: one statement (`claimAtOnce`, or under an owner cap `claimInFunction`), or without the function the transaction. */
+  const pgClaim = ctx.ownerMaxEntries === undefined ? claimAtOnce : ctx.claimFunction ? claimInFunction : undefined
+  /** Whether a claim asks for its key's live row first (SQLite; PostgreSQL's transaction); the statements look within themselves. */
+  const claimsLookFirst = dialect.backend !== "pg" || pgClaim === undefined
   const claims = yield* makeCoalescer(
     (rows: ReadonlyArray<RowToWrite>) =>
       run(
         "registerIfAbsent",
         "write",
-        dialect.backend === "sqlite" ? claimInOneStatement(rows) : claimsLookFirst ? writes.transaction(lockKey, claimBatch(rows)) : claimAtOnce(rows)
+        dialect.backend === "sqlite" ? claimInOneStatement(rows) : pgClaim !== undefined ? pgClaim(rows) : writes.transaction(lockKey, claimBatch(rows))
       ),
     {
       maxBatch: CHUNK,

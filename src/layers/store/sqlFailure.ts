@@ -15,6 +15,9 @@ interface DriverError {
   readonly message?: unknown
 }
 
+/** Whether the server refused the statement for want of a privilege (PostgreSQL's 42501). */
+export const isInsufficientPrivilege = (error: SqlError): boolean => driverError(error).code === "42501"
+
 const driverError = (error: SqlError): DriverError => {
   const cause = error.cause
   return typeof cause === "object" && cause !== null ? (cause as DriverError) : {}

@@ -43,6 +43,8 @@ export interface SqlHandleContext {
   readonly onStatementStuck?: (() => void) | undefined
   /** A connection of its own for reads outside transactions (see `SqlStoreHooks.reader`). */
   readonly reader?: Connection | undefined
+  /** PostgreSQL: the database has the claim function (see migrations' `CLAIM_FUNCTION`). */
+  readonly claimFunction: boolean
 }
 
 /** The lock a write of this namespace takes: the namespace's, or the owner's when an owner cap spans its namespaces. */

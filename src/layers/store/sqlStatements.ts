@@ -116,6 +116,13 @@ export const lockStatement = (lock: StatementLock): SqlText => {
   return { text: advisoryLock(p, lock), params: p.values }
 }
 
+/**
+ * PostgreSQL: the function a claim under an owner cap runs as its one statement (created by
+ * the migrations, see `CREATE_CLAIM_FUNCTION` there). Its name carries its version: a changed
+ * body gets a new name, so processes of two versions can share a database.
+ */
+export const CLAIM_FUNCTION = "channel_state_claim_v1"
+
 const COLUMNS = "owner, namespace, entry_key, value_json, created_at, expires_at"
 /** ANDed into a WHERE: true once `channel_state_lock` holds the lock (planned as a one-time filter). */
 const LOCK_GATE = " AND (SELECT locked IS NOT NULL FROM channel_state_lock)"
@@ -335,6 +342,33 @@ export const makeStatements = (dialect: StatementDialect, owner: string, namespa
       const value = p.v(row.json)
       const [created, expires] = timeParts(p, row.times)
       return done(p, `UPDATE ${E} SET value_json = ${value}, created_at = ${created}, expires_at = ${expires} WHERE ${asObserved(p, row.key, seen)} RETURNING entry_key`)
+    },
+    /**
+     * PostgreSQL, one statement: claims `rows` (distinct keys) under the namespace's lock
+     * through the claim function ({@link CLAIM_FUNCTION}), which sees what the lock's previous
+     * holder committed, and writes only while the row counters — the namespace's and, with
+     * `ownerMaxEntries`, the owner's total — leave room for every key. Answers one row:
+     * `candidates` (keys without a live row when it started), `room` (false: nothing was
+     * written, a transaction must decide), `won` (the keys written).
+     */
+    claimInFunction: (now: number, rows: ReadonlyArray<RowToWrite>, lock: StatementLock, maxEntries: number, ownerMaxEntries: number | undefined): SqlText => {
+      const p = start(now)
+      const at = (row: RowToWrite) => (row.times._tag === "At" ? row.times : undefined)
+      const args = [
+        lock.key,
+        lock.timeout,
+        owner,
+        namespace,
+        maxEntries,
+        ownerMaxEntries ?? null,
+        dialect.databaseClock ? null : now,
+        rows.map((row) => row.key),
+        rows.map((row) => row.json),
+        rows.map((row) => at(row)?.createdAt ?? null),
+        rows.map((row) => at(row)?.expiresAt ?? null),
+        rows.map((row) => (row.times._tag === "FromNow" ? row.times.ttlMillis : null))
+      ]
+      return done(p, `SELECT candidates, room, won FROM ${CLAIM_FUNCTION}(${args.map((arg) => p.v(arg)).join(", ")})`)
     },
     /** Deletes the row of `key` only while it is exactly as observed. Returns a row when it did. */
     deleteObserved: (now: number, key: string, seen: ObservedRow): SqlText => {
