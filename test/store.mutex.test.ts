@@ -30,6 +30,9 @@ const watched = () => {
 }
 
 /** Whether the lock is free now (taking and releasing it at once). */
+/** `n` steps of the calling fiber (yields). */
+const steps = (n: number) => Effect.repeatN(Effect.yieldNow(), n - 1).pipe((e) => (n <= 0 ? Effect.void : e))
+
 const isFree = (lock: ReturnType<typeof makeMutex>) => Effect.map(lock.withLockIfFree(Effect.void), Option.isSome)
 
 describe("store lock (mutex)", () => {
@@ -129,6 +132,37 @@ describe("store lock (mutex)", () => {
         expect(yield* Fiber.join(next)).toBe(round)
         expect(yield* isFree(lock)).toBe(true)
       }
+    })
+  )
+
+  it.effect("a fiber interrupted as it takes the lock — free, or just handed to it — while it yields every 10–40 steps never leaves the lock held (496 rounds)", () =>
+    Effect.gen(function* () {
+      // Found by the writer-lock attack on CI: the lock taken inside the interruptible part of
+      // withLock, and the fiber yielding (its step budget spent) before the release was set up;
+      // interrupted there, it left the lock held, and every later write waited forever.
+      const leaked: Array<string> = []
+      for (let maxOps = 10; maxOps <= 40; maxOps++) {
+        for (let lag = 0; lag < 8; lag++) {
+          const lock = makeMutex()
+          const taker = yield* Effect.fork(Effect.withMaxOpsBeforeYield(lock.withLock(Effect.void), maxOps))
+          yield* steps(lag)
+          yield* Fiber.interrupt(taker)
+          if (!(yield* isFree(lock))) leaked.push(`free lock, yields every ${maxOps}, interrupted after ${lag} steps`)
+
+          const handed = makeMutex()
+          const gate = yield* Deferred.make<void>()
+          const holder = yield* Effect.fork(handed.withLock(Deferred.await(gate)))
+          yield* Effect.yieldNow()
+          const waiter = yield* Effect.fork(Effect.withMaxOpsBeforeYield(handed.withLock(Effect.void), maxOps))
+          yield* Effect.yieldNow()
+          yield* Deferred.succeed(gate, undefined)
+          yield* steps(lag)
+          yield* Fiber.interrupt(waiter)
+          yield* Fiber.join(holder)
+          if (!(yield* isFree(handed))) leaked.push(`handed lock, yields every ${maxOps}, interrupted ${lag} steps after the release`)
+        }
+      }
+      expect(leaked).toEqual([])
     })
   )
 

@@ -35,7 +35,8 @@ export interface Mutex {
 }
 
 interface Waiter {
-  readonly resume: (effect: Effect.Effect<void>) => void
+  /** Wakes the waiting fiber (set once it waits). */
+  resume: ((effect: Effect.Effect<void>) => void) | undefined
   /** The lock was handed to this waiter (its fiber owns it from then on). */
   granted: boolean
   /** The waiter was interrupted before the lock reached it: it is skipped. */
@@ -58,7 +59,7 @@ export const makeMutex = (): Mutex => {
         head = 0
       }
       next.granted = true
-      next.resume(Effect.void)
+      next.resume?.(Effect.void)
       return
     }
     waiting = []
@@ -66,24 +67,40 @@ export const makeMutex = (): Mutex => {
     held = false
   }
   const released = Effect.sync(release)
-  const take: Effect.Effect<void> = Effect.suspend(() => {
-    if (!held) {
-      held = true
-      return Effect.void
-    }
-    return Effect.async<void>((resume) => {
-      const waiter: Waiter = { resume, granted: false, cancelled: false }
-      waiting.push(waiter)
-      // Interrupted while waiting: leave the queue — or, when the lock reached this waiter at
-      // the same time, pass it on.
-      return Effect.sync(() => {
-        if (waiter.granted) release()
-        else waiter.cancelled = true
-      })
+  /** Until the lock reaches `waiter` (queued already; granted at once if it came meanwhile). */
+  const waitFor = (waiter: Waiter) =>
+    Effect.async<void>((resume) => {
+      if (waiter.granted) resume(Effect.void)
+      else waiter.resume = resume
     })
-  })
+  /**
+   * Interrupted while waiting, or just after the lock reached it: the waiter leaves the queue,
+   * or passes the lock on. Run where interruption is masked, outside the interruptible wait, so
+   * that it also covers an interruption seen right after the wait ended.
+   */
+  const leave = (waiter: Waiter) =>
+    Effect.sync(() => {
+      if (waiter.granted) release()
+      else waiter.cancelled = true
+    })
+  /**
+   * Takes the lock and runs `holding` (which must release it however it ends), in one step
+   * while the lock is free: the flag and the release are set up with interruption masked
+   * (taking the lock inside an interruptible region would let an interruption seen at the next
+   * step leave it held for good); `restore` makes only the wait interruptible.
+   */
+  const acquire = <A, E, R>(restore: <X, Y, Z>(e: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>, holding: Effect.Effect<A, E, R>) =>
+    Effect.suspend(() => {
+      if (!held) {
+        held = true
+        return holding
+      }
+      const waiter: Waiter = { resume: undefined, granted: false, cancelled: false }
+      waiting.push(waiter)
+      return Effect.zipRight(Effect.onInterrupt(restore(waitFor(waiter)), () => leave(waiter)), holding)
+    })
   return {
-    withLock: (effect) => Effect.uninterruptibleMask((restore) => Effect.zipRight(restore(take), Effect.ensuring(restore(effect), released))),
+    withLock: (effect) => Effect.uninterruptibleMask((restore) => acquire(restore, Effect.ensuring(restore(effect), released))),
     withLockIfFree: (effect) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.suspend(() => {
@@ -92,6 +109,6 @@ export const makeMutex = (): Mutex => {
           return Effect.ensuring(Effect.map(restore(effect), Option.some), released)
         })
       ),
-    lockIn: (scope) => Effect.zipRight(take, Scope.addFinalizer(scope, released))
+    lockIn: (scope) => acquire((waiting) => waiting, Scope.addFinalizer(scope, released))
   }
 }
