@@ -14,10 +14,11 @@
  * failure this test is built to catch.
  */
 import * as path from "node:path"
-import { describe, expect, it } from "@effect/vitest"
+import { expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Feishu from "../src/channels/FeishuMessageDedupe.js"
 import { pgBackend, pgUrl } from "./support/backends.js"
+import { describePg } from "./support/describePg.js"
 import { COMMAND_PLUGIN, type CommandWorkerLine, commandClient, feishuStoreKey } from "./support/claimCommandWorker.js"
 import { entryRows } from "./support/entryRows.js"
 import { eventually } from "./support/eventually.js"
@@ -70,38 +71,36 @@ const skewed = (clock: "database" | "application") =>
     return { owner, ahead, m1Before, m1After, m2Before, m2AfterSweep, skewedAnswers, planted, problems }
   })
 
-if (pgUrl) {
-  describe("clock skew on PostgreSQL", () => {
-    it.scopedLive(
-      "a process 10 minutes ahead neither takes another's live claim (InFlight) nor sweeps it; once the owner finalizes it sees a Duplicate",
-      () =>
-        Effect.gen(function* () {
-          const run = yield* skewed("database")
-          expect(run.skewedAnswers, "the skewed process's claims of a live claim").toEqual(["InFlight", "InFlight", "InFlight"])
-          expect(run.m1After, "the live claim after the skewed process asked for it").toEqual(run.m1Before)
-          expect(run.planted, "the expired row planted for the skewed process's sweeper").toBeUndefined()
-          expect(run.m2AfterSweep, "the owner's live claim after the skewed process's sweeper ran").toEqual(run.m2Before)
-          expect(yield* run.owner.finalize("m1")).toBe("done")
-          expect(yield* run.owner.finalize("m2")).toBe("done")
-          expect([yield* run.ahead.claim("m1"), yield* run.ahead.claim("m2")], "the skewed process, once the owner finalized").toEqual(["Duplicate", "Duplicate"])
-          expect(run.problems.owner).toEqual([])
-          expect(run.problems.skewed).toEqual([])
-        }),
-      120_000
-    )
+describePg("clock skew on PostgreSQL", () => {
+  it.scopedLive(
+    "a process 10 minutes ahead neither takes another's live claim (InFlight) nor sweeps it; once the owner finalizes it sees a Duplicate",
+    () =>
+      Effect.gen(function* () {
+        const run = yield* skewed("database")
+        expect(run.skewedAnswers, "the skewed process's claims of a live claim").toEqual(["InFlight", "InFlight", "InFlight"])
+        expect(run.m1After, "the live claim after the skewed process asked for it").toEqual(run.m1Before)
+        expect(run.planted, "the expired row planted for the skewed process's sweeper").toBeUndefined()
+        expect(run.m2AfterSweep, "the owner's live claim after the skewed process's sweeper ran").toEqual(run.m2Before)
+        expect(yield* run.owner.finalize("m1")).toBe("done")
+        expect(yield* run.owner.finalize("m2")).toBe("done")
+        expect([yield* run.ahead.claim("m1"), yield* run.ahead.claim("m2")], "the skewed process, once the owner finalized").toEqual(["Duplicate", "Duplicate"])
+        expect(run.problems.owner).toEqual([])
+        expect(run.problems.skewed).toEqual([])
+      }),
+    120_000
+  )
 
-    it.scopedLive(
-      'control: with clock: "application" the same skewed process takes the live claim and sweeps the other (the failure the test above catches)',
-      () =>
-        Effect.gen(function* () {
-          const run = yield* skewed("application")
-          expect(run.skewedAnswers[0], "the skewed process's first claim of a live claim, by its own clock").toBe("Claimed")
-          expect(run.planted).toBeUndefined()
-          expect(run.m2AfterSweep, "the owner's live claim, swept by the skewed process's clock").toBeUndefined()
-          // The owner's late settles are fenced: it no longer holds m1.
-          expect(yield* run.owner.finalize("m1")).toBe("stale")
-        }),
-      120_000
-    )
-  })
-}
+  it.scopedLive(
+    'control: with clock: "application" the same skewed process takes the live claim and sweeps the other (the failure the test above catches)',
+    () =>
+      Effect.gen(function* () {
+        const run = yield* skewed("application")
+        expect(run.skewedAnswers[0], "the skewed process's first claim of a live claim, by its own clock").toBe("Claimed")
+        expect(run.planted).toBeUndefined()
+        expect(run.m2AfterSweep, "the owner's live claim, swept by the skewed process's clock").toBeUndefined()
+        // The owner's late settles are fenced: it no longer holds m1.
+        expect(yield* run.owner.finalize("m1")).toBe("stale")
+      }),
+    120_000
+  )
+})

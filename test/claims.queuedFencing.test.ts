@@ -7,11 +7,12 @@
  * the queued release replaces the queued finalize (one change per key) and, when the store is
  * back, deletes the claim row: the finalized message is claimable again — handled twice.
  */
-import { describe, expect, it } from "@effect/vitest"
+import { expect, it } from "@effect/vitest"
 import { type Context, Effect, Exit, Layer, Logger, Scope } from "effect"
 import { BlueBubblesInboundDedupe } from "../src/channels/BlueBubblesInboundDedupe.js"
 import * as PluginRuntime from "../src/PluginRuntime.js"
 import { freshPgDatabase, pgUrl } from "./support/backends.js"
+import { describePg } from "./support/describePg.js"
 import { eventually } from "./support/eventually.js"
 import { tcpProxy } from "./support/outages.js"
 import { pgRowReader } from "./support/storedRows.js"
@@ -37,7 +38,7 @@ const openInstance = (url: string) =>
     }
   })
 
-describe.runIf(pgUrl !== undefined)("queued settles stay fenced against each other (pg)", () => {
+describePg("queued settles stay fenced against each other (pg)", () => {
   it.scopedLive("finalize (queued) then a late release (queued): the message stays a duplicate", () =>
     Effect.gen(function* () {
       const { url } = yield* freshPgDatabase(pgUrl!)
