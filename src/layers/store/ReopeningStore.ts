@@ -8,7 +8,6 @@
  */
 import { fairly, fairlyUnlessInline } from "../fairScheduler.js"
 import * as Clock from "effect/Clock"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
@@ -16,6 +15,7 @@ import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import { KeyedStore, type NamespaceHandle, type NamespaceOptions, type StoreBackend } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
+import { makeInFlight } from "./inFlight.js"
 import { realSleep } from "./retry.js"
 import { unexpectedFailure } from "./handleGuard.js"
 import { makeNamespaceRegistry, resolveNamespace } from "./storeRules.js"
@@ -73,31 +73,17 @@ export const make = (options: ReopeningOptions): Effect.Effect<KeyedStore["Type"
     // a pooled connection when the pool ends would otherwise never settle.
     const databases = yield* Scope.fork(outer, ExecutionStrategy.sequential)
     let closed = false
-    let running = 0
-    let drained: Deferred.Deferred<void> | undefined
+    const inFlight = makeInFlight()
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
         closed = true
-        if (running > 0) {
-          drained = yield* Deferred.make<void>()
-          yield* Effect.interruptible(Effect.raceFirst(Deferred.await(drained), realSleep(CLOSE_WAIT_MILLIS)))
-        }
+        if (inFlight.running() > 0) yield* Effect.interruptible(Effect.raceFirst(inFlight.drained, realSleep(CLOSE_WAIT_MILLIS)))
         yield* Scope.close(databases, Exit.void)
       })
     )
     const closedError = new StateStoreError({ reason: "Unavailable", operation: "open", detail: `the store at ${options.location} is closed (its runtime was disposed)` })
     /** Runs an operation, counted while it runs so that closing waits for it. */
-    const tracked = <R>(effect: Effect.Effect<R, StateStoreError>) =>
-      Effect.suspend(() => {
-        running++
-        return Effect.ensuring(
-          effect,
-          Effect.suspend(() => {
-            running--
-            return running === 0 && drained !== undefined ? Deferred.succeed(drained, undefined) : Effect.void
-          })
-        )
-      })
+    const tracked = inFlight.tracked
 
     /**
      * An open failure, as operations see it while the database cannot be opened: an outage

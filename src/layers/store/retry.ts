@@ -84,11 +84,18 @@ export const retryTransient =
             if (pause > left) return Effect.fail(error)
             const pauseThenTry = (asPoller: boolean) => Effect.zipRight(realSleep(pause), attempt(busyAttempts + 1, unavailableAttempts, asPoller))
             if (gate === undefined || polling) return pauseThenTry(polling)
-            const waiting = gate.wait
-            // Someone polls the database already: wait for their attempts to end, then try.
-            if (waiting !== undefined) return Effect.zipRight(Effect.raceFirst(waiting, realSleep(left)), attempt(busyAttempts, unavailableAttempts, false))
-            gate.claim()
-            return Effect.ensuring(pauseThenTry(true), Effect.suspend(() => gate.release()))
+            // Becoming the poller and setting up the gate's release are one masked step: an
+            // interruption between the two would leave the gate closed, and every later write
+            // would wait out its whole lockWait behind a poller that is gone.
+            return Effect.uninterruptibleMask((restore) =>
+              Effect.suspend(() => {
+                const waiting = gate.wait
+                // Someone polls the database already: wait for their attempts to end, then try.
+                if (waiting !== undefined) return restore(Effect.zipRight(Effect.raceFirst(waiting, realSleep(left)), attempt(busyAttempts, unavailableAttempts, false)))
+                gate.claim()
+                return Effect.ensuring(restore(pauseThenTry(true)), Effect.suspend(() => gate.release()))
+              })
+            )
           }
           const attempt = (busyAttempts: number, unavailableAttempts: number, polling: boolean): Effect.Effect<A, E, R> =>
             Effect.catchAll(effect, (error) => again(error, busyAttempts, unavailableAttempts, polling))
