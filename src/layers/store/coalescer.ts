@@ -51,23 +51,25 @@ export const makeCoalescer = <Req, Res, E>(
     const answerAll = (batch: ReadonlyArray<Waiting<Req, Res, E>>, exit: Exit.Exit<ReadonlyArray<Res>, E>) =>
       Effect.forEach(batch, (waiting, i) => Deferred.done(waiting.answer, Exit.map(exit, (results) => results[i] as Res)), { discard: true })
     const closedExit = Exit.fail(options.closed)
+    // A batch taken is answered however the fiber ends: it is taken, and from then on handled,
+    // with interruption masked (interrupted between the two, its callers would wait forever).
     const loop = Effect.forever(
-      Effect.flatMap(Queue.takeBetween(queue, 1, options.maxBatch), (taken) => {
-        const batch = Chunk.toReadonlyArray(taken)
-        batchPending = true
-        return Effect.uninterruptibleMask((restore) =>
-          Effect.flatMap(
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(restore(Queue.takeBetween(queue, 1, options.maxBatch)), (taken) => {
+          const batch = Chunk.toReadonlyArray(taken)
+          batchPending = true
+          return Effect.flatMap(
             Effect.exit(restore(running.withLock(run(batch.map((waiting) => waiting.request)))).pipe(Effect.onInterrupt(() => answerAll(batch, closedExit)))),
             (exit) => (Exit.isInterrupted(exit) ? Effect.interrupt : answerAll(batch, exit))
+          ).pipe(
+            Effect.ensuring(
+              Effect.sync(() => {
+                batchPending = false
+              })
+            )
           )
-        ).pipe(
-          Effect.ensuring(
-            Effect.sync(() => {
-              batchPending = false
-            })
-          )
-        )
-      })
+        })
+      )
     )
     yield* Scope.addFinalizer(
       options.scope,
