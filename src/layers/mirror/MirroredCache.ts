@@ -95,11 +95,13 @@ const makeLocalChanges = (): LocalChanges => {
       mark++
       if (away > 0) changedAt.set(key, mark)
     },
+    // Counted in and out with interruption masked: a step interrupted at its first step would
+    // otherwise stay away for good, and every change after it be remembered forever.
     watching: (effect) =>
-      Effect.suspend(() => {
+      Effect.uninterruptibleMask((restore) => {
         away++
         return Effect.ensuring(
-          effect(mark),
+          restore(effect(mark)),
           Effect.sync(() => {
             away--
             if (away === 0) changedAt.clear()
