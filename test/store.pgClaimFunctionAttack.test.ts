@@ -24,9 +24,10 @@ import * as PgStore from "../src/layers/store/PgStore.js"
 import { CLAIM_FUNCTION } from "../src/layers/store/sqlStatements.js"
 import type { StoreSettings } from "../src/layers/store/storeRules.js"
 import { StateStoreError } from "../src/StateStoreError.js"
-import { freshPgDatabase, pgClientLayer, pgUrl } from "./support/backends.js"
+import { freshPgDatabase, pgClientLayer, pgUrl, tempDir } from "./support/backends.js"
+import type { ClaimFunctionWorkerLine } from "./support/claimFunctionWorker.js"
 import { describePg } from "./support/describePg.js"
-import { type ChildExit, repoRoot, resultLineOf, spawnLineProcess } from "./support/lineProcess.js"
+import { type ChildExit, resultLineOf, spawnLineProcess } from "./support/lineProcess.js"
 
 const OWNER = "o"
 const TTL = 600_000
@@ -142,59 +143,8 @@ const mixedStores = (settings: Partial<StoreSettings> & { clock?: "database" | "
     return { url, admin, without, withFn }
   })
 
-/** The worker the processes test spawns (written at run time beside the tests, removed after). */
-const WORKER_SOURCE = `import { Effect, Either, Schema } from "effect"
-import { KeyedStore } from "../../src/KeyedStore.js"
-import * as PgStore from "../../src/layers/store/PgStore.js"
-import { say, waitForGo } from "../support/workerIo.js"
-const [url, goFile, worker = "?", roundsText = "5"] = process.argv.slice(2)
-const rounds = Number(roundsText)
-let seed = [...worker].reduce((a, c) => a * 31 + c.charCodeAt(0), 11) & 0x7fffffff
-const random = (n) => {
-  seed = (seed * 1103515245 + 12345) & 0x7fffffff
-  return Math.floor((seed / 0x7fffffff) * n)
-}
-const program = Effect.gen(function* () {
-  const store = yield* KeyedStore
-  const a = yield* store.open({ owner: "o", namespace: "a", schema: Schema.String, maxEntries: 4, overflow: "reject-new", ttl: 600000 })
-  const b = yield* store.open({ owner: "o", namespace: "b", schema: Schema.String, maxEntries: 3, overflow: "evict-oldest", ttl: 600000 })
-  const race = yield* store.open({ owner: "r", namespace: "race", schema: Schema.String, maxEntries: 100, ttl: 600000 })
-  say({ type: "ready", worker })
-  yield* waitForGo(goFile, 180000)
-  const won = []
-  const odd = []
-  for (let round = 0; round < rounds; round++) {
-    const ops = Array.from({ length: 40 }, () => {
-      const h = random(2) === 0 ? a : b
-      const key = "k" + random(8)
-      const now = Date.now()
-      switch (random(8)) {
-        case 0: case 1: case 2: return Effect.either(h.registerIfAbsent(key, worker))
-        case 3: return Effect.either(h.registerIfAbsent(key, worker, { ttl: "30 millis" }))
-        case 4: return Effect.either(h.register(key, worker))
-        case 5: return Effect.either(h.delete(key))
-        case 6: return Effect.either(h.consume(key))
-        default: return Effect.either(h.writeBatch([{ _tag: "Register", key, value: worker, createdAt: now, expiresAt: now + 600000 }, { _tag: "Delete", key: "k" + random(8) }]))
-      }
-    })
-    const races = Array.from({ length: 4 }, () => Effect.either(race.registerIfAbsent("r" + round, worker)))
-    const answers = yield* Effect.all([...races, ...ops], { concurrency: "unbounded" })
-    answers.forEach((answer, i) => {
-      if (Either.isLeft(answer)) { if (answer.left.reason !== "LimitExceeded") odd.push(answer.left.reason + ": " + answer.left.detail) }
-      else if (i < races.length && answer.right === true) won.push("r" + round)
-    })
-  }
-  return { type: "result", worker, won, odd }
-})
-Effect.runPromiseExit(Effect.scoped(Effect.provide(Effect.map(program, say), PgStore.layer({ url, ownerMaxEntries: 6, sweepInterval: "20 millis" })))).then((exit) => {
-  if (exit._tag === "Failure") {
-    say({ type: "fatal", worker, message: String(exit.cause) })
-    process.exitCode = 1
-  }
-})
-`
 
-type WorkerOut = { readonly type: "ready"; readonly worker: string } | { readonly type: "result"; readonly worker: string; readonly won: ReadonlyArray<string>; readonly odd: ReadonlyArray<string> }
+type WorkerOut = ClaimFunctionWorkerLine
 
 const numberNs = (namespace: string, extra: Partial<NamespaceOptions<number, number>> = {}) =>
   ({ owner: OWNER, namespace, schema: Schema.Number, maxEntries: 1_000, ttl: TTL, ...extra }) as NamespaceOptions<number, number>
@@ -471,12 +421,8 @@ describePg("attacks on PostgreSQL's one-call claim under an owner cap", () => {
       const { url } = yield* freshPgDatabase(pgUrl!)
       yield* Effect.scoped(Layer.build(PgStore.layer({ url })))
       const admin = yield* rawClient(url)
-      const dir = yield* Effect.acquireRelease(
-        Effect.sync(() => fs.mkdtempSync(path.join(repoRoot, "test", ".claimFunctionAttack-"))),
-        (made) => Effect.sync(() => fs.rmSync(made, { recursive: true, force: true }))
-      )
-      const script = path.join(dir, "worker.ts")
-      fs.writeFileSync(script, WORKER_SOURCE)
+      const dir = yield* tempDir
+      const script = path.join("test", "support", "claimFunctionWorker.ts")
       const goFile = path.join(dir, "go")
       const definition = (yield* query(admin, "SELECT pg_get_functiondef($1::regprocedure) AS def", [SIGNATURE])).rows[0].def as string
       yield* query(admin, `DROP FUNCTION ${CLAIM_FUNCTION}`)
