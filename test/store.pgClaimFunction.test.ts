@@ -15,37 +15,17 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { expect, it } from "@effect/vitest"
-import { Context, Effect, Either, Fiber, Layer, Schema } from "effect"
+import { Effect, Either, Fiber, Layer, Schema } from "effect"
 import { KeyedStore, type NamespaceHandle } from "../src/KeyedStore.js"
 import * as PgStore from "../src/layers/store/PgStore.js"
 import { SCHEMA_VERSION, storedSchemaVersion } from "../src/layers/store/migrations.js"
 import { CLAIM_FUNCTION } from "../src/layers/store/sqlStatements.js"
 import { freshPgDatabase, pgClientLayer, pgUrl } from "./support/backends.js"
+import { dropClaimFunction, hasClaimFunction, query, rawClient, roleWithoutCreate, untilAdvisoryWaiters } from "./support/pgSessions.js"
 import { describePg } from "./support/describePg.js"
 
 const OWNER = "o"
 const TTL = 600_000
-
-/** A connection of its own to `url` (a pooled one, reserved), let go with the scope. */
-const rawClient = (url: string) => Effect.flatMap(Layer.build(pgClientLayer(url)), (context) => Effect.orDie(Context.get(context, SqlClient).reserve))
-
-/** Runs `text` on `client` as it is (its own transaction state: BEGIN and COMMIT are the caller's). */
-const query = (client: Connection, text: string, values: ReadonlyArray<unknown> = []) =>
-  // biome-ignore lint/suspicious/noExplicitAny: rows of ad-hoc queries
-  Effect.map(Effect.orDie(client.execute(text, values, undefined)), (rows) => ({ rows: rows as ReadonlyArray<any> }))
-
-/** Waits until some session waits for an advisory lock in this database (the claim, queued behind the holder). */
-const untilAdvisoryWaiter = (watcher: Connection) =>
-  Effect.gen(function* () {
-    for (;;) {
-      const result = yield* query(
-        watcher,
-        "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-      )
-      if (result.rows[0].n > 0) return
-      yield* Effect.sleep("10 millis")
-    }
-  })
 
 const insertRow = (client: Connection, namespace: string, key: string, value: number, expiresAt = Date.now() + TTL) =>
   query(client, "INSERT INTO channel_state_entries (owner, namespace, entry_key, value_json, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)", [
@@ -88,7 +68,7 @@ const fixture = (clock: Clock, ownerMaxEntries: number) =>
         yield* query(holder, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [OWNER])
         yield* meanwhile
         const claiming = yield* Effect.fork(claim)
-        yield* untilAdvisoryWaiter(watcher)
+        yield* untilAdvisoryWaiters(watcher)
         yield* query(holder, "COMMIT")
         return yield* Fiber.join(claiming)
       })
@@ -163,18 +143,9 @@ describePg("PostgreSQL's claim under an owner cap, in one call", () => {
       // The schema, made by a role that may (the function with it), then the function dropped.
       yield* Effect.scoped(Layer.build(PgStore.layer({ url })))
       const admin = yield* rawClient(url)
-      yield* query(admin, `DROP FUNCTION ${CLAIM_FUNCTION}`)
-      const role = `cs_nocreate_${process.pid}_${Date.now().toString(36)}`
-      yield* Effect.acquireRelease(
-        Effect.zipRight(
-          query(admin, `CREATE ROLE ${role} LOGIN`),
-          query(admin, `REVOKE CREATE ON SCHEMA public FROM PUBLIC; GRANT USAGE ON SCHEMA public TO ${role}; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role}`)
-        ),
-        () => Effect.zipRight(query(admin, `DROP OWNED BY ${role}`), query(admin, `DROP ROLE ${role}`))
-      )
-      const asRole = new URL(url)
-      asRole.username = role
-      const context = yield* Layer.build(PgStore.layer({ url: asRole.toString(), ownerMaxEntries: 2 }))
+      yield* dropClaimFunction(admin)
+      const asRole = yield* roleWithoutCreate(admin, url)
+      const context = yield* Layer.build(PgStore.layer({ url: asRole, ownerMaxEntries: 2 }))
       const store = Effect.runSync(Effect.provide(KeyedStore, context))
       const h = yield* store.open({ owner: OWNER, namespace: "a", schema: Schema.Number, maxEntries: 100, ttl: TTL })
       const answers = yield* Effect.forEach(["x", "y", "x", "z"], (key) => Effect.either(h.registerIfAbsent(key, 1)), { concurrency: "unbounded" })
@@ -182,8 +153,7 @@ describePg("PostgreSQL's claim under an owner cap, in one call", () => {
       expect([x, xAgain]).toEqual([true, false])
       // Room for one more: one of y and z, the other refused.
       expect([y, z].sort()).toEqual(["LimitExceeded", true].sort())
-      const found = yield* query(admin, "SELECT to_regprocedure($1) IS NOT NULL AS found", [`${CLAIM_FUNCTION}(text, text, text, text, bigint, bigint, bigint, text[], text[], bigint[], bigint[], bigint[])`])
-      expect(found.rows[0].found).toBe(false)
+      expect(yield* hasClaimFunction(admin)).toBe(false)
     })
   )
 

@@ -15,16 +15,16 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { SqlClient } from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { expect, it } from "@effect/vitest"
-import { Cause, Context, Effect, Either, Exit, Fiber, Layer, Option, Ref, Schedule, Schema, TestClock } from "effect"
+import { Cause, Effect, Either, Exit, Fiber, Layer, Option, Ref, Schema, TestClock } from "effect"
 import { KeyedStore, type NamespaceHandle, type NamespaceOptions } from "../src/KeyedStore.js"
 import * as PgStore from "../src/layers/store/PgStore.js"
-import { CLAIM_FUNCTION } from "../src/layers/store/sqlStatements.js"
 import type { StoreSettings } from "../src/layers/store/storeRules.js"
 import { StateStoreError } from "../src/StateStoreError.js"
-import { freshPgDatabase, pgClientLayer, pgUrl, tempDir } from "./support/backends.js"
+import { bounded, prng } from "./support/attackTools.js"
+import { freshPgDatabase, pgUrl, tempDir } from "./support/backends.js"
+import { dropClaimFunction, hasClaimFunction, query, rawClient, roleWithoutCreate, untilAdvisoryWaiters } from "./support/pgSessions.js"
 import type { ClaimFunctionWorkerLine } from "./support/claimFunctionWorker.js"
 import { describePg } from "./support/describePg.js"
 import { type ChildExit, resultLineOf, spawnLineProcess } from "./support/lineProcess.js"
@@ -32,33 +32,6 @@ import { type ChildExit, resultLineOf, spawnLineProcess } from "./support/linePr
 const OWNER = "o"
 const TTL = 600_000
 const MAX_EXPIRY = 8_640_000_000_000_000
-const SIGNATURE = `${CLAIM_FUNCTION}(text, text, text, text, bigint, bigint, bigint, text[], text[], bigint[], bigint[], bigint[])`
-
-/** A deterministic PRNG (mulberry32): a failing mix can be replayed. */
-const prng = (seed: number) => {
-  let a = seed >>> 0
-  return (n: number) => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n)
-  }
-}
-
-/** A bound on a wait a lost wake-up would make endless: a hang fails the test instead. */
-const bounded = <A, E, R>(what: string, effect: Effect.Effect<A, E, R>, seconds = 60) =>
-  Effect.flatMap(Effect.timeoutOption(effect, `${seconds} seconds`), (answer) =>
-    Option.isSome(answer) ? Effect.succeed(answer.value) : Effect.dieMessage(`hung: ${what} did not finish within ${seconds} s`)
-  )
-
-/** A connection of its own to `url` (a pooled one, reserved), let go with the scope. */
-const rawClient = (url: string) => Effect.flatMap(Layer.build(pgClientLayer(url)), (context) => Effect.orDie(Context.get(context, SqlClient).reserve))
-
-/** Runs `text` on `client` as it is. */
-const query = (client: Connection, text: string, values: ReadonlyArray<unknown> = []) =>
-  // biome-ignore lint/suspicious/noExplicitAny: rows of ad-hoc queries
-  Effect.map(Effect.orDie(client.execute(text, values, undefined)), (rows) => ({ rows: rows as ReadonlyArray<any> }))
 
 const dbNow = (client: Connection) =>
   Effect.map(query(client, "SELECT floor(extract(epoch from clock_timestamp()) * 1000)::bigint::text AS now"), (r) => Number(r.rows[0].now))
@@ -122,22 +95,11 @@ const mixedStores = (settings: Partial<StoreSettings> & { clock?: "database" | "
     const { url } = yield* freshPgDatabase(pgUrl!)
     yield* Effect.scoped(Layer.build(PgStore.layer({ url })))
     const admin = yield* rawClient(url)
-    const definition = (yield* query(admin, "SELECT pg_get_functiondef($1::regprocedure) AS def", [SIGNATURE])).rows[0].def as string
-    yield* query(admin, `DROP FUNCTION ${CLAIM_FUNCTION}`)
-    const role = `cs_attack_${process.pid}_${Date.now().toString(36)}`
-    yield* Effect.acquireRelease(
-      Effect.zipRight(
-        query(admin, `CREATE ROLE ${role} LOGIN`),
-        query(admin, `REVOKE CREATE ON SCHEMA public FROM PUBLIC; GRANT USAGE ON SCHEMA public TO ${role}; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role}`)
-      ),
-      () => Effect.zipRight(query(admin, `DROP OWNED BY ${role}`), query(admin, `DROP ROLE ${role}`))
-    )
-    const asRole = new URL(url)
-    asRole.username = role
-    const without = yield* storeOf(asRole.toString(), settings)
+    const definition = yield* dropClaimFunction(admin)
+    const asRole = yield* roleWithoutCreate(admin, url)
+    const without = yield* storeOf(asRole, settings)
     yield* query(admin, definition)
-    const found = yield* query(admin, "SELECT to_regprocedure($1) IS NOT NULL AS found", [SIGNATURE])
-    expect(found.rows[0].found).toBe(true)
+    expect(yield* hasClaimFunction(admin)).toBe(true)
     const withFn: Array<Store> = []
     for (let i = 0; i < withFunction; i++) withFn.push(yield* storeOf(url, settings))
     return { url, admin, without, withFn }
@@ -356,17 +318,7 @@ describePg("attacks on PostgreSQL's one-call claim under an owner cap", () => {
         const holder = yield* rawClient(url)
         const second = yield* rawClient(url)
         const watcher = yield* rawClient(url)
-        const waiters = (n: number) =>
-          bounded(
-            `${n} lock waiters`,
-            Effect.repeat(
-              query(
-                watcher,
-                "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-              ),
-              { until: (result) => result.rows[0].n >= n, schedule: Schedule.spaced("10 millis") }
-            )
-          )
+        const waiters = (n: number) => bounded(`${n} lock waiters`, untilAdvisoryWaiters(watcher, n))
         expect(yield* a.registerIfAbsent("x", 1)).toBe(true)
         expect(yield* a.registerIfAbsent("k", 1)).toBe(true)
         yield* query(holder, "BEGIN")
@@ -424,20 +376,10 @@ describePg("attacks on PostgreSQL's one-call claim under an owner cap", () => {
       const dir = yield* tempDir
       const script = path.join("test", "support", "claimFunctionWorker.ts")
       const goFile = path.join(dir, "go")
-      const definition = (yield* query(admin, "SELECT pg_get_functiondef($1::regprocedure) AS def", [SIGNATURE])).rows[0].def as string
-      yield* query(admin, `DROP FUNCTION ${CLAIM_FUNCTION}`)
-      const role = `cs_attackp_${process.pid}_${Date.now().toString(36)}`
-      yield* Effect.acquireRelease(
-        Effect.zipRight(
-          query(admin, `CREATE ROLE ${role} LOGIN`),
-          query(admin, `REVOKE CREATE ON SCHEMA public FROM PUBLIC; GRANT USAGE ON SCHEMA public TO ${role}; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role}`)
-        ),
-        () => Effect.zipRight(query(admin, `DROP OWNED BY ${role}`), query(admin, `DROP ROLE ${role}`))
-      )
-      const asRole = new URL(url)
-      asRole.username = role
+      const definition = yield* dropClaimFunction(admin)
+      const asRole = yield* roleWithoutCreate(admin, url)
       // The role's process opens while the function is missing (and may not create it): it claims in transactions.
-      const workers = [yield* spawnLineProcess<WorkerOut>(script, [asRole.toString(), goFile, "w0", String(ROUNDS)])]
+      const workers = [yield* spawnLineProcess<WorkerOut>(script, [asRole, goFile, "w0", String(ROUNDS)])]
       yield* bounded("w0 ready", workers[0]!.ready((line) => line.type === "ready", "worker w0"), 120)
       yield* query(admin, definition)
       for (const name of ["w1", "w2"]) workers.push(yield* spawnLineProcess<WorkerOut>(script, [url, goFile, name, String(ROUNDS)]))

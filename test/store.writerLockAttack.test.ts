@@ -21,28 +21,7 @@ import type { StoreSettings } from "../src/layers/store/storeRules.js"
 import { StateStoreError } from "../src/StateStoreError.js"
 import { freshPgDatabase, pgUrl, tempDir } from "./support/backends.js"
 import { describePg } from "./support/describePg.js"
-
-/** A deterministic PRNG (mulberry32): interruption points that a failure can replay. */
-const prng = (seed: number) => {
-  let a = seed >>> 0
-  return (n: number) => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n)
-  }
-}
-
-/**
- * A bound on a wait that a leaked lock would make endless: a hang fails the test instead of
- * timing it out. Disconnected: a wait that cannot be interrupted (a transaction waiting for the
- * writer lock, which `@effect/sql` acquires uninterruptibly) is left behind, not waited for.
- */
-const bounded = <A, E, R>(what: string, effect: Effect.Effect<A, E, R>, seconds = 30) =>
-  Effect.flatMap(Effect.timeoutOption(Effect.disconnect(effect), `${seconds} seconds`), (answer) =>
-    Option.isSome(answer) ? Effect.succeed(answer.value) : Effect.dieMessage(`hung: ${what} did not finish within ${seconds} s (a lock never released?)`)
-  )
+import { bounded, prng } from "./support/attackTools.js"
 
 /** A SQLite file in a fresh temp directory (removed with the test's scope). */
 const sqliteFile = Effect.map(tempDir, (dir) => path.join(dir, "state", "store.sqlite"))

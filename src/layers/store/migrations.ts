@@ -107,7 +107,8 @@ const countRows = Effect.gen(function* () {
 
 const migrations = { "1_create_entries": createEntries, "2_count_rows": countRows }
 
-const CLAIM_FUNCTION_SIGNATURE = `${CLAIM_FUNCTION}(text, text, text, text, bigint, bigint, bigint, text[], text[], bigint[], bigint[], bigint[])`
+/** The claim function as `to_regprocedure` names it (its argument types). */
+export const CLAIM_FUNCTION_SIGNATURE = `${CLAIM_FUNCTION}(text, text, text, text, bigint, bigint, bigint, text[], text[], bigint[], bigint[], bigint[])`
 
 /**
  * The claims of one namespace, under its lock, in one call. Each key is claimed when it has no
