@@ -58,13 +58,15 @@ for (const location of locations)
       Effect.flatMap(location.open, (open) =>
         Effect.promise(async () => {
           const s = await open({})
-          await s.appendToList("l", 1, { ttlMs: 300 })
+          // Real time (these are the production layers; PostgreSQL expires on its own clock): a
+          // TTL no stall between two calls outlasts, and a wait past it once all are made.
+          await s.appendToList("l", 1, { ttlMs: 3000 })
           await s.appendToList("l", 2)
-          await s.appendToList("m", 1, { ttlMs: 300 })
+          await s.appendToList("m", 1, { ttlMs: 3000 })
           await s.appendToList("m", 2, { ttlMs: 0 })
-          await s.set("c", 1, 300)
+          await s.set("c", 1, 3000)
           await s.set("c", 2)
-          await new Promise((r) => setTimeout(r, 700))
+          await new Promise((r) => setTimeout(r, 3500))
           expect(await s.getList("l")).toEqual([1, 2])
           expect(await s.getList("m")).toEqual([1, 2])
           expect(await s.get("c")).toBe(2)

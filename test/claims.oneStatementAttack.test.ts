@@ -82,14 +82,17 @@ describe("SQLite one-statement claims: attack", () => {
 
   it.scopedLive("exactly once: 2 store instances x 40 fibers claim one key; an expired row is claimed again exactly once", () =>
     Effect.gen(function* () {
+      // The TTL is long enough that no claimer of a burst, however long it waits for the write
+      // lock on a busy machine, finds the winner's row already expired (it would rightly win
+      // too); the sleep outlasts it, so the second burst finds the row expired.
       const { db, store } = yield* fixture()
       const other = yield* storeOf(db.store())
       const opts = { owner: "p", namespace: "once", schema: Schema.String, maxEntries: 10 }
       const hs = [yield* store.open(opts), yield* other.open(opts)]
       const burst = (key: string) =>
-        Effect.all(Array.from({ length: 80 }, (_, i) => hs[i % 2]!.registerIfAbsent(key, `c${i}`, { ttl: "200 millis" })), { concurrency: "unbounded" })
+        Effect.all(Array.from({ length: 80 }, (_, i) => hs[i % 2]!.registerIfAbsent(key, `c${i}`, { ttl: "3 seconds" })), { concurrency: "unbounded" })
       expect((yield* burst("k")).filter((x) => x).length).toBe(1)
-      yield* Effect.sleep("300 millis")
+      yield* Effect.sleep("3500 millis")
       expect((yield* burst("k")).filter((x) => x).length).toBe(1)
     })
   )
@@ -165,7 +168,9 @@ describe("SQLite one-statement claims: attack", () => {
 
   it.scopedLive("another connection holds the write lock: the claim waits, wins after release; past lockWait it fails Busy", () =>
     Effect.gen(function* () {
-      const { db, store } = yield* fixture({ lockWait: "400 millis" })
+      // lockWait is far longer than the 100 ms the claim is watched waiting, so a stalled test
+      // process cannot see it fail Busy first; the Busy half then waits all of it out.
+      const { db, store } = yield* fixture({ lockWait: "3 seconds" })
       const ns = yield* store.open({ owner: "p", namespace: "lock", schema: Schema.String, maxEntries: 10 })
       yield* ns.register("warm", "w")
       const file = (db as unknown as { location?: string }).location

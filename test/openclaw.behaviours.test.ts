@@ -59,11 +59,12 @@ const behaviours = (backend: BackendFactory) =>
     it.scopedLive("registerIfAbsent is true only for the first live writer and leaves that entry as it was; an expired entry counts as absent", () =>
       withState(backend, async (state) => {
         const store = state.openKeyedStore<{ version: number }>({ namespace: "claims", maxEntries: 10 })
-        expect(await store.registerIfAbsent("claim", { version: 1 }, { ttlMs: 300 })).toBe(true)
+        // A TTL a busy machine cannot outlast between the claim and the next call; the sleep outlasts it.
+        expect(await store.registerIfAbsent("claim", { version: 1 }, { ttlMs: 3000 })).toBe(true)
         const [before] = await store.entries()
         expect(await store.registerIfAbsent("claim", { version: 2 }, { ttlMs: 5000 })).toBe(false)
         expect(await store.entries()).toEqual([before])
-        await sleep(500)
+        await sleep(3500)
         expect(await store.registerIfAbsent("claim", { version: 3 })).toBe(true)
         expect(await store.lookup("claim")).toEqual({ version: 3 })
       })
