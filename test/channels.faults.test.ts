@@ -287,13 +287,12 @@ const summarize = (missing: ReadonlyArray<string>) => {
   return { count: missing.length, perNamespace, examples: missing.slice(0, 3) }
 }
 
-/** Polls (real time, up to ~2 s: the flush interval is 20 ms, the longest back-off 200 ms) until `expected` is all in the database; answers what is still missing. */
+/** Polls (real time, up to 30 s — a hang bound; the flush interval is 20 ms, the longest back-off 200 ms) until `expected` is all in the database; answers what is still missing. */
 const awaitRows = (rows: Effect.Effect<ReadonlyArray<StoredRow>>, expected: Expected) =>
   Effect.map(
     eventually(
       Effect.map(rows, (r) => missingFrom(r, expected)),
-      (missing) => missing.length === 0,
-      100
+      (missing) => missing.length === 0
     ),
     summarize
   )
@@ -419,7 +418,7 @@ const openSqliteRuntime = Effect.gen(function* () {
 
 let probes = 0
 /**
- * Waits (real time, up to ~10 s) until a first claim on each claim channel is decided again. A
+ * Waits (real time, up to 30 s) until a first claim on each claim channel is decided again. A
  * mirror that saw outages leaves the store alone for a pause (up to `backoffMax`) and answers
  * its claims undecided meanwhile; the pause is per namespace, so one channel may still be in it
  * when another is not.
@@ -433,8 +432,7 @@ const untilClaimsDecide = (s: Services) =>
         s.feishu.beginProcessing({ namespace: "app", messageId: `om_probe_${n}` })
       ])
     }),
-    (answers) => answers.every((answer) => answer._tag === "Claimed"),
-    1000
+    (answers) => answers.every((answer) => answer._tag === "Claimed")
   )
 
 /** Once claims decide again, runs `count` mixed operations tagged `tag`, expects them healthy, and answers which of their writes are missing from `rows`. */

@@ -59,7 +59,7 @@ const skewed = (clock: "database" | "application") =>
     const now = yield* rows.databaseNow
     yield* rows.sql`INSERT INTO channel_state_entries (owner, namespace, entry_key, value_json, created_at, expires_at)
       VALUES (${COMMAND_PLUGIN}, ${NAMESPACE}, ${PLANTED}, ${JSON.stringify({ status: "claimed", at: now - 2000, token: "planted" })}, ${now - 2000}, ${now - 1000})`.pipe(Effect.orDie)
-    const planted = yield* eventually(rowOf(PLANTED), (row) => row === undefined, 3000)
+    const planted = yield* eventually(rowOf(PLANTED), (row) => row === undefined)
     const m2AfterSweep = yield* rowOf(feishuStoreKey("m2"))
     const problems = { owner: yield* owner.problems, skewed: yield* ahead.problems }
     console.info(

@@ -55,7 +55,7 @@ describePg("queued settles stay fenced against each other (pg)", () => {
       const released = yield* outcome.release // late: e.g. an error path after the handler had finished
       yield* proxy.up
       // Let the queue land: the row stops being the in-flight claim.
-      const landed = yield* eventually(rows.rows("bluebubbles"), (r) => r.length === 0 || !r[0]!.valueJson.includes('"claimed"'), 1000)
+      const landed = yield* eventually(rows.rows("bluebubbles"), (r) => r.length === 0 || !r[0]!.valueJson.includes('"claimed"'))
 
       // The same message, redelivered to a fresh instance.
       const other = yield* openInstance(url)

@@ -75,14 +75,14 @@ const mistakes = (backend: BackendFactory) =>
         // Valid components, flushed before the mistakes.
         const ids = range(20).map((i) => `d${i}`)
         aDiscord.register({ entries: ids.map((id): NewComponent => ({ id, kind: "button", label: "Approve" })), messageId: "m-1" })
-        expect((yield* eventually(reader.keys(pluginId, NS.discord), (keys) => keys.size === ids.length, 1000)).size).toBe(ids.length)
+        expect((yield* eventually(reader.keys(pluginId, NS.discord), (keys) => keys.size === ids.length)).size).toBe(ids.length)
 
         // The mistakes: each refused write in a flush of its own (waited for by its count).
         for (const k of range(MISTAKES)) {
           const entry: NewComponent =
             k % 2 === 0 ? { id: `bad-${k}`, kind: "button", label: OVERSIZED } : ({ id: `bad-${k}`, kind: "link", label: "x" } as unknown as NewComponent)
           aDiscord.register({ entries: [entry] })
-          const dropped = yield* eventually(counterValue("channel_state_dropped_writes", tags(NS.discord)), (n) => n >= k + 1, 1000)
+          const dropped = yield* eventually(counterValue("channel_state_dropped_writes", tags(NS.discord)), (n) => n >= k + 1)
           expect(dropped, `refused write ${k} was never flushed`).toBe(k + 1)
         }
         const longIds = range(MISTAKES).map((k) => ({ namespace: "app", messageId: `om_${k}_${"y".repeat(600)}` }))
@@ -192,8 +192,7 @@ const outage = (backend: BackendFactory, name: string, makeOutage: (db: TestData
             const outcome = yield* claim(a, aBb, guid)
             return { guid, won: outcome._tag === "Claimed" && (yield* undecided) === before }
           }),
-          (probe) => probe.won,
-          1500
+          (probe) => probe.won
         )
         const recoveryMs = Math.round(performance.now() - recoveredAt)
         expect(decided.won, "no claim was decided by the store after the outage").toBe(true)
@@ -205,7 +204,7 @@ const outage = (backend: BackendFactory, name: string, makeOutage: (db: TestData
         const outageKeys = range(CLAIMS_DURING_OUTAGE).map((i) => `acc:out-${i}`)
         const stored =
           backend.name === "sqlite"
-            ? yield* eventually(reader.keys(pluginId, NS.bluebubbles), (keys) => outageKeys.every((k) => keys.has(k)), 1000)
+            ? yield* eventually(reader.keys(pluginId, NS.bluebubbles), (keys) => outageKeys.every((k) => keys.has(k)))
             : yield* reader.keys(pluginId, NS.bluebubbles)
         const outageStored = outageKeys.filter((k) => stored.has(k)).length
         const answerCounts: Record<string, number> = {}

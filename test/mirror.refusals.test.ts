@@ -75,8 +75,7 @@ const refusedAlone = (backend: BackendFactory) =>
             for (const i of range(0, 10)) matrix.register(promptOf(pid(i)))
             const flushed = yield* eventually(
               Effect.zip(reader.keys(pluginId, NS.discord), reader.keys(pluginId, NS.matrix)),
-              ([d, m]) => d.size === 10 && m.size === 10,
-              1000
+              ([d, m]) => d.size === 10 && m.size === 10
             )
             expect([flushed[0].size, flushed[1].size], "the first registrations were never flushed").toEqual([10, 10])
 
@@ -107,8 +106,7 @@ const refusedAlone = (backend: BackendFactory) =>
             // The flush ran: the refused writes are counted (published by the flusher).
             const counted = yield* eventually(
               Effect.zip(counterValue(DROPPED, tags(NS.discord)), counterValue(DROPPED, tags(NS.matrix))),
-              ([d, m]) => d >= 2 && m >= 2,
-              1000
+              ([d, m]) => d >= 2 && m >= 2
             )
             expect(counted, "dropped writes (discord, matrix) once flushed").toEqual([2, 2])
             // Two batches per namespace: the first registrations, then the whole burst.

@@ -121,8 +121,7 @@ describe("write-behind into a namespace never written before, under an owner cap
       for (const k of ["k1", "k2", "k3"]) cache.set(k, { s: k }, t, t + 3_600_000)
       const rows = yield* eventually(
         Effect.sync(() => sqliteRowsNow(filename, "p").filter((row) => row.namespace === spec.namespace).length),
-        (n) => n > 0,
-        200
+        (n) => n > 0
       )
       expect(rows).toBe(1)
     })

@@ -85,7 +85,7 @@ const setup = (settings: Partial<PgStore.PgStoreOptions> = {}, registered: Recor
       q<{ n: string }>(admin, "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
       (rows) => Number(rows[0]!.n)
     )
-    const waiterSeen = Effect.flatMap(eventually(waiting, (n) => n > 0, 1000), (n) => (n > 0 ? Effect.void : Effect.dieMessage("the store's statement never waited for the lock")))
+    const waiterSeen = Effect.flatMap(eventually(waiting, (n) => n > 0), (n) => (n > 0 ? Effect.void : Effect.dieMessage("the store's statement never waited for the lock")))
     /** The holder: a transaction holding the namespace's lock (as every writer of the namespace takes it). */
     const hold = Effect.zipRight(q(holder, "BEGIN"), q(holder, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [LOCK_KEY]))
     /** Inserts a row stamped by the database's clock; `expiresIn` ms from now (negative: already expired), none by default. */
