@@ -210,11 +210,11 @@ const acrossProcesses = (backend: BackendFactory) =>
         const names = ["worker-a", "worker-b"]
         const workers = yield* Effect.forEach(names, (name) => spawnWorker([backend.name, db.location!, goFile, name, String(MESSAGES), name === "worker-b" ? "descending" : "ascending"]))
         yield* Effect.forEach(workers, (w) => w.ready((line) => line.type === "ready", "worker"), { concurrency: "unbounded", discard: true }).pipe(
-          Effect.timeout("40 seconds"),
+          Effect.timeout("90 seconds"),
           Effect.orDie
         )
         fs.writeFileSync(goFile, "go")
-        const exits = yield* Effect.forEach(workers, (w) => w.exit, { concurrency: "unbounded" }).pipe(Effect.timeout("40 seconds"), Effect.orDie)
+        const exits = yield* Effect.forEach(workers, (w) => w.exit, { concurrency: "unbounded" }).pipe(Effect.timeout("150 seconds"), Effect.orDie)
         const [a, b] = exits.map((exit, i) => resultOf(names[i]!, exit)) as [ResultLine, ResultLine]
 
         const union = new Set([...a.won, ...b.won])
@@ -229,7 +229,7 @@ const acrossProcesses = (backend: BackendFactory) =>
         expect.soft(intersection.length, `guids claimed by both processes (first: ${intersection.slice(0, 5).join(", ")}; problems: ${[...a.problems, ...b.problems].slice(0, 2).join(" | ")})`).toBe(0)
         expect.soft([...union].sort(), "guids nobody claimed").toEqual(Array.from({ length: MESSAGES }, (_, i) => workerGuid(i)).sort())
       }),
-    60_000
+    300_000
   )
 
 /** Asking whether a message was processed must not make this instance treat it as held. */

@@ -167,13 +167,15 @@ const crashes = (backend: BackendFactory) =>
             bbProbe,
             last ? "probe" : "traffic"
           ])
-          const serving = yield* worker.waitFor(isLine("serving"), 20_000)
+          // The waits for the worker's lines bound a hang, not its speed: on a busy machine a start
+          // (node, tsx, opening the store) can take tens of seconds.
+          const serving = yield* worker.waitFor(isLine("serving"), 120_000)
           // Round 0 is the first start (it creates the schema); every later one restarts after a kill.
           if (round > 0) {
             startups.push(serving.at - worker.spawnedAt)
             opens.push(serving.line.openMs)
           }
-          const answers = yield* worker.waitFor(isLine("probes"), 10_000)
+          const answers = yield* worker.waitFor(isLine("probes"), 60_000)
           const context = `round ${round} (seed ${SEED})`
           expect(serving.line.slackProbe, `${context}: Slack thread ${slackProbe}, committed before the kill, is honoured`).toBe(slackProbe === "-" ? null : true)
           expect(answers.line.discordProbe, `${context}: consumed component ${discordProbe} stays consumed`).toBe(discordProbe === "-" ? null : false)
@@ -181,7 +183,7 @@ const crashes = (backend: BackendFactory) =>
           probesChecked += [slackProbe, discordProbe, bbProbe].filter((p) => p !== "-").length
 
           if (last) {
-            yield* worker.waitFor(isLine("done"), 10_000)
+            yield* worker.waitFor(isLine("done"), 60_000)
             const exit = yield* worker.closed
             expect(exit.code, worker.stderr()).toBe(0)
           } else {

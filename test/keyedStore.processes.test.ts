@@ -67,11 +67,11 @@ const processes = (backend: BackendFactory) =>
           const workers = yield* Effect.forEach(names, (name) => spawnWorker([backend.name, db.location!, goFile, name]))
           // Start barrier: both stores are open before either worker may begin.
           yield* Effect.forEach(workers, (w, i) => w.ready((line) => line.type === "ready", `worker ${names[i]}`), { concurrency: "unbounded", discard: true }).pipe(
-            Effect.timeout("40 seconds"),
+            Effect.timeout("90 seconds"),
             Effect.orDie
           )
           fs.writeFileSync(goFile, "go")
-          const exits = yield* Effect.forEach(workers, (w) => w.exit, { concurrency: "unbounded" }).pipe(Effect.timeout("50 seconds"), Effect.orDie)
+          const exits = yield* Effect.forEach(workers, (w) => w.exit, { concurrency: "unbounded" }).pipe(Effect.timeout("150 seconds"), Effect.orDie)
           const results = exits.map((exit, i) => resultOf(names[i]!, exit))
 
           for (const result of results) expect(result.failures, `${result.worker} had failing operations`).toEqual([])
@@ -114,7 +114,7 @@ const processes = (backend: BackendFactory) =>
             )
           )
         }),
-      90_000
+      300_000
     )
   })
 
@@ -136,11 +136,11 @@ const compareAcrossProcesses = (backend: BackendFactory) =>
             spawnLineProcess<CompareLine>(compareScript, [backend.name, db.location!, goFile, name, String(INCREMENTS)])
           )
           yield* Effect.forEach(workers, (w, i) => w.ready((line) => line.type === "ready", `worker ${names[i]}`), { concurrency: "unbounded", discard: true }).pipe(
-            Effect.timeout("40 seconds"),
+            Effect.timeout("90 seconds"),
             Effect.orDie
           )
           fs.writeFileSync(goFile, "go")
-          const exits = yield* Effect.forEach(workers, (w) => w.exit, { concurrency: "unbounded" }).pipe(Effect.timeout("80 seconds"), Effect.orDie)
+          const exits = yield* Effect.forEach(workers, (w) => w.exit, { concurrency: "unbounded" }).pipe(Effect.timeout("150 seconds"), Effect.orDie)
           const results = exits.map((exit, i) =>
             resultLineOf(`worker ${names[i]}`, exit, (line): line is Extract<CompareLine, { type: "result" }> => line.type === "result")
           )
@@ -159,7 +159,7 @@ const compareAcrossProcesses = (backend: BackendFactory) =>
           )
           expect(Option.map(stored, (c) => c.n)).toEqual(Option.some(2 * INCREMENTS))
         }),
-      120_000
+      300_000
     )
   })
 

@@ -46,7 +46,10 @@ describe("a host that forgets dispose, while another process briefly holds the S
           })
         )
 
-        const child = yield* spawnLineProcess<LifetimeLine>(path.join("test", "support", "lifetimeWorker.ts"), ["sqlite", file, "no-dispose", "20"])
+        // The host may stay alive up to 60 s waiting out the contention (not the default 5 s): far
+        // longer than this test holds the lock, however late a busy machine runs the release —
+        // so a host that exits without waiting is told apart from one that waited and gave up.
+        const child = yield* spawnLineProcess<LifetimeLine>(path.join("test", "support", "lifetimeWorker.ts"), ["sqlite", file, "no-dispose", "20", "60 seconds"])
         yield* child.waitFor((line): line is LifetimeLine => line.type === "recorded", 60_000)
         yield* Effect.sleep("2 seconds")
         const exitedWhileLocked = child.child.exitCode !== null

@@ -24,7 +24,7 @@ const main = async () => {
   const { bot, deliver } = makeBot(state, handled, Number(holdMs))
   await bot.initialize()
   say({ type: "ready", worker })
-  if (goFile !== "-") await Effect.runPromise(waitForGo(goFile!, 90_000))
+  if (goFile !== "-") await Effect.runPromise(waitForGo(goFile!))
   await deliver(JSON.parse(events!) as ReadonlyArray<InboundEvent>)
   say({ type: "result", worker, handled })
   await bot.shutdown()

@@ -93,7 +93,7 @@ const main = async () => {
   await state.connect()
   say({ type: "ready", worker })
   if (role === "race") {
-    await Effect.runPromise(waitForGo(goFile!, 90_000))
+    await Effect.runPromise(waitForGo(goFile!))
     await race(Number(count))
   } else if (role === "append") await appendUntilKilled()
   else await write()

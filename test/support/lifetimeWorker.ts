@@ -9,8 +9,12 @@
  * - `sigterm`: was opened with `disposeOnSignals: true` and keeps running like a server (an
  *   interval timer) until a signal ends it.
  *
- *   node --import tsx test/support/lifetimeWorker.ts <sqlite|pg> <file or url> <no-dispose|sigterm> <count>
+ * `shutdownFlushTimeout` (optional, a duration such as `60 seconds`; default the mirror's own)
+ * bounds how long the process stays alive to write what is queued while the store is contended.
+ *
+ *   node --import tsx test/support/lifetimeWorker.ts <sqlite|pg> <file or url> <no-dispose|sigterm> <count> [shutdownFlushTimeout]
  */
+import type { Duration } from "effect"
 import { createPluginState } from "../../src/PluginState.js"
 
 export const LIFETIME_OWNER = "lifetime-gateway"
@@ -25,14 +29,14 @@ export const lifetimeKeys = (count: number) => ({
 })
 
 const main = async () => {
-  const [backend = "", location = "", mode = "", countText = "100"] = process.argv.slice(2)
+  const [backend = "", location = "", mode = "", countText = "100", shutdownFlushTimeout] = process.argv.slice(2)
   const count = Number(countText)
   const state = await createPluginState({
     pluginId: LIFETIME_OWNER,
     config: { plugins: { entries: { [LIFETIME_OWNER]: { config: { experimentalPersistentState: true } } } } },
     store: backend === "pg" ? { pgUrl: location } : { sqlitePath: location },
     channels: ["slack", "matrix", "discord"],
-    mirror: { flushInterval: "1 minute" },
+    mirror: { flushInterval: "1 minute", ...(shutdownFlushTimeout === undefined ? {} : { shutdownFlushTimeout: shutdownFlushTimeout as Duration.DurationInput }) },
     disposeOnSignals: mode === "sigterm"
   })
   for (let i = 0; i < count; i++) {

@@ -29,8 +29,12 @@ export const say = (line: object): void => {
   process.stdout.write(`${JSON.stringify(line)}\n`)
 }
 
-/** Polls for the start file (1 ms steps); fails after `timeoutMs` without it. */
-export const waitForGo = (goFile: string, timeoutMs = 30_000) =>
+/**
+ * Polls for the start file (1 ms steps); fails after `timeoutMs` without it. The default is a
+ * hang bound only (the parent bounds how long it waits for its workers, and kills them with
+ * its scope): a busy machine may take well over a minute to start every worker of a group.
+ */
+export const waitForGo = (goFile: string, timeoutMs = 600_000) =>
   Effect.gen(function* () {
     const deadline = Date.now() + timeoutMs
     while (!fs.existsSync(goFile)) {
