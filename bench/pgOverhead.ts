@@ -158,7 +158,7 @@ export const pgOverheadBench = async (): Promise<Array<Row>> => {
       row("pg.attr.sqlclient_select_vs_raw", "ns/op", lookup.client, lookup.raw, null, "attribution: the same point SELECT on @effect/sql-pg's PgClient (default settings), on a pooled connection reserved for it, named prepared — the cheapest way the client runs one statement — in an Effect loop, none of the store's own code, vs raw pg: the floor of any store on @effect/sql-pg"),
       row("pg.consume_vs_raw", "ns/op", consume.ours, consume.raw, 1.5, note("DELETE … RETURNING; ours under the namespace's lock")),
       row("pg.claim_vs_raw", "ns/op", claim.ours, claim.raw, 1.5, note("INSERT … ON CONFLICT DO UPDATE … WHERE expired RETURNING; ours: no owner cap")),
-      row("pg.claim_owner_cap_vs_raw", "ns/op", cappedClaim.ours, cappedClaim.raw, null, note("the same claim; ours under store.ownerMaxEntries: a transaction that checks the owner's rows"))
+      row("pg.claim_owner_cap_vs_raw", "ns/op", cappedClaim.ours, cappedClaim.raw, null, note("the same claim; ours under store.ownerMaxEntries: one call of the claim function, which checks the owner's counters after taking its lock"))
     ]
   } finally {
     await raw.end().catch(() => undefined)
