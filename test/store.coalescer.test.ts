@@ -8,6 +8,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Either, Exit, Fiber, Scope } from "effect"
 import { makeCoalescer } from "../src/layers/store/coalescer.js"
 
+/** `n` steps of the calling fiber. */
+const steps = (n: number) => (n <= 0 ? Effect.void : Effect.repeatN(Effect.yieldNow(), n - 1))
+
 /** A `run` that records each batch and how many batches overlapped, and can be held open. */
 const recorder = () => {
   const batches: Array<ReadonlyArray<number>> = []
@@ -107,6 +110,40 @@ describe("the claim coalescer", () => {
       expect(Either.isLeft(late) && late.left).toBe("closed")
       yield* r.release(held)
       expect(yield* Fiber.join(first)).toBe(10)
+    })
+  )
+
+  it.effect("closing the scope as the batching fiber is handed a request (248 schedules: yields every 10–40 steps, closed 0–7 steps after the submit): every queued request is answered", () =>
+    Effect.gen(function* () {
+      // Found by a reviewer: the queue passes an offered request straight to the batching
+      // fiber waiting on it; interrupted (the scope closing) before it ran, that fiber dropped
+      // it, the queue was empty for the finalizer, and the caller waited forever.
+      const hung: Array<string> = []
+      for (let maxOps = 10; maxOps <= 40; maxOps++) {
+        for (let lag = 0; lag < 8; lag++) {
+          const scope = yield* Scope.make()
+          const gate = yield* Deferred.make<void>()
+          const coalescer = yield* Effect.withMaxOpsBeforeYield(
+            makeCoalescer<number, number, string>((batch) => Effect.as(Deferred.await(gate), batch), { maxBatch: 8, closed: "closed", scope }),
+            maxOps
+          )
+          // Inline: holds the batch lock until the gate opens.
+          const first = yield* Effect.fork(coalescer.submit(1))
+          yield* steps(3)
+          // Queued: wakes the batching fiber.
+          const second = yield* Effect.fork(coalescer.submit(2))
+          yield* steps(lag)
+          yield* Scope.close(scope, Exit.void)
+          yield* Deferred.succeed(gate, undefined)
+          yield* steps(200)
+          if (second.unsafePoll() === null) {
+            hung.push(`yields every ${maxOps}, closed ${lag} steps after the submit`)
+            yield* Fiber.interrupt(second)
+          }
+          yield* Fiber.interrupt(first)
+        }
+      }
+      expect(hung).toEqual([])
     })
   )
 })

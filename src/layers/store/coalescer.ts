@@ -48,8 +48,19 @@ export const makeCoalescer = <Req, Res, E>(
     const running = makeMutex()
     let batchPending = false
     let closed = false
-    const answerAll = (batch: ReadonlyArray<Waiting<Req, Res, E>>, exit: Exit.Exit<ReadonlyArray<Res>, E>) =>
-      Effect.forEach(batch, (waiting, i) => Deferred.done(waiting.answer, Exit.map(exit, (results) => results[i] as Res)), { discard: true })
+    // Every queued request not answered yet, written only by `enqueue` (adds) and `answerAll`
+    // (removes): closing answers what is left here, wherever it was — in the queue, in a batch,
+    // or in hand to a batching fiber interrupted as the queue passed it over.
+    const unanswered = new Set<Waiting<Req, Res, E>>()
+    const answerAll = (batch: Iterable<Waiting<Req, Res, E>>, exit: Exit.Exit<ReadonlyArray<Res>, E>) =>
+      Effect.sync(() => {
+        let i = 0
+        for (const waiting of [...batch]) {
+          const at = i++
+          unanswered.delete(waiting)
+          Deferred.unsafeDone(waiting.answer, Exit.map(exit, (results) => results[at] as Res))
+        }
+      })
     const closedExit = Exit.fail(options.closed)
     // A batch taken is answered however the fiber ends: it is taken, and from then on handled,
     // with interruption masked (interrupted between the two, its callers would wait forever).
@@ -75,12 +86,18 @@ export const makeCoalescer = <Req, Res, E>(
       options.scope,
       Effect.suspend(() => {
         closed = true
-        return Effect.flatMap(Queue.takeAll(queue), (left) => Effect.zipRight(answerAll(Chunk.toReadonlyArray(left), closedExit), Queue.shutdown(queue)))
+        return Effect.zipRight(answerAll(unanswered, closedExit), Queue.shutdown(queue))
       })
     )
     yield* Effect.forkIn(Effect.interruptible(loop), options.scope)
     const enqueue = (request: Req): Effect.Effect<Res, E> =>
-      Effect.flatMap(Deferred.make<Res, E>(), (answer) => Effect.zipRight(Queue.offer(queue, { request, answer }), Deferred.await(answer)))
+      Effect.flatMap(Deferred.make<Res, E>(), (answer) => {
+        // Closed since `submit` looked: the finalizer has answered everyone it will.
+        if (closed) return Effect.fail(options.closed)
+        const waiting = { request, answer }
+        unanswered.add(waiting)
+        return Effect.zipRight(Queue.offer(queue, waiting), Deferred.await(answer))
+      })
     const whileQueued = options.whileQueued
     const queued = whileQueued === undefined ? enqueue : (request: Req) => whileQueued(enqueue(request))
     /** The request alone, in the caller's fiber, if nothing else is queued or running; `None` otherwise. */
