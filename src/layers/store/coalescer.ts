@@ -55,7 +55,8 @@ export const makeCoalescer = <Req, Res, E>(
     const answerAll = (batch: Iterable<Waiting<Req, Res, E>>, exit: Exit.Exit<ReadonlyArray<Res>, E>) =>
       Effect.sync(() => {
         let i = 0
-        for (const waiting of [...batch]) {
+        // Deleting the entry just visited is safe while iterating the set itself.
+        for (const waiting of batch) {
           const at = i++
           unanswered.delete(waiting)
           Deferred.unsafeDone(waiting.answer, Exit.map(exit, (results) => results[at] as Res))
