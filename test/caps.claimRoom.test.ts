@@ -7,12 +7,8 @@
  * processes) racing for the last places — on every backend, with memory as the reference.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Layer, Schema } from "effect"
-import { KeyedStore } from "../src/KeyedStore.js"
-import { backends, type BackendFactory } from "./support/backends.js"
-
-const storeOf = (layer: Layer.Layer<KeyedStore, unknown>) =>
-  Effect.map(Layer.build(layer), (context) => Effect.runSync(Effect.provide(KeyedStore, context)))
+import { Effect, Either, Schema } from "effect"
+import { backends, type BackendFactory, storeOf } from "./support/backends.js"
 
 const tally = (answers: ReadonlyArray<Either.Either<boolean, { readonly reason: string }>>) => ({
   won: answers.filter((a) => Either.isRight(a) && a.right).length,

@@ -7,12 +7,8 @@
  */
 import { SqlClient } from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Schema } from "effect"
-import { KeyedStore } from "../src/KeyedStore.js"
-import { sqlBackends, type BackendFactory } from "./support/backends.js"
-
-const storeOf = (layer: Layer.Layer<KeyedStore, unknown>) =>
-  Effect.map(Layer.build(layer), (context) => Effect.runSync(Effect.provide(KeyedStore, context)))
+import { Effect, Schema } from "effect"
+import { sqlBackends, type BackendFactory, storeOf } from "./support/backends.js"
 
 /** A small deterministic generator. */
 const rng = (seed: number) => () => {

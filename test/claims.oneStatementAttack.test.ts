@@ -9,12 +9,8 @@ import * as path from "node:path"
 import Database from "better-sqlite3"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Fiber, Layer, Schema } from "effect"
-import { KeyedStore } from "../src/KeyedStore.js"
-import { sqliteBackend } from "./support/backends.js"
-
-const storeOf = (layer: Layer.Layer<KeyedStore, unknown>) =>
-  Effect.map(Layer.build(layer), (context) => Effect.runSync(Effect.provide(KeyedStore, context)))
+import { Effect, Either, Fiber, Schema } from "effect"
+import { sqliteBackend, storeOf } from "./support/backends.js"
 
 const fixture = (settings: Record<string, unknown> = {}) =>
   Effect.gen(function* () {

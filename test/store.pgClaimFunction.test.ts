@@ -15,27 +15,20 @@
 import { SqlClient } from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { expect, it } from "@effect/vitest"
-import { Effect, Either, Fiber, Layer, Schema } from "effect"
-import { KeyedStore, type NamespaceHandle } from "../src/KeyedStore.js"
+import { Effect, Either, Layer, Schema } from "effect"
+import type { NamespaceHandle } from "../src/KeyedStore.js"
 import * as PgStore from "../src/layers/store/PgStore.js"
 import { SCHEMA_VERSION, storedSchemaVersion } from "../src/layers/store/migrations.js"
 import { CLAIM_FUNCTION } from "../src/layers/store/sqlStatements.js"
-import { freshPgDatabase, pgClientLayer, pgUrl } from "./support/backends.js"
-import { dropClaimFunction, hasClaimFunction, query, rawClient, roleWithoutCreate, untilAdvisoryWaiters } from "./support/pgSessions.js"
+import { freshPgDatabase, pgClientLayer, pgUrl, storeOf } from "./support/backends.js"
+import { dropClaimFunction, hasClaimFunction, insertEntry, query, rawClient, roleWithoutCreate, whileLockHeld } from "./support/pgSessions.js"
 import { describePg } from "./support/describePg.js"
 
 const OWNER = "o"
 const TTL = 600_000
 
 const insertRow = (client: Connection, namespace: string, key: string, value: number, expiresAt = Date.now() + TTL) =>
-  query(client, "INSERT INTO channel_state_entries (owner, namespace, entry_key, value_json, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)", [
-    OWNER,
-    namespace,
-    key,
-    JSON.stringify(value),
-    Date.now(),
-    expiresAt
-  ])
+  insertEntry(client, { owner: OWNER, namespace, key, json: JSON.stringify(value), createdAt: Date.now(), expiresAt })
 
 /** The owner's live rows, as the table holds them. */
 const liveRows = (client: Connection) =>
@@ -53,25 +46,14 @@ type Clock = "database" | "application"
 const fixture = (clock: Clock, ownerMaxEntries: number) =>
   Effect.gen(function* () {
     const { url } = yield* freshPgDatabase(pgUrl!)
-    const context = yield* Layer.build(PgStore.layer({ url, clock, ownerMaxEntries }))
-    const store = Effect.runSync(Effect.provide(KeyedStore, context))
+    const store = yield* storeOf(PgStore.layer({ url, clock, ownerMaxEntries }))
     const open = (namespace: string) => store.open({ owner: OWNER, namespace, schema: Schema.Number, maxEntries: 100, ttl: TTL })
     const a: NamespaceHandle<number> = yield* open("a")
     const b: NamespaceHandle<number> = yield* open("b")
     const holder = yield* rawClient(url)
     const watcher = yield* rawClient(url)
-    /** Runs `claim` while `holder` holds the owner's lock and does `meanwhile`, committing once the claim waits for the lock. */
-    const whileHeld = <A, E>(meanwhile: Effect.Effect<unknown>, claim: Effect.Effect<A, E>) =>
-      Effect.gen(function* () {
-        yield* query(holder, "BEGIN")
-        // Under an owner cap the lock of every namespace of the owner is the owner's.
-        yield* query(holder, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [OWNER])
-        yield* meanwhile
-        const claiming = yield* Effect.fork(claim)
-        yield* untilAdvisoryWaiters(watcher)
-        yield* query(holder, "COMMIT")
-        return yield* Fiber.join(claiming)
-      })
+    /** Runs `claim` while `holder` holds the owner's lock (under an owner cap, every namespace's) and does `meanwhile`, committing once the claim waits for the lock. */
+    const whileHeld = <A, E>(meanwhile: Effect.Effect<unknown>, claim: Effect.Effect<A, E>) => whileLockHeld(holder, watcher, OWNER, meanwhile, claim)
     return { url, a, b, holder, watcher, whileHeld }
   })
 
@@ -145,8 +127,7 @@ describePg("PostgreSQL's claim under an owner cap, in one call", () => {
       const admin = yield* rawClient(url)
       yield* dropClaimFunction(admin)
       const asRole = yield* roleWithoutCreate(admin, url)
-      const context = yield* Layer.build(PgStore.layer({ url: asRole, ownerMaxEntries: 2 }))
-      const store = Effect.runSync(Effect.provide(KeyedStore, context))
+      const store = yield* storeOf(PgStore.layer({ url: asRole, ownerMaxEntries: 2 }))
       const h = yield* store.open({ owner: OWNER, namespace: "a", schema: Schema.Number, maxEntries: 100, ttl: TTL })
       const answers = yield* Effect.forEach(["x", "y", "x", "z"], (key) => Effect.either(h.registerIfAbsent(key, 1)), { concurrency: "unbounded" })
       const [x, y, xAgain, z] = answers.map((answer) => (Either.isLeft(answer) ? answer.left.reason : answer.right))

@@ -18,13 +18,13 @@ import * as path from "node:path"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { expect, it } from "@effect/vitest"
 import { Cause, Effect, Either, Exit, Fiber, Layer, Option, Ref, Schema, TestClock } from "effect"
-import { KeyedStore, type NamespaceHandle, type NamespaceOptions } from "../src/KeyedStore.js"
+import type { NamespaceHandle, NamespaceOptions } from "../src/KeyedStore.js"
 import * as PgStore from "../src/layers/store/PgStore.js"
 import type { StoreSettings } from "../src/layers/store/storeRules.js"
 import { StateStoreError } from "../src/StateStoreError.js"
 import { bounded, prng } from "./support/attackTools.js"
-import { freshPgDatabase, pgUrl, tempDir } from "./support/backends.js"
-import { dropClaimFunction, hasClaimFunction, query, rawClient, roleWithoutCreate, untilAdvisoryWaiters } from "./support/pgSessions.js"
+import { freshPgDatabase, pgUrl, storeOf, tempDir } from "./support/backends.js"
+import { dropClaimFunction, hasClaimFunction, insertEntry, query, rawClient, roleWithoutCreate, untilAdvisoryWaiters, whileLockHeld } from "./support/pgSessions.js"
 import type { ClaimFunctionWorkerLine } from "./support/claimFunctionWorker.js"
 import { describePg } from "./support/describePg.js"
 import { type ChildExit, resultLineOf, spawnLineProcess } from "./support/lineProcess.js"
@@ -37,20 +37,12 @@ const dbNow = (client: Connection) =>
   Effect.map(query(client, "SELECT floor(extract(epoch from clock_timestamp()) * 1000)::bigint::text AS now"), (r) => Number(r.rows[0].now))
 
 /** A store over `url` built in the test's scope. */
-const storeOf = (url: string, settings: Partial<StoreSettings> & { clock?: "database" | "application" } = {}) =>
-  Effect.map(Layer.build(PgStore.layer({ url, ...settings })), (context) => Effect.runSync(Effect.provide(KeyedStore, context)))
+const pgStoreOf = (url: string, settings: Partial<StoreSettings> & { clock?: "database" | "application" } = {}) => storeOf(PgStore.layer({ url, ...settings }))
 
-type Store = Effect.Effect.Success<ReturnType<typeof storeOf>>
+type Store = Effect.Effect.Success<ReturnType<typeof pgStoreOf>>
 
 const insertRow = (client: Connection, namespace: string, key: string, json: string, expiresAt: number | null, createdAt = Date.now()) =>
-  query(client, "INSERT INTO channel_state_entries (owner, namespace, entry_key, value_json, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)", [
-    OWNER,
-    namespace,
-    key,
-    json,
-    createdAt,
-    expiresAt
-  ])
+  insertEntry(client, { owner: OWNER, namespace, key, json, createdAt, expiresAt })
 
 /** Every row of the owner, live or not, as the table holds them. */
 const allRows = (client: Connection) =>
@@ -97,11 +89,11 @@ const mixedStores = (settings: Partial<StoreSettings> & { clock?: "database" | "
     const admin = yield* rawClient(url)
     const definition = yield* dropClaimFunction(admin)
     const asRole = yield* roleWithoutCreate(admin, url)
-    const without = yield* storeOf(asRole, settings)
+    const without = yield* pgStoreOf(asRole, settings)
     yield* query(admin, definition)
     expect(yield* hasClaimFunction(admin)).toBe(true)
     const withFn: Array<Store> = []
-    for (let i = 0; i < withFunction; i++) withFn.push(yield* storeOf(url, settings))
+    for (let i = 0; i < withFunction; i++) withFn.push(yield* pgStoreOf(url, settings))
     return { url, admin, without, withFn }
   })
 
@@ -117,7 +109,7 @@ describePg("attacks on PostgreSQL's one-call claim under an owner cap", () => {
       Effect.gen(function* () {
         const { url } = yield* freshPgDatabase(pgUrl!)
         const stores: Array<Store> = []
-        for (let i = 0; i < 4; i++) stores.push(yield* storeOf(url, { clock, ownerMaxEntries: 1_000 }))
+        for (let i = 0; i < 4; i++) stores.push(yield* pgStoreOf(url, { clock, ownerMaxEntries: 1_000 }))
         const admin = yield* rawClient(url)
         const handles: Array<NamespaceHandle<number>> = []
         for (const store of stores) handles.push(yield* store.open(numberNs("a")))
@@ -239,7 +231,7 @@ describePg("attacks on PostgreSQL's one-call claim under an owner cap", () => {
     it.scopedLive(`${clock} clock: counters full of expired rows: a coalesced batch gets exactly the room of live rows, the rest LimitExceeded; a namespace cap refuses exactly, evict-oldest evicts`, () =>
       Effect.gen(function* () {
         const { url } = yield* freshPgDatabase(pgUrl!)
-        const store = yield* storeOf(url, { clock, ownerMaxEntries: 6 })
+        const store = yield* pgStoreOf(url, { clock, ownerMaxEntries: 6 })
         const admin = yield* rawClient(url)
         const a = yield* store.open(numberNs("a"))
         const c = yield* store.open(numberNs("c", { maxEntries: 2, overflow: "reject-new" }))
@@ -276,21 +268,12 @@ describePg("attacks on PostgreSQL's one-call claim under an owner cap", () => {
     const held = (ownerMaxEntries: number, maxEntries: number) =>
       Effect.gen(function* () {
         const { url } = yield* freshPgDatabase(pgUrl!)
-        const store = yield* storeOf(url, { clock, ownerMaxEntries })
+        const store = yield* pgStoreOf(url, { clock, ownerMaxEntries })
         const a = yield* store.open(numberNs("a", { maxEntries, overflow: "reject-new" }))
         const holder = yield* rawClient(url)
         const watcher = yield* rawClient(url)
         /** Runs `claims` while `holder` holds the owner's lock and does `meanwhile`, committing once a claim waits for the lock. */
-        const whileHeld = <A, E>(meanwhile: Effect.Effect<unknown>, claims: Effect.Effect<A, E>) =>
-          Effect.gen(function* () {
-            yield* query(holder, "BEGIN")
-            yield* query(holder, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [OWNER])
-            yield* meanwhile
-            const claiming = yield* Effect.fork(claims)
-            yield* bounded("a claim's lock wait", advisoryWaiter(watcher))
-            yield* query(holder, "COMMIT")
-            return yield* bounded("the claims", Fiber.join(claiming))
-          })
+        const whileHeld = <A, E>(meanwhile: Effect.Effect<unknown>, claims: Effect.Effect<A, E>) => whileLockHeld(holder, watcher, OWNER, meanwhile, claims)
         return { a, holder, watcher, whileHeld }
       })
 
@@ -313,7 +296,7 @@ describePg("attacks on PostgreSQL's one-call claim under an owner cap", () => {
     it.scopedLive(`${clock} clock: a coalesced batch whose key was live at its start and deleted while it waited for the lock: the key counts as a new row`, () =>
       Effect.gen(function* () {
         const { url } = yield* freshPgDatabase(pgUrl!)
-        const store = yield* storeOf(url, { clock, ownerMaxEntries: 3 })
+        const store = yield* pgStoreOf(url, { clock, ownerMaxEntries: 3 })
         const a = yield* store.open(numberNs("a"))
         const holder = yield* rawClient(url)
         const second = yield* rawClient(url)
@@ -470,7 +453,7 @@ describePg("attacks on PostgreSQL's one-call claim under an owner cap", () => {
       const T = 1_800_000_000_000
       yield* TestClock.setTime(T)
       const { url } = yield* freshPgDatabase(pgUrl!)
-      const store = yield* storeOf(url, { clock: "application", ownerMaxEntries: 3 })
+      const store = yield* pgStoreOf(url, { clock: "application", ownerMaxEntries: 3 })
       const admin = yield* rawClient(url)
       const a = yield* store.open(numberNs("a"))
       expect(yield* a.registerIfAbsent("k", 1)).toBe(true)
@@ -496,7 +479,7 @@ describePg("attacks on PostgreSQL's one-call claim under an owner cap", () => {
   it.scopedLive("a claim that waits past lockWait for the owner's lock fails Busy, writes nothing, and the key is claimable after", () =>
     Effect.gen(function* () {
       const { url } = yield* freshPgDatabase(pgUrl!)
-      const store = yield* storeOf(url, { ownerMaxEntries: 10, lockWait: "300 millis" })
+      const store = yield* pgStoreOf(url, { ownerMaxEntries: 10, lockWait: "300 millis" })
       const a = yield* store.open(numberNs("a"))
       expect(yield* a.registerIfAbsent("first", 1)).toBe(true)
       const holder = yield* rawClient(url)
@@ -520,8 +503,8 @@ describePg("attacks on PostgreSQL's one-call claim under an owner cap", () => {
     it.scopedLive(`the claim's backend terminated while it waits for the owner's lock (${holderWrites ? "the holder then commits the key" : "the holder commits nothing"}): a typed answer, never two winners`, () =>
       Effect.gen(function* () {
         const { url } = yield* freshPgDatabase(pgUrl!)
-        const store = yield* storeOf(url, { ownerMaxEntries: 10 })
-        const other = yield* storeOf(url, { ownerMaxEntries: 10 })
+        const store = yield* pgStoreOf(url, { ownerMaxEntries: 10 })
+        const other = yield* pgStoreOf(url, { ownerMaxEntries: 10 })
         const a = yield* store.open(numberNs("a"))
         const a2 = yield* other.open(numberNs("a"))
         expect(yield* a.registerIfAbsent("first", 1)).toBe(true)
@@ -558,7 +541,7 @@ describePg("attacks on PostgreSQL's one-call claim under an owner cap", () => {
   it.scopedLive("odd keys and values (quotes, backslashes, braces, commas, NULL, unicode, 512 bytes) survive the array parameters exactly", () =>
     Effect.gen(function* () {
       const { url } = yield* freshPgDatabase(pgUrl!)
-      const store = yield* storeOf(url, { ownerMaxEntries: 1_000 })
+      const store = yield* pgStoreOf(url, { ownerMaxEntries: 1_000 })
       const admin = yield* rawClient(url)
       const h = yield* store.open({ owner: OWNER, namespace: "a", schema: Schema.String, maxEntries: 1_000, ttl: TTL })
       const keys = [
@@ -620,7 +603,7 @@ describePg("attacks on PostgreSQL's one-call claim under an owner cap", () => {
     it.scopedLive(`600 coalesced claims (450 distinct keys, 100 duplicated, 50 live, 50 expired), ${label}`, () =>
       Effect.gen(function* () {
         const { url } = yield* freshPgDatabase(pgUrl!)
-        const store = yield* storeOf(url, { ownerMaxEntries: cap })
+        const store = yield* pgStoreOf(url, { ownerMaxEntries: cap })
         const admin = yield* rawClient(url)
         const h = yield* store.open(numberNs("a", { maxEntries: 10_000 }))
         yield* query(

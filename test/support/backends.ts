@@ -10,7 +10,7 @@ import { SqlClient } from "@effect/sql/SqlClient"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Effect, Layer, Redacted, type Scope } from "effect"
-import type { KeyedStore } from "../../src/KeyedStore.js"
+import { KeyedStore } from "../../src/KeyedStore.js"
 import * as MemoryStore from "../../src/layers/store/MemoryStore.js"
 import * as PgStore from "../../src/layers/store/PgStore.js"
 import * as SqliteStore from "../../src/layers/store/SqliteStore.js"
@@ -70,6 +70,10 @@ export const sqliteBackend: BackendFactory = {
 }
 
 let pgDatabaseCounter = 0
+
+/** The store a layer builds, built in the test's scope (closed with it), to call directly. */
+export const storeOf = (layer: Layer.Layer<KeyedStore, unknown>) =>
+  Effect.map(Layer.build(layer), (context) => Effect.runSync(Effect.provide(KeyedStore, context)))
 
 /** A fresh PostgreSQL database, dropped with the scope. */
 export const freshPgDatabase = (baseUrl: string) =>

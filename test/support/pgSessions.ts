@@ -5,9 +5,10 @@
  */
 import { SqlClient } from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
-import { Context, Effect, Layer, Schedule } from "effect"
+import { Context, Effect, Fiber, Layer, Schedule } from "effect"
 import { CLAIM_FUNCTION_SIGNATURE } from "../../src/layers/store/migrations.js"
 import { CLAIM_FUNCTION } from "../../src/layers/store/sqlStatements.js"
+import { bounded } from "./attackTools.js"
 import { pgClientLayer } from "./backends.js"
 
 /** A connection of its own to `url` (a pooled one, reserved), let go with the scope. */
@@ -17,6 +18,20 @@ export const rawClient = (url: string) => Effect.flatMap(Layer.build(pgClientLay
 export const query = (client: Connection, text: string, values: ReadonlyArray<unknown> = []) =>
   // biome-ignore lint/suspicious/noExplicitAny: rows of ad-hoc queries
   Effect.map(Effect.orDie(client.execute(text, values, undefined)), (rows) => ({ rows: rows as ReadonlyArray<any> }))
+
+/** Writes a row straight into the entries table, as another process's write would (the table's triggers keep the counts). */
+export const insertEntry = (
+  client: Connection,
+  entry: { readonly owner: string; readonly namespace: string; readonly key: string; readonly json: string; readonly createdAt: number; readonly expiresAt: number | null }
+) =>
+  query(client, "INSERT INTO channel_state_entries (owner, namespace, entry_key, value_json, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)", [
+    entry.owner,
+    entry.namespace,
+    entry.key,
+    entry.json,
+    entry.createdAt,
+    entry.expiresAt
+  ])
 
 /** Waits until at least `n` sessions wait for an advisory lock in this database (polled every 10 ms). */
 export const untilAdvisoryWaiters = (watcher: Connection, n = 1) =>
@@ -29,6 +44,23 @@ export const untilAdvisoryWaiters = (watcher: Connection, n = 1) =>
       { until: (result) => result.rows[0].n >= n, schedule: Schedule.spaced("10 millis") }
     )
   )
+
+/**
+ * Runs `effect` while `holder` holds the advisory lock `lockKey` in a transaction that does
+ * `meanwhile`, as another process's write transaction would; commits only once some session
+ * (the effect's statement) is seen waiting for an advisory lock, then answers the effect. Each
+ * wait bounded: a hang fails the test.
+ */
+export const whileLockHeld = <A, E>(holder: Connection, watcher: Connection, lockKey: string, meanwhile: Effect.Effect<unknown>, effect: Effect.Effect<A, E>) =>
+  Effect.gen(function* () {
+    yield* query(holder, "BEGIN")
+    yield* query(holder, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [lockKey])
+    yield* meanwhile
+    const running = yield* Effect.fork(effect)
+    yield* bounded("a lock wait behind the holder", untilAdvisoryWaiters(watcher))
+    yield* query(holder, "COMMIT")
+    return yield* bounded("the effect run while the lock was held", Fiber.join(running))
+  })
 
 /**
  * A login role that may read and write the store's tables but not create anything (no CREATE
