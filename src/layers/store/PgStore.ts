@@ -34,7 +34,11 @@ export interface PgConnectionOptions {
   readonly password?: Redacted.Redacted | undefined
   /** `true`, or Node's TLS options (`tls.ConnectionOptions`: `ca`, `rejectUnauthorized`, …). */
   readonly ssl?: boolean | ConnectionOptions | undefined
-  /** Pool size (pg's default: 10). */
+  /**
+   * Pool size (pg's default: 10). From 2 on, the store keeps one of them for its statements
+   * outside transactions (they run one after another there without taking a connection from
+   * the pool each time; concurrent ones take pooled connections as usual).
+   */
   readonly maxConnections?: number | undefined
   readonly minConnections?: number | undefined
   /** How long a connection attempt may take (default 5 s; past it: `Unavailable`). */
@@ -59,6 +63,9 @@ export interface PgStoreOptions extends SqlStore.SqlStoreOptions {
   readonly retryOpen?: boolean | undefined
 }
 
+/** pg's pool size when none is given. */
+const PG_DEFAULT_POOL_SIZE = 10
+
 /**
  * Connects (failing with `Unavailable` when the server cannot be reached within the connect
  * timeout, default 5 s — unless `retryOpen`), runs the migrations and forks the sweeper,
@@ -73,7 +80,12 @@ export const make = (options: PgStoreOptions) => {
         ...options.client,
         ...(url === undefined ? {} : { url })
       }).pipe(Effect.catchTag("SqlError", (error) => Effect.fail(fromSqlError("open", "write")(error))))
-      const store = yield* SqlStore.make(options).pipe(Effect.provideService(SqlClient, client))
+      // One pooled connection is kept for statements outside transactions, when the pool has
+      // another one for transactions beside it.
+      const poolSize = options.client?.maxConnections ?? PG_DEFAULT_POOL_SIZE
+      const maxAge = options.client?.connectionTTL
+      const holdConnection = poolSize >= 2 ? { maxAgeMillis: maxAge === undefined ? undefined : Duration.toMillis(maxAge) } : undefined
+      const store = yield* SqlStore.make(options, { holdConnection }).pipe(Effect.provideService(SqlClient, client))
       return { store, stale: () => undefined }
     }).pipe(Scope.extend(scope))
   return ReopeningStore.make({ backend: "pg", location: describeUrl(url), open, retryOpen: options.retryOpen })

@@ -21,6 +21,7 @@ import { typedFailures, unexpectedFailure } from "./handleGuard.js"
 import { makeSqlHandle } from "./sqlHandle.js"
 import { lockKeyOf, type SqlHandleContext } from "./sqlHandleCore.js"
 import { makeMutex } from "./mutex.js"
+import { makeHeldConnection } from "./pgHeldConnection.js"
 import { executeOn, makeStatements, type SqlText, type StatementDialect } from "./sqlStatements.js"
 import { type ExclusiveWriter, makeWriteTransactions } from "./sqlTransaction.js"
 import { firstProblem } from "../settingsCheck.js"
@@ -63,6 +64,13 @@ export interface SqlStoreHooks {
    * for a client anything else also uses.
    */
   readonly exclusiveClient?: boolean | undefined
+  /**
+   * PostgreSQL: the store keeps one of the client's pooled connections for the statements it
+   * runs outside transactions, one after another, instead of taking one from the pool for each
+   * (see pgHeldConnection); given back after `maxAgeMillis` when set, and when the store
+   * closes. Only for a client whose pool has room for it beside the store's transactions.
+   */
+  readonly holdConnection?: { readonly maxAgeMillis?: number | undefined } | undefined
 }
 
 /**
@@ -97,11 +105,12 @@ export const make = (options: SqlStoreOptions = {}, hooks: SqlStoreHooks = {}) =
     const scope = yield* Effect.scope
     const writer: ExclusiveWriter | undefined =
       hooks.exclusiveClient === true && backend === "sqlite" ? { connection: yield* sql.reserve.pipe(Effect.mapError(fromSqlError("open", "write"))), lock: makeMutex() } : undefined
+    const outside = hooks.holdConnection !== undefined && backend === "pg" ? yield* makeHeldConnection(sql, hooks.holdConnection) : undefined
     const context: SqlHandleContext = {
       scope,
       sql,
       dialect,
-      writes: makeWriteTransactions(sql, lockWaitMillis, writer),
+      writes: makeWriteTransactions(sql, lockWaitMillis, { writer, outside }),
       ownerMaxEntries: config.ownerMaxEntries,
       lockWaitMillis,
       gate,

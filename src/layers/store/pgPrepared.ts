@@ -16,6 +16,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { SqlText } from "./sqlStatements.js"
+import type { Execute } from "./sqlTransaction.js"
 
 /**
  * Distinct statement texts that get a name, process-wide. The store's statements of a fixed
@@ -62,16 +63,29 @@ export const executePreparedOn = <R extends object = Record<string, unknown>>(
 }
 
 /**
- * Runs `statement` as a named prepared statement: inside a transaction on its connection;
- * outside one on a pooled connection reserved for this statement alone and given back after
- * (a connection the server dropped is not given back: the pool replaces it). Autocommit
- * outside a transaction, exactly as the client's own `unsafe` runs it. Interruptible while the
- * statement runs (the driver cancels it); taking the connection is not — the client's
- * `reserve` cannot give back a connection that arrives after its waiter was interrupted.
+ * Runs `statement` on a pooled connection reserved for it alone and given back after (a
+ * connection the server dropped is not given back: the pool replaces it), as a named prepared
+ * statement in autocommit, exactly as the client's own `unsafe` runs it outside a transaction.
+ * Interruptible while the statement runs (the driver cancels it); taking the connection is
+ * not — the client's `reserve` cannot give back a connection that arrives after its waiter was
+ * interrupted.
  */
-export const executePrepared = <R extends object = Record<string, unknown>>(sql: SqlClient, statement: SqlText): Effect.Effect<ReadonlyArray<R>, SqlError> =>
-  Effect.flatMap(Effect.serviceOption(TransactionConnection), (transaction) =>
-    Option.isSome(transaction)
-      ? executePreparedOn<R>(transaction.value[0], statement)
-      : Effect.uninterruptibleMask((restore) => Effect.scoped(Effect.flatMap(sql.reserve, (connection) => restore(executePreparedOn<R>(connection, statement)))))
-  )
+export const executePooled = <R extends object = Record<string, unknown>>(sql: SqlClient, statement: SqlText): Effect.Effect<ReadonlyArray<R>, SqlError> =>
+  Effect.uninterruptibleMask((restore) => Effect.scoped(Effect.flatMap(sql.reserve, (connection) => restore(executePreparedOn<R>(connection, statement)))))
+
+/**
+ * The store's statement runner on PostgreSQL: inside a transaction, on the transaction's
+ * connection; outside one, by `outside` (a store's held connection, see pgHeldConnection),
+ * else on a pooled connection reserved for the statement ({@link executePooled}). Always a
+ * named prepared statement: one round trip.
+ */
+export const makePgExecute =
+  (sql: SqlClient, outside?: Execute | undefined): Execute =>
+  <R extends object = Record<string, unknown>>(statement: SqlText) =>
+    Effect.flatMap(Effect.serviceOption(TransactionConnection), (transaction) =>
+      Option.isSome(transaction)
+        ? executePreparedOn<R>(transaction.value[0], statement)
+        : outside === undefined
+          ? executePooled<R>(sql, statement)
+          : outside<R>(statement)
+    )

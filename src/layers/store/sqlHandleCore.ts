@@ -16,7 +16,6 @@ import type { StateStoreError } from "../../StateStoreError.js"
 import { fairly } from "../fairScheduler.js"
 import { unexpectedFailure } from "./handleGuard.js"
 import { withOperationSpan } from "./operationSpan.js"
-import { executePrepared } from "./pgPrepared.js"
 import { type BusyGate, retryTransient, type Transient, transientReason } from "./retry.js"
 import { makeCaps } from "./sqlCaps.js"
 import { classify, fromSqlError, outcomeUnknown } from "./sqlFailure.js"
@@ -56,7 +55,7 @@ export type SqlHandleCore<A> = ReturnType<typeof makeSqlHandleCore<A>>
 
 /** The building blocks of the handle of the resolved namespace `ns`. */
 export const makeSqlHandleCore = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>) => {
-  const { sql, dialect, writes } = ctx
+  const { dialect, writes } = ctx
   const { owner, namespace } = ns
   const at = { owner, namespace }
   const statements = makeStatements(dialect, owner, namespace)
@@ -64,8 +63,7 @@ export const makeSqlHandleCore = <A>(ctx: SqlHandleContext, ns: ResolvedNamespac
    * Runs a statement: in the transaction when there is one, else on its own. On PostgreSQL a
    * named prepared statement, parsed once per connection (see pgPrepared).
    */
-  const exec = <R extends object = Record<string, unknown>>(q: SqlText): Effect.Effect<ReadonlyArray<R>, SqlError> =>
-    dialect.backend === "pg" ? executePrepared<R>(sql, q) : writes.execute<R>(q)
+  const exec = writes.execute
   const caps = makeCaps(statements, ns, ctx.ownerMaxEntries, dialect.backend, exec)
   const lockKey = lockKeyOf(owner, namespace, ctx.ownerMaxEntries)
   const { reader } = ctx

@@ -25,7 +25,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import { type Mutex, makeMutex } from "./mutex.js"
-import { executePrepared } from "./pgPrepared.js"
+import { makePgExecute } from "./pgPrepared.js"
 import { TURN_TIMEOUT_CODE } from "./sqlFailure.js"
 import { executeOn, lockStatement, type SqlText, type StatementLock } from "./sqlStatements.js"
 
@@ -128,25 +128,36 @@ const makeTurns = (waitMillis: number) => {
     })
 }
 
+/** The connections a store keeps for itself, beside what it takes from the client per statement. */
+export interface KeptConnections {
+  /** SQLite: the store's writer (see {@link ExclusiveWriter}). */
+  readonly writer?: ExclusiveWriter | undefined
+  /** PostgreSQL: how statements outside transactions run when not on a pooled connection of their own (the store's held connection, see pgHeldConnection). */
+  readonly outside?: Execute | undefined
+}
+
 /**
  * The write transactions of the `SqlClient` `sql` (see the module doc); lock waits end after
  * `lockWaitMillis`. With a SQLite store's `writer`, transactions run on its connection holding
- * its lock, from before `BEGIN IMMEDIATE` until after `COMMIT` or `ROLLBACK`.
+ * its lock, from before `BEGIN IMMEDIATE` until after `COMMIT` or `ROLLBACK`. On PostgreSQL
+ * every statement is a named prepared statement (see pgPrepared), outside transactions run by
+ * `outside` when given.
  */
-export const makeWriteTransactions = (sql: SqlClient.SqlClient, lockWaitMillis: number, writer?: ExclusiveWriter | undefined): WriteTransactions =>
+export const makeWriteTransactions = (sql: SqlClient.SqlClient, lockWaitMillis: number, kept: KeptConnections = {}): WriteTransactions =>
   sql.onDialectOrElse({
     pg: () => {
       const timeout = lockTimeout(lockWaitMillis)
-      // A named prepared statement on the transaction's connection (parsed once per connection).
-      const lock = (key: string) => executePrepared(sql, lockStatement({ key, timeout }))
+      const execute = makePgExecute(sql, kept.outside)
+      const lock = (key: string) => execute(lockStatement({ key, timeout }))
       const inTurn = makeTurns(lockWaitMillis)
       const transaction: UnderLock = (lockKey, effect) =>
         inTurn(lockKey, commitFailureAsFailure(sql.withTransaction(Effect.zipRight(lock(lockKey), effect))))
       const single = <R extends object>(lockKey: string, statement: (lock: StatementLock | undefined) => SqlText) =>
-        inTurn(lockKey, executePrepared<R>(sql, statement({ key: lockKey, timeout })))
-      return { execute: makeExecute(sql, undefined), transaction, statement: transaction, single }
+        inTurn(lockKey, execute<R>(statement({ key: lockKey, timeout })))
+      return { execute, transaction, statement: transaction, single }
     },
     orElse: () => {
+      const { writer } = kept
       const execute = makeExecute(sql, writer)
       // Prepared once per connection (the driver's statement cache), not re-prepared per transaction.
       const run = (conn: Connection, text: string) =>
