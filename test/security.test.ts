@@ -123,7 +123,6 @@ describe("no SQL text is built from input", () => {
       "layers/store/SqlStore.ts: listNamespaces)",
       "layers/store/SqlStore.ts: statement))",
       "layers/store/sqlBatch.ts: statements.upsertMany(chunk))",
-      "layers/store/sqlHandleCore.ts: q)",
       // The claim function's definition: a fixed text (checked below).
       "layers/store/migrations.ts: CREATE_CLAIM_FUNCTION)).pipe("
     ]
