@@ -38,6 +38,10 @@ export const makeCoalescer = <Req, Res, E>(
     readonly scope: Scope.Scope
     /** Wraps a queued request's wait, in the caller's fiber (its span: the batch itself runs on the batching fiber). */
     readonly whileQueued?: (wait: Effect.Effect<Res, E>) => Effect.Effect<Res, E>
+    /** How a lone request runs, inline (default: as a batch of one). */
+    readonly alone?: (request: Req) => Effect.Effect<Res, E>
+    /** Runs in the caller's fiber before a request joins the queue: `Some` answers it there and then, and it never waits for the others. */
+    readonly beforeQueued?: (request: Req) => Effect.Effect<Option.Option<Res>, E>
   }
 ) =>
   Effect.gen(function* () {
@@ -99,15 +103,20 @@ export const makeCoalescer = <Req, Res, E>(
         unanswered.add(waiting)
         return Effect.zipRight(Queue.offer(queue, waiting), Deferred.await(answer))
       })
-    const whileQueued = options.whileQueued
-    const queued = whileQueued === undefined ? enqueue : (request: Req) => whileQueued(enqueue(request))
+    const { whileQueued, beforeQueued } = options
+    const inQueue = whileQueued === undefined ? enqueue : (request: Req) => whileQueued(enqueue(request))
+    const queued =
+      beforeQueued === undefined
+        ? inQueue
+        : (request: Req) => Effect.flatMap(beforeQueued(request), (answer) => (Option.isSome(answer) ? Effect.succeed(answer.value) : inQueue(request)))
+    const runAlone = options.alone ?? ((request: Req) => Effect.map(run([request]), (results) => results[0] as Res))
     /** The request alone, in the caller's fiber, if nothing else is queued or running; `None` otherwise. */
-    const alone = (request: Req) =>
-      running.withLockIfFree(Effect.map(run([request]), (results) => results[0] as Res))
+    const alone = (request: Req) => running.withLockIfFree(runAlone(request))
     return {
       /**
-       * Answers `request`: at once in the caller's fiber when it is alone, otherwise in the next
-       * batch. Fails with `closed` once the scope has closed.
+       * Answers `request`: at once in the caller's fiber when it is alone (`alone`), otherwise
+       * in the next batch (unless `beforeQueued` answers it first). Fails with `closed` once the
+       * scope has closed.
        */
       submit: (request: Req): Effect.Effect<Res, E> =>
         Effect.suspend(() => {

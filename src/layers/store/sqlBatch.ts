@@ -9,10 +9,12 @@ import * as Arr from "effect/Array"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Option from "effect/Option"
 import type { BatchOp, RefusedWrite, WriteBatchResult } from "../../KeyedStore.js"
 import { StateStoreError } from "../../StateStoreError.js"
 import { readSteps } from "./bulkRules.js"
 import { makeCoalescer } from "./coalescer.js"
+import { classify } from "./sqlFailure.js"
 import { CHUNK, type SqlHandleCore } from "./sqlHandleCore.js"
 import type { RowToWrite } from "./sqlStatements.js"
 import { checkKey, isLive, lastStepPerKey, oldestFirst, writeTimesOf } from "./storeRules.js"
@@ -45,7 +47,7 @@ const answersOf = (rows: ReadonlyArray<RowToWrite>, first: ReadonlyMap<string, R
 /** The batch writes of the namespace `core` is for; the claim batcher runs in the store's scope. */
 export const makeSqlBatchWrites = <A>(core: SqlHandleCore<A>) =>
   Effect.gen(function* () {
-  const { ctx, ns, at, statements, caps, lockKey, exec, run, judgeTime, expectedJson } = core
+  const { ctx, ns, at, statements, caps, lockKey, exec, read, run, judgeTime, expectedJson } = core
   const { sql, writes, dialect } = ctx
 
   /**
@@ -184,10 +186,41 @@ export const makeSqlBatchWrites = <A>(core: SqlHandleCore<A>) =>
         written.map((row) => row.entry_key)
       )
     })
+  /** Whether `key` has a live row: a read, which SQLite's write lock never blocks. */
+  const isLiveKey = (now: number, key: string) => Effect.map(read(statements.lookup(now, key)), (rows) => rows.length > 0)
+  /**
+   * SQLite, a claim that came when no other claim of the namespace was waiting or running: the
+   * one-statement claim first, without the look at its key that claims waiting for others make
+   * (one statement where there were two). Only when it wrote nothing, or found the database
+   * locked by another connection, is its key read: a live key answers `false` at once — never
+   * waiting for the lock, never `Busy` — and otherwise the transaction decides, or the
+   * contention is waited out as for any write (each attempt reading the key again).
+   */
+  const claimAlone = (row: RowToWrite) =>
+    run(
+      "registerIfAbsent",
+      "write",
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        const attempt = yield* Effect.either(exec<{ entry_key: string }>(statements.claimIfCountsAllow(now, [row], ns.maxEntries, ctx.ownerMaxEntries)))
+        if (Either.isRight(attempt) && attempt.right.length > 0) return true
+        const busy = Either.isLeft(attempt) && classify(attempt.left).kind === "busy"
+        if (Either.isLeft(attempt) && !busy) return yield* Effect.fail(attempt.left)
+        if (yield* isLiveKey(now, row.key)) return false
+        if (Either.isLeft(attempt)) return yield* Effect.fail(attempt.left)
+        return (yield* writes.transaction(lockKey, claimBatch([row])))[0]!
+      }),
+      row.key
+    )
+  /** A claim about to wait for others: its key's live row first, which answers it at once (under contention most claimers lose). */
+  const lookFirst = (row: RowToWrite) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Effect.map(run("registerIfAbsent", "read", isLiveKey(now, row.key), row.key), (live) => (live ? Option.some(false) : Option.none()))
+    )
   /** PostgreSQL's claims: one statement (`claimAtOnce`, or under an owner cap `claimInFunction`), or without the function the transaction. */
   const pgClaim = ctx.ownerMaxEntries === undefined ? claimAtOnce : ctx.claimFunction ? claimInFunction : undefined
-  /** Whether a claim asks for its key's live row first (SQLite; PostgreSQL's transaction); the statements look within themselves. */
-  const claimsLookFirst = dialect.backend !== "pg" || pgClaim === undefined
+  /** Whether a claim asks for its key's live row before it is submitted (PostgreSQL's transaction); the statements look within themselves, SQLite's claims as above. */
+  const claimsLookFirst = dialect.backend === "pg" && pgClaim === undefined
   const claims = yield* makeCoalescer(
     (rows: ReadonlyArray<RowToWrite>) =>
       run(
@@ -198,7 +231,8 @@ export const makeSqlBatchWrites = <A>(core: SqlHandleCore<A>) =>
     {
       maxBatch: CHUNK,
       scope: ctx.scope,
-      closed: new StateStoreError({ reason: "Unavailable", operation: "registerIfAbsent", detail: "the store was closed", ...at })
+      closed: new StateStoreError({ reason: "Unavailable", operation: "registerIfAbsent", detail: "the store was closed", ...at }),
+      ...(dialect.backend === "sqlite" ? { alone: claimAlone, beforeQueued: lookFirst } : {})
     }
   )
 

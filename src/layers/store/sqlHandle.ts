@@ -65,9 +65,10 @@ export const makeSqlHandle = <A>(ctx: SqlHandleContext, ns: ResolvedNamespace<A>
           onLeft: Effect.fail,
           onRight: (row) => {
             const claim = Effect.flatMap(claims.submit(row), (won) => (typeof won === "boolean" ? Effect.succeed(won) : Effect.fail(won)))
-            // A live row answers at once, without the lock (a read: SQLite's write lock does not
-            // block it): under contention most claimers are losers, and they need not queue.
-            // PostgreSQL's one-statement claim makes that check itself, before it takes the lock.
+            // PostgreSQL's transaction path: a live row answers at once, without the lock (under
+            // contention most claimers are losers, and they need not queue). PostgreSQL's
+            // one-statement claims make that check themselves, before they take the lock; SQLite's
+            // claims make it in the batcher (see `claimAlone` and `lookFirst` in sqlBatch).
             return claimsLookFirst
               ? Effect.flatMap(run("registerIfAbsent", "read", read(statements.lookup(now, key)), key), (live) => (live.length > 0 ? Effect.succeed(false) : claim))
               : claim
