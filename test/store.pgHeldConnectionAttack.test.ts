@@ -1,0 +1,209 @@
+/**
+ * Attacks on the connection a PostgreSQL store holds for its statements outside transactions
+ * (pgHeldConnection), beyond store.pgHeldConnection.test.ts:
+ *
+ * - the held connection killed by the server while the store is idle, and the process busy
+ *   (its event loop did not run between the kill and the next operation, as on a loaded
+ *   machine): the next statement must still not fail;
+ * - a statement interrupted on the held connection while the pool is exhausted (sql-pg's
+ *   cancel waits for a pooled connection, and gives up after 5 s): the connection is given back
+ *   with the interrupted statement still running and the cancel still queued in the pool — a
+ *   later statement on that connection must neither wait behind it nor be cancelled by it;
+ * - closing: a statement in flight when the store's scope closes must not run on a connection
+ *   already back in the pool.
+ *
+ * No test asserts elapsed time: waits are on observed states (pg_locks, pg_stat_activity,
+ * fiber states), each bounded.
+ */
+import * as Reactivity from "@effect/experimental/Reactivity"
+import { SqlClient } from "@effect/sql/SqlClient"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import { expect, it } from "@effect/vitest"
+import { execFileSync } from "node:child_process"
+import { Context, Effect, Either, Exit, Fiber, Layer, Option, Redacted, Schedule, Schema, Scope } from "effect"
+import { makeHeldConnection } from "../src/layers/store/pgHeldConnection.js"
+import { makePgExecute } from "../src/layers/store/pgPrepared.js"
+import * as PgStore from "../src/layers/store/PgStore.js"
+import type { SqlText } from "../src/layers/store/sqlStatements.js"
+import { bounded } from "./support/attackTools.js"
+import { freshPgDatabase, pgUrl, storeOf } from "./support/backends.js"
+import { describePg } from "./support/describePg.js"
+import { eventually } from "./support/eventually.js"
+import { query, rawClient } from "./support/pgSessions.js"
+
+const PID: SqlText = { text: "SELECT pg_backend_pid() AS pid", params: [] }
+/** Waits for advisory lock `key` (which a test's own session holds), then answers its backend. */
+const blockedOn = (key: number): SqlText => ({ text: "SELECT pg_backend_pid() AS pid, pg_advisory_xact_lock($1::bigint)::text AS waited", params: [key] })
+
+/** A pool of `maxConnections` on `url`, the runner holding one of them (built in the current scope). */
+const runnerOn = (url: string, maxConnections: number) =>
+  Effect.gen(function* () {
+    const context = yield* Layer.build(PgClient.layer({ url: Redacted.make(url), maxConnections }).pipe(Layer.provide(Reactivity.layer), Layer.orDie))
+    const sql = Context.get(context, SqlClient)
+    const execute = makePgExecute(sql, yield* makeHeldConnection(sql))
+    return { sql, execute }
+  })
+
+/** psql, run synchronously: the process's event loop does not turn meanwhile. */
+const psqlSync = (url: string, text: string): string => execFileSync("psql", [url, "-XAtqc", text], { encoding: "utf8" }).trim()
+
+/**
+ * Terminates backend `pid` and waits until it is gone from pg_stat_activity — synchronously, so
+ * that this process reads nothing from its sockets meanwhile (a busy process would not either).
+ */
+const killSync = (url: string, pid: number) => {
+  psqlSync(url, `SELECT pg_terminate_backend(${pid})`)
+  for (let i = 0; i < 3000; i++) {
+    if (psqlSync(url, `SELECT count(*) FROM pg_stat_activity WHERE pid = ${pid}`) === "0") return
+  }
+  throw new Error(`backend ${pid} still there`)
+}
+
+/** Sessions waiting for advisory lock `key` in this database. */
+const waitersOn = (watcher: Parameters<typeof query>[0], key: number) =>
+  Effect.map(
+    query(
+      watcher,
+      "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = $1 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+      [key]
+    ),
+    (r) => r.rows[0].n as number
+  )
+const untilWaitersOn = (watcher: Parameters<typeof query>[0], key: number, n: number) =>
+  bounded(`${n} waiter(s) on advisory lock ${key}`, Effect.repeat(waitersOn(watcher, key), { until: (m) => m >= n, schedule: Schedule.spaced("10 millis") }), 60)
+
+describePg("the held connection, attacked", () => {
+  it.scopedLive("killed by the server while idle, the process busy until the next statement: that statement still runs (runner)", () =>
+    Effect.gen(function* () {
+      const db = yield* freshPgDatabase(pgUrl!)
+      const { execute } = yield* runnerOn(db.url, 2)
+      for (let round = 0; round < 3; round++) {
+        const held = (yield* Effect.orDie(execute<{ pid: number }>(PID)))[0]!.pid
+        const answer = yield* Effect.either(
+          Effect.suspend(() => {
+            killSync(db.url, held)
+            return execute<{ pid: number }>(PID)
+          })
+        )
+        expect(Either.isRight(answer), `round ${round}: ${Either.isLeft(answer) ? String(answer.left.cause) : ""}`).toBe(true)
+      }
+    })
+  )
+
+  it.scopedLive("killed by the server while idle, the process busy until the next write: registerIfAbsent and consume do not fail Unavailable (store)", () =>
+    Effect.gen(function* () {
+      const db = yield* freshPgDatabase(pgUrl!)
+      const store = yield* storeOf(PgStore.layer({ url: db.url, sweepInterval: "1 hour", client: { maxConnections: 2 } }))
+      const h = yield* store.open({ owner: "held", namespace: "killed", schema: Schema.Struct({ n: Schema.Number }), maxEntries: 1000, ttl: "1 hour" })
+      const watcher = yield* rawClient(db.url)
+      const me = (yield* query(watcher, "SELECT pg_backend_pid() AS pid")).rows[0].pid as number
+      for (let round = 0; round < 4; round++) {
+        yield* Effect.orDie(h.register(`r${round}`, { n: round }))
+        yield* Effect.orDie(h.lookup(`r${round}`))
+        // The held connection: the store's backend whose last statement was that lookup.
+        const heldRows = (yield* query(
+          watcher,
+          "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> $1 AND state = 'idle' AND query LIKE 'SELECT%' ORDER BY state_change DESC LIMIT 1",
+          [me]
+        )).rows
+        expect(heldRows.length).toBe(1)
+        const held = heldRows[0].pid as number
+        const write = round % 2 === 0 ? h.registerIfAbsent(`c${round}`, { n: round }) : Effect.map(h.consume(`r${round}`), Option.isSome)
+        // Rounds 0-1: the process busy from the kill to the write; 2-3: the event loop has turned
+        // (two round trips of the watcher) and the client has read the server's goodbye.
+        const claimed = yield* Effect.either(
+          round < 2
+            ? Effect.suspend(() => {
+                killSync(db.url, held)
+                return write
+              })
+            : Effect.zipRight(
+                Effect.zipRight(
+                  Effect.sync(() => killSync(db.url, held)),
+                  Effect.zipRight(query(watcher, "SELECT 1"), query(watcher, "SELECT 1"))
+                ),
+                write
+              )
+        )
+        expect(claimed, `round ${round}`).toEqual(Either.right(true))
+      }
+    })
+  )
+
+  it.scopedLive("interrupted while the pool is exhausted (the cancel cannot get a connection): a later statement on that connection neither waits behind the interrupted one nor is cancelled", () =>
+    Effect.gen(function* () {
+      const db = yield* freshPgDatabase(pgUrl!)
+      const { execute } = yield* runnerOn(db.url, 2)
+      const holder = yield* rawClient(db.url)
+      const watcher = yield* rawClient(db.url)
+      const [L1, L2, L3] = [5101, 5102, 5103]
+      for (const key of [L1, L2, L3]) yield* query(holder, "SELECT pg_advisory_lock($1)", [key])
+      const held = (yield* Effect.orDie(execute<{ pid: number }>(PID)))[0]!.pid
+      // A on the held connection, S2 beside it on the pool's other one: the pool is exhausted.
+      const a = yield* Effect.fork(execute<{ pid: number }>(blockedOn(L1)))
+      yield* untilWaitersOn(watcher, L1, 1)
+      const s2 = yield* Effect.fork(execute<{ pid: number }>(blockedOn(L2)))
+      yield* untilWaitersOn(watcher, L2, 1)
+      // X waits for a pooled connection (the held one is busy).
+      const x = yield* Effect.fork(Effect.either(execute<{ pid: number }>(blockedOn(L3))))
+      yield* bounded(
+        "X waiting for a connection",
+        Effect.repeat(Fiber.status(x), { until: (s) => s._tag === "Suspended", schedule: Schedule.spaced("10 millis") }),
+        30
+      )
+      // Interrupting A: sql-pg's cancel waits for a pooled connection, and gives up after 5 s.
+      yield* bounded("interrupting A", Fiber.interrupt(a), 60)
+      // X must now run on a connection of its own, not queued behind A (which still waits for L1).
+      yield* untilWaitersOn(watcher, L3, 1)
+      yield* query(holder, "SELECT pg_advisory_unlock($1)", [L1])
+      // S2 ends: its connection goes to the cancel still queued in the pool, which then runs.
+      yield* query(holder, "SELECT pg_advisory_unlock($1)", [L2])
+      expect(Exit.isSuccess(yield* bounded("S2", Fiber.await(s2), 60))).toBe(true)
+      yield* eventually(
+        Effect.zip(
+          Effect.map(query(watcher, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'SELECT pg_cancel_backend%'"), (r) => r.rows[0].n as number),
+          Effect.map(Fiber.poll(x), Option.isSome)
+        ),
+        ([cancels, done]) => cancels > 0 || done,
+        30_000
+      )
+      yield* query(holder, "SELECT pg_advisory_unlock($1)", [L3])
+      const outcome = yield* bounded("X", Fiber.join(x), 60)
+      expect(Either.isRight(outcome), Either.isLeft(outcome) ? String(outcome.left.cause) : "").toBe(true)
+    })
+  )
+  it.scopedLive("interrupted while waiting for a connection (the pool exhausted by two transactions), on the held path and beside it: no connection is lost, the next two statements still run side by side", () =>
+    Effect.gen(function* () {
+      const db = yield* freshPgDatabase(pgUrl!)
+      const { sql, execute } = yield* runnerOn(db.url, 2)
+      const holder = yield* rawClient(db.url)
+      const watcher = yield* rawClient(db.url)
+      const [L1, L2, L3] = [5201, 5202, 5203]
+      for (let round = 0; round < 3; round++) {
+        // A failing statement: the held connection is given back, the next statement takes one anew.
+        expect(Either.isLeft(yield* Effect.either(execute({ text: "SELECT 1 / $1::int AS x", params: [0] })))).toBe(true)
+        for (const key of [L1, L2]) yield* query(holder, "SELECT pg_advisory_lock($1)", [key])
+        const transactions = yield* Effect.forEach([L1, L2], (key) => Effect.fork(Effect.orDie(sql.withTransaction(sql.unsafe("SELECT pg_advisory_xact_lock($1::bigint)", [key])))))
+        yield* untilWaitersOn(watcher, L1, 1)
+        yield* untilWaitersOn(watcher, L2, 1)
+        // One statement waits to take the held connection, the other (the held one's lock taken) for a pooled one.
+        const waiting = yield* Effect.forEach([0, 1], () => Effect.fork(execute(PID)))
+        for (const fiber of waiting) {
+          yield* bounded("a statement waiting for a connection", Effect.repeat(Fiber.status(fiber), { until: (st) => st._tag === "Suspended", schedule: Schedule.spaced("10 millis") }), 30)
+        }
+        const interrupting = yield* Effect.forEach(waiting, (fiber) => Effect.fork(Fiber.interrupt(fiber)))
+        for (const key of [L1, L2]) yield* query(holder, "SELECT pg_advisory_unlock($1)", [key])
+        yield* bounded("the transactions", Fiber.joinAll(transactions), 30)
+        yield* bounded("the interruptions", Fiber.joinAll(interrupting), 30)
+        // Both connections must be there: one statement on the held connection waits for L3, the next beside it.
+        yield* query(holder, "SELECT pg_advisory_lock($1)", [L3])
+        const blocked = yield* Effect.fork(execute<{ pid: number }>(blockedOn(L3)))
+        yield* untilWaitersOn(watcher, L3, 1)
+        const beside = yield* bounded(`round ${round}: a statement beside the blocked one`, Effect.orDie(execute<{ pid: number }>(PID)), 20)
+        yield* query(holder, "SELECT pg_advisory_unlock($1)", [L3])
+        const first = yield* bounded("the blocked statement", Effect.orDie(Fiber.join(blocked)), 30)
+        expect(first[0]!.pid).not.toBe(beside[0]!.pid)
+      }
+    })
+  )
+})
