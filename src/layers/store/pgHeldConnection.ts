@@ -26,7 +26,7 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import { makeMutex } from "./mutex.js"
-import { executePooled, executePreparedOn } from "./pgPrepared.js"
+import { discardIfBusy, executePooled, executePreparedOn } from "./pgPrepared.js"
 import type { SqlText } from "./sqlStatements.js"
 import type { Execute } from "./sqlTransaction.js"
 
@@ -94,8 +94,11 @@ export const makeHeldConnection = (sql: SqlClient, options: { readonly maxAgeMil
       Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(Effect.exit(Effect.flatMap(current, (h) => restore(executePreparedOn<R>(h.connection, statement)))), (exit) => {
           if (Exit.isSuccess(exit)) return exit
-          const unsent = Option.exists(Cause.failureOption(exit.cause), neverSent) && !Cause.isInterrupted(exit.cause)
-          return Effect.zipRight(retire, unsent ? restore(executePooled<R>(sql, statement)) : exit)
+          const interrupted = Cause.isInterrupted(exit.cause)
+          const unsent = Option.exists(Cause.failureOption(exit.cause), neverSent) && !interrupted
+          // Interrupted with the statement still running on it: ended, not given back (see discardIfBusy).
+          const discard = interrupted && held !== undefined ? discardIfBusy(held.connection) : Effect.void
+          return Effect.zipRight(Effect.zipRight(discard, retire), unsent ? restore(executePooled<R>(sql, statement)) : exit)
         })
       )
     return <R extends object = Record<string, unknown>>(statement: SqlText): Effect.Effect<ReadonlyArray<R>, SqlError> =>

@@ -71,7 +71,31 @@ export const executePreparedOn = <R extends object = Record<string, unknown>>(
  * interrupted.
  */
 export const executePooled = <R extends object = Record<string, unknown>>(sql: SqlClient, statement: SqlText): Effect.Effect<ReadonlyArray<R>, SqlError> =>
-  Effect.uninterruptibleMask((restore) => Effect.scoped(Effect.flatMap(sql.reserve, (connection) => restore(executePreparedOn<R>(connection, statement)))))
+  Effect.uninterruptibleMask((restore) =>
+    Effect.scoped(Effect.flatMap(sql.reserve, (connection) => Effect.onInterrupt(restore(executePreparedOn<R>(connection, statement)), () => discardIfBusy(connection))))
+  )
+
+/** The parts of `pg`'s client under a reserved connection (`@effect/sql-pg` keeps it as `pg`) that tell whether a statement still runs on it. */
+interface PgClientState {
+  readonly _activeQuery?: unknown
+  readonly queryQueue?: ReadonlyArray<unknown>
+  readonly end?: () => Promise<void>
+}
+
+/**
+ * After a statement on `connection` was interrupted: when it still runs there (sql-pg's cancel
+ * gives up after 5 s, or waits for a pooled connection it never gets, and the interruption then
+ * ends with the statement still running and the cancel still queued in the pool), the
+ * connection is ended instead of given back — given back, the pool would hand it on with the
+ * statement still running (the next statement would wait behind it) and the late cancel would
+ * cancel whatever runs on it by then. Ended, the pool drops it when it is released.
+ */
+export const discardIfBusy = (connection: Connection): Effect.Effect<void> =>
+  Effect.sync(() => {
+    const client = (connection as { readonly pg?: PgClientState }).pg
+    if (client === undefined || typeof client.end !== "function") return
+    if (client._activeQuery != null || (client.queryQueue?.length ?? 0) > 0) client.end().catch(() => undefined)
+  })
 
 /**
  * The store's statement runner on PostgreSQL: inside a transaction, on the transaction's
