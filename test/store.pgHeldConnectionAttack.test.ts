@@ -20,7 +20,8 @@ import { SqlClient } from "@effect/sql/SqlClient"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import { expect, it } from "@effect/vitest"
 import { execFileSync } from "node:child_process"
-import { Context, Effect, Either, Exit, Fiber, Layer, Option, Redacted, Schedule, Schema, Scope } from "effect"
+import * as net from "node:net"
+import { Context, Effect, Either, Exit, Fiber, Layer, Option, Redacted, Schedule, Schema } from "effect"
 import { makeHeldConnection } from "../src/layers/store/pgHeldConnection.js"
 import { makePgExecute } from "../src/layers/store/pgPrepared.js"
 import * as PgStore from "../src/layers/store/PgStore.js"
@@ -29,7 +30,7 @@ import { bounded } from "./support/attackTools.js"
 import { freshPgDatabase, pgUrl, storeOf } from "./support/backends.js"
 import { describePg } from "./support/describePg.js"
 import { eventually } from "./support/eventually.js"
-import { query, rawClient } from "./support/pgSessions.js"
+import { query, rawClient, untilAdvisoryWaiters } from "./support/pgSessions.js"
 
 const PID: SqlText = { text: "SELECT pg_backend_pid() AS pid", params: [] }
 /** Waits for advisory lock `key` (which a test's own session holds), then answers its backend. */
@@ -71,6 +72,67 @@ const waitersOn = (watcher: Parameters<typeof query>[0], key: number) =>
   )
 const untilWaitersOn = (watcher: Parameters<typeof query>[0], key: number, n: number) =>
   bounded(`${n} waiter(s) on advisory lock ${key}`, Effect.repeat(waitersOn(watcher, key), { until: (m) => m >= n, schedule: Schedule.spaced("10 millis") }), 60)
+
+/**
+ * A TCP proxy in front of PostgreSQL whose current connections can be made dead the way a
+ * middlebox (NAT, firewall, load balancer) forgets an idle connection: nothing is said to
+ * either side until the client sends again, which is then answered with a reset.
+ */
+const deadlyProxy = (target: URL) =>
+  Effect.acquireRelease(
+    Effect.async<{ readonly url: (database: string) => string; readonly forgetAll: () => void; readonly close: () => void }>((resume) => {
+      const pairs = new Set<{ readonly client: net.Socket; readonly server: net.Socket; dead: boolean }>()
+      const listener = net.createServer((client) => {
+        const server = net.connect(Number(target.port || 5432), target.hostname)
+        const pair = { client, server, dead: false }
+        pairs.add(pair)
+        const close = () => {
+          pairs.delete(pair)
+          client.destroy()
+          server.destroy()
+        }
+        client.on("data", (chunk) => {
+          if (!pair.dead) server.write(chunk)
+          else {
+            pairs.delete(pair)
+            client.resetAndDestroy()
+            server.destroy()
+          }
+        })
+        server.on("data", (chunk) => {
+          if (!pair.dead) client.write(chunk)
+        })
+        for (const socket of [client, server]) {
+          socket.on("error", close)
+          socket.on("close", close)
+        }
+      })
+      listener.listen(0, "127.0.0.1", () => {
+        const { port } = listener.address() as net.AddressInfo
+        resume(
+          Effect.succeed({
+            url: (database) => {
+              const url = new URL(target.toString())
+              url.host = `127.0.0.1:${port}`
+              url.pathname = `/${database}`
+              return url.toString()
+            },
+            forgetAll: () => {
+              for (const pair of pairs) pair.dead = true
+            },
+            close: () => {
+              for (const pair of pairs) {
+                pair.client.destroy()
+                pair.server.destroy()
+              }
+              listener.close()
+            }
+          })
+        )
+      })
+    }),
+    (proxy) => Effect.sync(proxy.close)
+  )
 
 describePg("the held connection, attacked", () => {
   it.scopedLive("killed by the server while idle, the process busy until the next statement: that statement still runs (runner)", () =>
@@ -138,7 +200,7 @@ describePg("the held connection, attacked", () => {
       const watcher = yield* rawClient(db.url)
       const [L1, L2, L3] = [5101, 5102, 5103]
       for (const key of [L1, L2, L3]) yield* query(holder, "SELECT pg_advisory_lock($1)", [key])
-      const held = (yield* Effect.orDie(execute<{ pid: number }>(PID)))[0]!.pid
+      yield* Effect.orDie(execute<{ pid: number }>(PID))
       // A on the held connection, S2 beside it on the pool's other one: the pool is exhausted.
       const a = yield* Effect.fork(execute<{ pid: number }>(blockedOn(L1)))
       yield* untilWaitersOn(watcher, L1, 1)
@@ -204,6 +266,56 @@ describePg("the held connection, attacked", () => {
         const first = yield* bounded("the blocked statement", Effect.orDie(Fiber.join(blocked)), 30)
         expect(first[0]!.pid).not.toBe(beside[0]!.pid)
       }
+    })
+  )
+  it.scopedLive("the held connection idle past the pool's idleTimeout, then forgotten by the network: the next claim does not fail (an idle pooled connection would have been closed by then)", () =>
+    Effect.gen(function* () {
+      const db = yield* freshPgDatabase(pgUrl!)
+      const proxy = yield* deadlyProxy(new URL(pgUrl!))
+      const store = yield* storeOf(PgStore.layer({ url: proxy.url(db.name), sweepInterval: "1 hour", client: { maxConnections: 2, idleTimeout: "200 millis" } }))
+      const h = yield* store.open({ owner: "held", namespace: "forgotten", schema: Schema.Struct({ n: Schema.Number }), maxEntries: 1000, ttl: "1 hour" })
+      const watcher = yield* rawClient(db.url)
+      const me = (yield* query(watcher, "SELECT pg_backend_pid() AS pid")).rows[0].pid as number
+      /** The store's backends, each with how long the server has seen it idle. */
+      const storeBackends = Effect.map(
+        query(
+          watcher,
+          "SELECT pid, state, (extract(epoch FROM clock_timestamp() - state_change) * 1000)::float8 AS idle_ms FROM pg_stat_activity WHERE datname = current_database() AND pid <> $1 AND backend_type = 'client backend'",
+          [me]
+        ),
+        (r) => r.rows as ReadonlyArray<{ pid: number; state: string; idle_ms: number }>
+      )
+      for (let round = 0; round < 2; round++) {
+        yield* Effect.orDie(h.registerIfAbsent(`warm${round}`, { n: round }))
+        // Every connection the store keeps has been idle, as the server sees it, for twice the pool's idleTimeout.
+        const idle = yield* eventually(storeBackends, (rows) => rows.length > 0 && rows.every((row) => row.state === "idle" && row.idle_ms > 400), 30_000)
+        expect(idle.every((row) => row.idle_ms > 400)).toBe(true)
+        proxy.forgetAll()
+        const claimed = yield* Effect.either(h.registerIfAbsent(`c${round}`, { n: round }))
+        expect(claimed, `round ${round}`).toEqual(Either.right(true))
+      }
+    })
+  )
+  it.scopedLive("a pool of two, one transaction waiting for another session's lock, the held connection idle: another owner's transaction still runs", () =>
+    Effect.gen(function* () {
+      const db = yield* freshPgDatabase(pgUrl!)
+      const store = yield* storeOf(PgStore.layer({ url: db.url, sweepInterval: "1 hour", lockWait: "60 seconds", ownerMaxEntries: 1000, client: { maxConnections: 2 } }))
+      const open = (owner: string) => store.open({ owner, namespace: "ns", schema: Schema.Struct({ n: Schema.Number }), maxEntries: 1000, ttl: "1 hour" })
+      const capped = yield* open("capped")
+      const free = yield* open("free")
+      const holder = yield* rawClient(db.url)
+      const watcher = yield* rawClient(db.url)
+      const batch = (key: string) => [{ _tag: "Register" as const, key, value: { n: 1 }, createdAt: Date.now(), expiresAt: undefined }]
+      // The held connection taken (and idle from here on).
+      yield* Effect.orDie(free.lookup("warm"))
+      yield* query(holder, "BEGIN")
+      yield* query(holder, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", ["capped"])
+      const waiting = yield* Effect.fork(Effect.either(capped.writeBatch(batch("w"))))
+      yield* bounded("the capped owner's transaction waiting for the lock", untilAdvisoryWaiters(watcher, 1), 30)
+      const beside = yield* bounded("another owner's transaction beside it", Effect.either(free.writeBatch(batch("f"))), 30)
+      yield* query(holder, "COMMIT")
+      expect(Either.isRight(beside), Either.isLeft(beside) ? beside.left.detail : "").toBe(true)
+      expect(Either.isRight(yield* bounded("the waiting transaction", Fiber.join(waiting), 60))).toBe(true)
     })
   )
 })
