@@ -65,6 +65,8 @@ export interface PgStoreOptions extends SqlStore.SqlStoreOptions {
 
 /** pg's pool size when none is given. */
 const PG_DEFAULT_POOL_SIZE = 10
+/** How long pg's pool keeps an idle connection when no `idleTimeout` is given (0: for ever). */
+const PG_DEFAULT_IDLE_MILLIS = 10_000
 
 /**
  * Connects (failing with `Unavailable` when the server cannot be reached within the connect
@@ -84,7 +86,10 @@ export const make = (options: PgStoreOptions) => {
       // another one for transactions beside it.
       const poolSize = options.client?.maxConnections ?? PG_DEFAULT_POOL_SIZE
       const maxAge = options.client?.connectionTTL
-      const holdConnection = poolSize >= 2 ? { maxAgeMillis: maxAge === undefined ? undefined : Duration.toMillis(maxAge) } : undefined
+      const idle = options.client?.idleTimeout
+      const maxIdle = idle === undefined ? PG_DEFAULT_IDLE_MILLIS : Duration.toMillis(idle)
+      const holdConnection =
+        poolSize >= 2 ? { maxAgeMillis: maxAge === undefined ? undefined : Duration.toMillis(maxAge), maxIdleMillis: maxIdle > 0 ? maxIdle : undefined } : undefined
       const store = yield* SqlStore.make(options, { holdConnection }).pipe(Effect.provideService(SqlClient, client))
       return { store, stale: () => undefined }
     }).pipe(Scope.extend(scope))

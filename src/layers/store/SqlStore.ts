@@ -67,10 +67,11 @@ export interface SqlStoreHooks {
   /**
    * PostgreSQL: the store keeps one of the client's pooled connections for the statements it
    * runs outside transactions, one after another, instead of taking one from the pool for each
-   * (see pgHeldConnection); given back after `maxAgeMillis` when set, and when the store
+   * (see pgHeldConnection); given back after `maxAgeMillis` when set, closed once idle for
+   * `maxIdleMillis` when set, and given back when the store
    * closes. Only for a client whose pool has room for it beside the store's transactions.
    */
-  readonly holdConnection?: { readonly maxAgeMillis?: number | undefined } | undefined
+  readonly holdConnection?: { readonly maxAgeMillis?: number | undefined; readonly maxIdleMillis?: number | undefined } | undefined
 }
 
 /**

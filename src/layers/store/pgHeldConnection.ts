@@ -12,7 +12,8 @@
  * statement the driver refused to send because the connection had already died ("… is not
  * queryable": nothing reached the server) runs again on a pooled connection, so a connection
  * the server dropped while idle never fails an operation. With `maxAgeMillis` (the pool's
- * `connectionTTL`) the connection is given back once it is that old.
+ * `connectionTTL`) the connection is given back once it is that old; with `maxIdleMillis` (the
+ * pool's `idleTimeout`) it is closed once it has been idle that long, as the pool would close it.
  *
  * @internal
  */
@@ -26,7 +27,7 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import { makeMutex } from "./mutex.js"
-import { discardIfBusy, executePooled, executePreparedOn } from "./pgPrepared.js"
+import { discard, discardIfBusy, executePooled, executePreparedOn } from "./pgPrepared.js"
 import type { SqlText } from "./sqlStatements.js"
 import type { Execute } from "./sqlTransaction.js"
 
@@ -35,6 +36,8 @@ interface Held {
   /** The reservation's own scope: closing it gives the connection back to the pool. */
   readonly scope: Scope.CloseableScope
   readonly since: number
+  /** When its last statement ended (see `maxIdleMillis`). */
+  lastUsed: number
 }
 
 /** Whether the driver refused `error`'s statement before sending it: its connection had died or been closed. */
@@ -51,7 +54,10 @@ const neverSent = (error: SqlError): boolean => {
  * cannot give back one that arrives after its waiter was interrupted); the statement itself
  * is (the driver cancels it).
  */
-export const makeHeldConnection = (sql: SqlClient, options: { readonly maxAgeMillis?: number | undefined } = {}): Effect.Effect<Execute, never, Scope.Scope> =>
+export const makeHeldConnection = (
+  sql: SqlClient,
+  options: { readonly maxAgeMillis?: number | undefined; readonly maxIdleMillis?: number | undefined } = {}
+): Effect.Effect<Execute, never, Scope.Scope> =>
   Effect.gen(function* () {
     const storeScope = yield* Effect.scope
     // One statement at a time on the held connection: `held` is written only under `lock`;
@@ -74,15 +80,24 @@ export const makeHeldConnection = (sql: SqlClient, options: { readonly maxAgeMil
     )
     const reserve: Effect.Effect<Held, SqlError> = Effect.flatMap(Scope.fork(storeScope, ExecutionStrategy.sequential), (scope) =>
       Scope.extend(sql.reserve, scope).pipe(
-        Effect.map((connection): Held => ({ connection, scope, since: performance.now() })),
+        Effect.map((connection): Held => {
+          const now = performance.now()
+          return { connection, scope, since: now, lastUsed: now }
+        }),
         Effect.tapErrorCause(() => Scope.close(scope, Exit.void))
       )
     )
     /** The held connection, taken (or renewed, when too old) first when needed. */
     const current: Effect.Effect<Held, SqlError> = Effect.suspend(() => {
-      if (held !== undefined && (options.maxAgeMillis === undefined || performance.now() - held.since < options.maxAgeMillis)) return Effect.succeed(held)
+      const now = performance.now()
+      // Idle longer than the pool keeps an idle connection: closed, as the pool would have closed
+      // it (given back, the pool would hand this very one out again) — a connection idle that
+      // long is the one a firewall or NAT may have forgotten without a word, and a statement sent
+      // on it could only fail "may or may not have been applied".
+      const idleTooLong = held !== undefined && options.maxIdleMillis !== undefined && now - held.lastUsed >= options.maxIdleMillis
+      if (held !== undefined && !idleTooLong && (options.maxAgeMillis === undefined || now - held.since < options.maxAgeMillis)) return Effect.succeed(held)
       return Effect.zipRight(
-        retire,
+        idleTooLong && held !== undefined ? Effect.zipRight(discard(held.connection), retire) : retire,
         Effect.map(reserve, (fresh) => {
           held = fresh
           return fresh
@@ -93,7 +108,10 @@ export const makeHeldConnection = (sql: SqlClient, options: { readonly maxAgeMil
     const onHeld = <R extends object>(statement: SqlText): Effect.Effect<ReadonlyArray<R>, SqlError> =>
       Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(Effect.exit(Effect.flatMap(current, (h) => restore(executePreparedOn<R>(h.connection, statement)))), (exit) => {
-          if (Exit.isSuccess(exit)) return exit
+          if (Exit.isSuccess(exit)) {
+            if (held !== undefined) held.lastUsed = performance.now()
+            return exit
+          }
           const interrupted = Cause.isInterrupted(exit.cause)
           const unsent = Option.exists(Cause.failureOption(exit.cause), neverSent) && !interrupted
           // Interrupted with the statement still running on it: ended, not given back (see discardIfBusy).

@@ -90,11 +90,16 @@ interface PgClientState {
  * statement still running (the next statement would wait behind it) and the late cancel would
  * cancel whatever runs on it by then. Ended, the pool drops it when it is released.
  */
-export const discardIfBusy = (connection: Connection): Effect.Effect<void> =>
+export const discardIfBusy = (connection: Connection): Effect.Effect<void> => discardWhen(connection, (client) => client._activeQuery != null || (client.queryQueue?.length ?? 0) > 0)
+
+/** Ends `connection`'s client, so that the pool drops it when it is released instead of handing it out again. */
+export const discard = (connection: Connection): Effect.Effect<void> => discardWhen(connection, () => true)
+
+const discardWhen = (connection: Connection, when: (client: PgClientState) => boolean): Effect.Effect<void> =>
   Effect.sync(() => {
     const client = (connection as { readonly pg?: PgClientState }).pg
     if (client === undefined || typeof client.end !== "function") return
-    if (client._activeQuery != null || (client.queryQueue?.length ?? 0) > 0) client.end().catch(() => undefined)
+    if (when(client)) client.end().catch(() => undefined)
   })
 
 /**
