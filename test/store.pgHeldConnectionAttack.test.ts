@@ -192,48 +192,53 @@ describePg("the held connection, attacked", () => {
     })
   )
 
-  it.scopedLive("interrupted while the pool is exhausted (the cancel cannot get a connection): a later statement on that connection neither waits behind the interrupted one nor is cancelled", () =>
-    Effect.gen(function* () {
-      const db = yield* freshPgDatabase(pgUrl!)
-      const { execute } = yield* runnerOn(db.url, 2)
-      const holder = yield* rawClient(db.url)
-      const watcher = yield* rawClient(db.url)
-      const [L1, L2, L3] = [5101, 5102, 5103]
-      for (const key of [L1, L2, L3]) yield* query(holder, "SELECT pg_advisory_lock($1)", [key])
-      yield* Effect.orDie(execute<{ pid: number }>(PID))
-      // A on the held connection, S2 beside it on the pool's other one: the pool is exhausted.
-      const a = yield* Effect.fork(execute<{ pid: number }>(blockedOn(L1)))
-      yield* untilWaitersOn(watcher, L1, 1)
-      const s2 = yield* Effect.fork(execute<{ pid: number }>(blockedOn(L2)))
-      yield* untilWaitersOn(watcher, L2, 1)
-      // X waits for a pooled connection (the held one is busy).
-      const x = yield* Effect.fork(Effect.either(execute<{ pid: number }>(blockedOn(L3))))
-      yield* bounded(
-        "X waiting for a connection",
-        Effect.repeat(Fiber.status(x), { until: (s) => s._tag === "Suspended", schedule: Schedule.spaced("10 millis") }),
-        30
-      )
-      // Interrupting A: sql-pg's cancel waits for a pooled connection, and gives up after 5 s.
-      yield* bounded("interrupting A", Fiber.interrupt(a), 60)
-      // X must now run on a connection of its own, not queued behind A (which still waits for L1).
-      yield* untilWaitersOn(watcher, L3, 1)
-      yield* query(holder, "SELECT pg_advisory_unlock($1)", [L1])
-      // S2 ends: its connection goes to the cancel still queued in the pool, which then runs.
-      yield* query(holder, "SELECT pg_advisory_unlock($1)", [L2])
-      expect(Exit.isSuccess(yield* bounded("S2", Fiber.await(s2), 60))).toBe(true)
-      yield* eventually(
-        Effect.zip(
-          Effect.map(query(watcher, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'SELECT pg_cancel_backend%'"), (r) => r.rows[0].n as number),
-          Effect.map(Fiber.poll(x), Option.isSome)
-        ),
-        ([cancels, done]) => cancels > 0 || done,
-        30_000
-      )
-      yield* query(holder, "SELECT pg_advisory_unlock($1)", [L3])
-      const outcome = yield* bounded("X", Fiber.join(x), 60)
-      expect(Either.isRight(outcome), Either.isLeft(outcome) ? String(outcome.left.cause) : "").toBe(true)
-    })
-  )
+  for (const victim of ["held", "pooled"] as const) {
+    it.scopedLive(`interrupted on the ${victim} connection while the pool is exhausted (the cancel cannot get a connection): a later statement on that connection neither waits behind the interrupted one nor is cancelled`, () =>
+      Effect.gen(function* () {
+        const db = yield* freshPgDatabase(pgUrl!)
+        const { execute } = yield* runnerOn(db.url, 2)
+        const holder = yield* rawClient(db.url)
+        const watcher = yield* rawClient(db.url)
+        const [L1, L2, L3] = [5101, 5102, 5103]
+        for (const key of [L1, L2, L3]) yield* query(holder, "SELECT pg_advisory_lock($1)", [key])
+        yield* Effect.orDie(execute<{ pid: number }>(PID))
+        // A on the held connection, B beside it on the pool's other one: the pool is exhausted.
+        const a = yield* Effect.fork(execute<{ pid: number }>(blockedOn(L1)))
+        yield* untilWaitersOn(watcher, L1, 1)
+        const b = yield* Effect.fork(execute<{ pid: number }>(blockedOn(L2)))
+        yield* untilWaitersOn(watcher, L2, 1)
+        // X waits for a pooled connection (the held one is busy).
+        const x = yield* Effect.fork(Effect.either(execute<{ pid: number }>(blockedOn(L3))))
+        yield* bounded(
+          "X waiting for a connection",
+          Effect.repeat(Fiber.status(x), { until: (st) => st._tag === "Suspended", schedule: Schedule.spaced("10 millis") }),
+          30
+        )
+        const [interrupted, interruptedLock, survivor, survivorLock] = victim === "held" ? [a, L1, b, L2] : [b, L2, a, L1]
+        // The interruption: sql-pg's cancel waits for a pooled connection, and gives up after 5 s.
+        yield* bounded("the interruption", Fiber.interrupt(interrupted), 60)
+        // X must now run on a connection of its own, not queued behind the interrupted statement (still waiting for its lock).
+        yield* untilWaitersOn(watcher, L3, 1)
+        yield* query(holder, "SELECT pg_advisory_unlock($1)", [interruptedLock])
+        // The survivor ends: on the pooled one, its connection goes to the cancel still queued in the pool, which then runs.
+        yield* query(holder, "SELECT pg_advisory_unlock($1)", [survivorLock])
+        expect(Exit.isSuccess(yield* bounded("the survivor", Fiber.await(survivor), 60))).toBe(true)
+        if (victim === "held") {
+          yield* eventually(
+            Effect.zip(
+              Effect.map(query(watcher, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'SELECT pg_cancel_backend%'"), (r) => r.rows[0].n as number),
+              Effect.map(Fiber.poll(x), Option.isSome)
+            ),
+            ([cancels, done]) => cancels > 0 || done,
+            30_000
+          )
+        }
+        yield* query(holder, "SELECT pg_advisory_unlock($1)", [L3])
+        const outcome = yield* bounded("X", Fiber.join(x), 60)
+        expect(Either.isRight(outcome), Either.isLeft(outcome) ? String(outcome.left.cause) : "").toBe(true)
+      })
+    )
+  }
   it.scopedLive("interrupted while waiting for a connection (the pool exhausted by two transactions), on the held path and beside it: no connection is lost, the next two statements still run side by side", () =>
     Effect.gen(function* () {
       const db = yield* freshPgDatabase(pgUrl!)
