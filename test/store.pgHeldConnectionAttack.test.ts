@@ -3,14 +3,20 @@
  * (pgHeldConnection), beyond store.pgHeldConnection.test.ts:
  *
  * - the held connection killed by the server while the store is idle, and the process busy
- *   (its event loop did not run between the kill and the next operation, as on a loaded
- *   machine): the next statement must still not fail;
- * - a statement interrupted on the held connection while the pool is exhausted (sql-pg's
- *   cancel waits for a pooled connection, and gives up after 5 s): the connection is given back
- *   with the interrupted statement still running and the cancel still queued in the pool — a
- *   later statement on that connection must neither wait behind it nor be cancelled by it;
- * - closing: a statement in flight when the store's scope closes must not run on a connection
- *   already back in the pool.
+ *   (its event loop did not turn between the kill and the next statement, as on a loaded
+ *   machine): the runner's statement fails 57P01 (the driver sent it before reading the
+ *   server's goodbye) — through the store, registerIfAbsent and consume still succeed (the
+ *   store runs again a write the server answered with a SQLSTATE);
+ * - a statement interrupted while the pool is exhausted (sql-pg's cancel waits for a pooled
+ *   connection and gives up after 5 s): its connection must not be handed on with the
+ *   statement still running and the cancel still queued — the next statement there would wait
+ *   behind it, then be cancelled by it;
+ * - interrupted while waiting for a connection (held path and pooled path): none lost;
+ * - the held connection idle past the pool's idleTimeout, then forgotten by the network (a
+ *   proxy that answers the next packet with a reset): the pool would have closed an idle
+ *   connection by then, so the next claim must not fail "may or may not have been applied";
+ * - a pool of two: a transaction waiting for another session's lock while the held connection
+ *   sits idle must not stall another owner's transaction.
  *
  * No test asserts elapsed time: waits are on observed states (pg_locks, pg_stat_activity,
  * fiber states), each bounded.
