@@ -14,7 +14,7 @@
  * - inside a transaction, statements run on the transaction's connection;
  * - `maxAgeMillis` gives an old connection back (the pool's `connectionTTL` then replaces it);
  * - closing the scope gives it back, so the pool can end;
- * - a store whose pool has two connections, or one (nothing held then), under a mix of
+ * - a store whose pool has three connections (one held), two or one (nothing held then), under a mix of
  *   transactions and single statements: everything finishes, every answer right.
  *
  * No test asserts elapsed time: waits are on observed states (a statement seen waiting for an
@@ -184,8 +184,8 @@ describePg("the connection a PostgreSQL store holds for its single statements", 
     })
   )
 
-  for (const maxConnections of [2, 1]) {
-    it.scopedLive(`a store on a pool of ${maxConnections}${maxConnections === 1 ? " (nothing held)" : ""}: concurrent transactions, claims, consumes and lookups all finish, every answer right`, () =>
+  for (const maxConnections of [3, 2, 1]) {
+    it.scopedLive(`a store on a pool of ${maxConnections}${maxConnections < 3 ? " (nothing held)" : " (one held)"}: concurrent transactions, claims, consumes and lookups all finish, every answer right`, () =>
       Effect.gen(function* () {
         const db = yield* freshPgDatabase(pgUrl!)
         const store = yield* storeOf(PgStore.layer({ url: db.url, sweepInterval: "1 hour", client: { maxConnections }, ownerMaxEntries: 100_000 }))

@@ -35,7 +35,7 @@ export interface PgConnectionOptions {
   /** `true`, or Node's TLS options (`tls.ConnectionOptions`: `ca`, `rejectUnauthorized`, …). */
   readonly ssl?: boolean | ConnectionOptions | undefined
   /**
-   * Pool size (pg's default: 10). From 2 on, the store keeps one of them for its statements
+   * Pool size (pg's default: 10). From 3 on, the store keeps one of them for its statements
    * outside transactions (they run one after another there without taking a connection from
    * the pool each time; concurrent ones take pooled connections as usual).
    */
@@ -83,13 +83,13 @@ export const make = (options: PgStoreOptions) => {
         ...(url === undefined ? {} : { url })
       }).pipe(Effect.catchTag("SqlError", (error) => Effect.fail(fromSqlError("open", "write")(error))))
       // One pooled connection is kept for statements outside transactions, when the pool has
-      // another one for transactions beside it.
+      // two more beside it (a transaction waiting for a lock must not leave the others none).
       const poolSize = options.client?.maxConnections ?? PG_DEFAULT_POOL_SIZE
       const maxAge = options.client?.connectionTTL
       const idle = options.client?.idleTimeout
       const maxIdle = idle === undefined ? PG_DEFAULT_IDLE_MILLIS : Duration.toMillis(idle)
       const holdConnection =
-        poolSize >= 2 ? { maxAgeMillis: maxAge === undefined ? undefined : Duration.toMillis(maxAge), maxIdleMillis: maxIdle > 0 ? maxIdle : undefined } : undefined
+        poolSize >= 3 ? { maxAgeMillis: maxAge === undefined ? undefined : Duration.toMillis(maxAge), maxIdleMillis: maxIdle > 0 ? maxIdle : undefined } : undefined
       const store = yield* SqlStore.make(options, { holdConnection }).pipe(Effect.provideService(SqlClient, client))
       return { store, stale: () => undefined }
     }).pipe(Scope.extend(scope))

@@ -7,13 +7,18 @@
  *
  * It serves one statement at a time: a statement that finds it busy (or the store closing)
  * runs on a pooled connection of its own, as before, so concurrent operations never queue
- * behind each other here. A failed or interrupted statement gives the connection back to the
- * pool (which drops one that lost its server) and the next statement takes a fresh one; a
- * statement the driver refused to send because the connection had already died ("… is not
- * queryable": nothing reached the server) runs again on a pooled connection, so a connection
- * the server dropped while idle never fails an operation. With `maxAgeMillis` (the pool's
- * `connectionTTL`) the connection is given back once it is that old; with `maxIdleMillis` (the
- * pool's `idleTimeout`) it is closed once it has been idle that long, as the pool would close it.
+ * behind each other here. A failed statement gives the connection back to the pool (which
+ * drops one that lost its server) and the next statement takes a fresh one; an interrupted
+ * one still running there ends it (see `discardIfBusy`). A statement the driver refused to
+ * send because the connection had already died ("… is not queryable": nothing reached the
+ * server) runs again on a pooled connection; a connection lost under a statement is ended
+ * (see `discardIfLost`), so the pool never hands it out again. One the driver sent before it read the server's
+ * goodbye fails with the server's SQLSTATE (57P01: the command did not run), which the store
+ * retries as it retries any dropped connection. With `maxAgeMillis` (the pool's
+ * `connectionTTL`) the connection is given back once held that long (the pool then retires it:
+ * within twice its `connectionTTL` of being opened); with `maxIdleMillis` (the pool's
+ * `idleTimeout`) it is closed once idle that long, as the pool closes an idle connection — one
+ * idle longer may have been forgotten by a firewall or NAT on the way.
  *
  * @internal
  */
@@ -27,7 +32,7 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import { makeMutex } from "./mutex.js"
-import { discard, discardIfBusy, executePooled, executePreparedOn } from "./pgPrepared.js"
+import { discard, discardIfBusy, discardIfLost, executePooled, executePreparedOn } from "./pgPrepared.js"
 import type { SqlText } from "./sqlStatements.js"
 import type { Execute } from "./sqlTransaction.js"
 
@@ -60,25 +65,28 @@ export const makeHeldConnection = (
 ): Effect.Effect<Execute, never, Scope.Scope> =>
   Effect.gen(function* () {
     const storeScope = yield* Effect.scope
-    // One statement at a time on the held connection: `held` is written only under `lock`;
-    // `closed` only by the finalizer.
+    // Every held connection's scope is forked from this one, made before the finalizer below:
+    // closing the store runs that finalizer first (no statement takes the held connection, or
+    // a new one, from then on), and only then gives the held connection back.
+    const reservations = yield* Scope.fork(storeScope, ExecutionStrategy.sequential)
+    // One statement at a time on the held connection: `held` is written only under `lock`, and
+    // by the finalizer, which also alone writes `closed`.
     const lock = makeMutex()
     let held: Held | undefined
     let closed = false
+    yield* Scope.addFinalizer(
+      storeScope,
+      Effect.sync(() => {
+        closed = true
+        held = undefined
+      })
+    )
     const retire = Effect.suspend(() => {
       const last = held
       held = undefined
       return last === undefined ? Effect.void : Scope.close(last.scope, Exit.void)
     })
-    // The held connection's own scope is a child of the store's: it is given back when the store
-    // closes, and no statement takes a new one after that.
-    yield* Scope.addFinalizer(
-      storeScope,
-      Effect.sync(() => {
-        closed = true
-      })
-    )
-    const reserve: Effect.Effect<Held, SqlError> = Effect.flatMap(Scope.fork(storeScope, ExecutionStrategy.sequential), (scope) =>
+    const reserve: Effect.Effect<Held, SqlError> = Effect.flatMap(Scope.fork(reservations, ExecutionStrategy.sequential), (scope) =>
       Scope.extend(sql.reserve, scope).pipe(
         Effect.map((connection): Held => {
           const now = performance.now()
@@ -87,37 +95,47 @@ export const makeHeldConnection = (
         Effect.tapErrorCause(() => Scope.close(scope, Exit.void))
       )
     )
-    /** The held connection, taken (or renewed, when too old) first when needed. */
-    const current: Effect.Effect<Held, SqlError> = Effect.suspend(() => {
+    /**
+     * The held connection, taken (or renewed: too old, or idle too long) first when needed;
+     * `None` when the store closed meanwhile (the statement then runs as if nothing were held).
+     */
+    const current: Effect.Effect<Option.Option<Held>, SqlError> = Effect.suspend(() => {
       const now = performance.now()
-      // Idle longer than the pool keeps an idle connection: closed, as the pool would have closed
-      // it (given back, the pool would hand this very one out again) — a connection idle that
-      // long is the one a firewall or NAT may have forgotten without a word, and a statement sent
-      // on it could only fail "may or may not have been applied".
       const idleTooLong = held !== undefined && options.maxIdleMillis !== undefined && now - held.lastUsed >= options.maxIdleMillis
-      if (held !== undefined && !idleTooLong && (options.maxAgeMillis === undefined || now - held.since < options.maxAgeMillis)) return Effect.succeed(held)
+      if (held !== undefined && !idleTooLong && (options.maxAgeMillis === undefined || now - held.since < options.maxAgeMillis)) return Effect.succeed(Option.some(held))
+      // Idle too long: ended, not given back (the pool would hand this very one out again).
+      const giveUp = idleTooLong && held !== undefined ? Effect.zipRight(discard(held.connection), retire) : retire
       return Effect.zipRight(
-        idleTooLong && held !== undefined ? Effect.zipRight(discard(held.connection), retire) : retire,
-        Effect.map(reserve, (fresh) => {
+        giveUp,
+        Effect.flatMap(reserve, (fresh) => {
+          if (closed) return Effect.as(Scope.close(fresh.scope, Exit.void), Option.none())
           held = fresh
-          return fresh
+          return Effect.succeed(Option.some(fresh))
         })
       )
     })
     /** Runs `statement` on the held connection (the lock is held); only the statement itself is interruptible. */
     const onHeld = <R extends object>(statement: SqlText): Effect.Effect<ReadonlyArray<R>, SqlError> =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(Effect.exit(Effect.flatMap(current, (h) => restore(executePreparedOn<R>(h.connection, statement)))), (exit) => {
-          if (Exit.isSuccess(exit)) {
-            if (held !== undefined) held.lastUsed = performance.now()
-            return exit
+        Effect.flatMap(
+          Effect.exit(
+            Effect.flatMap(current, (h) => (Option.isSome(h) ? restore(executePreparedOn<R>(h.value.connection, statement)) : restore(executePooled<R>(sql, statement))))
+          ),
+          (exit) => {
+            if (Exit.isSuccess(exit)) {
+              if (held !== undefined) held.lastUsed = performance.now()
+              return exit
+            }
+            const interrupted = Cause.isInterrupted(exit.cause)
+            const failure = Cause.failureOption(exit.cause)
+            const unsent = Option.exists(failure, neverSent) && !interrupted
+            // Interrupted with the statement still running on it, or the connection lost: ended,
+            // not given back (see discardIfBusy, discardIfLost).
+            const ending =
+              held === undefined ? Effect.void : interrupted ? discardIfBusy(held.connection) : Option.isSome(failure) ? discardIfLost(held.connection, failure.value) : Effect.void
+            return Effect.zipRight(Effect.zipRight(ending, retire), unsent ? restore(executePooled<R>(sql, statement)) : exit)
           }
-          const interrupted = Cause.isInterrupted(exit.cause)
-          const unsent = Option.exists(Cause.failureOption(exit.cause), neverSent) && !interrupted
-          // Interrupted with the statement still running on it: ended, not given back (see discardIfBusy).
-          const discard = interrupted && held !== undefined ? discardIfBusy(held.connection) : Effect.void
-          return Effect.zipRight(Effect.zipRight(discard, retire), unsent ? restore(executePooled<R>(sql, statement)) : exit)
-        })
+        )
       )
     return <R extends object = Record<string, unknown>>(statement: SqlText): Effect.Effect<ReadonlyArray<R>, SqlError> =>
       Effect.suspend(() =>

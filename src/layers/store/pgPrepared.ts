@@ -15,6 +15,7 @@ import type { Connection } from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import { classify } from "./sqlFailure.js"
 import type { SqlText } from "./sqlStatements.js"
 import type { Execute } from "./sqlTransaction.js"
 
@@ -72,13 +73,25 @@ export const executePreparedOn = <R extends object = Record<string, unknown>>(
  */
 export const executePooled = <R extends object = Record<string, unknown>>(sql: SqlClient, statement: SqlText): Effect.Effect<ReadonlyArray<R>, SqlError> =>
   Effect.uninterruptibleMask((restore) =>
-    Effect.scoped(Effect.flatMap(sql.reserve, (connection) => Effect.onInterrupt(restore(executePreparedOn<R>(connection, statement)), () => discardIfBusy(connection))))
+    Effect.scoped(
+      Effect.flatMap(sql.reserve, (connection) =>
+        restore(executePreparedOn<R>(connection, statement)).pipe(
+          Effect.onInterrupt(() => discardIfBusy(connection)),
+          Effect.tapError((error) => discardIfLost(connection, error))
+        )
+      )
+    )
   )
 
-/** The parts of `pg`'s client under a reserved connection (`@effect/sql-pg` keeps it as `pg`) that tell whether a statement still runs on it. */
+/**
+ * The parts of `pg`'s client under a reserved connection that tell whether a statement still
+ * runs on it, and end it: `@effect/sql-pg` 0.53 keeps the client as `pg`, whose own fields
+ * (pg 8) are read as pg-pool reads them. Where they are missing, nothing is ended: the
+ * connection is given back, as before.
+ */
 interface PgClientState {
   readonly _activeQuery?: unknown
-  readonly queryQueue?: ReadonlyArray<unknown>
+  readonly _queryQueue?: ReadonlyArray<unknown>
   readonly end?: () => Promise<void>
 }
 
@@ -90,7 +103,17 @@ interface PgClientState {
  * statement still running (the next statement would wait behind it) and the late cancel would
  * cancel whatever runs on it by then. Ended, the pool drops it when it is released.
  */
-export const discardIfBusy = (connection: Connection): Effect.Effect<void> => discardWhen(connection, (client) => client._activeQuery != null || (client.queryQueue?.length ?? 0) > 0)
+export const discardIfBusy = (connection: Connection): Effect.Effect<void> => discardWhen(connection, (client) => client._activeQuery != null || (client._queryQueue?.length ?? 0) > 0)
+
+/**
+ * After a statement on `connection` failed because the connection was lost (the server ended
+ * the session — 57P01 — or the socket dropped): the connection is ended, so that the pool
+ * drops it when it is released. Given back at once, before the client has read the server's
+ * goodbye, the pool would hand the dead connection to the next statement, which the driver
+ * would then send into a closed socket — and a write sent so may or may not have landed.
+ */
+export const discardIfLost = (connection: Connection, error: SqlError): Effect.Effect<void> =>
+  classify(error).kind === "unavailable" ? discard(connection) : Effect.void
 
 /** Ends `connection`'s client, so that the pool drops it when it is released instead of handing it out again. */
 export const discard = (connection: Connection): Effect.Effect<void> => discardWhen(connection, () => true)
