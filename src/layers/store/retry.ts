@@ -11,6 +11,7 @@
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as FiberId from "effect/FiberId"
+import * as Option from "effect/Option"
 import type { StateStoreError } from "../../StateStoreError.js"
 import { fairly } from "../fairScheduler.js"
 
@@ -62,7 +63,12 @@ export class BusyGate {
  */
 export const retryTransient =
   (lockWaitMillis: number, gate?: BusyGate) =>
-  <A, E, R>(effect: Effect.Effect<A, E, R>, kindOf: (error: E) => Transient): Effect.Effect<A, E, R> => {
+  <A, E, R>(
+    effect: Effect.Effect<A, E, R>,
+    kindOf: (error: E) => Transient,
+    /** Tried first when the gate is closed as the operation starts (checked in the same step): `Some` answers it without waiting behind the poller. */
+    whileGateClosed?: Effect.Effect<Option.Option<A>, E, R>
+  ): Effect.Effect<A, E, R> => {
     const withRetries = (started: number | undefined) =>
       Effect.catchIf(
         effect,
@@ -108,7 +114,9 @@ export const retryTransient =
       const waiting = gate.wait
       if (waiting === undefined) return withRetries(undefined)
       const queuedAt = performance.now()
-      return Effect.zipRight(Effect.raceFirst(waiting, realSleep(lockWaitMillis)), withRetries(queuedAt))
+      const queueBehind = Effect.zipRight(Effect.raceFirst(waiting, realSleep(lockWaitMillis)), withRetries(queuedAt))
+      if (whileGateClosed === undefined) return queueBehind
+      return Effect.flatMap(whileGateClosed, (answer) => (Option.isSome(answer) ? Effect.succeed(answer.value) : queueBehind))
     })
   }
 

@@ -175,6 +175,17 @@ export const makeSqlBatchWrites = <A>(core: SqlHandleCore<A>) =>
    * (`claimBatch`: it makes room, refuses, or finds the keys taken).
    */
   const claimInOneStatement = (rows: ReadonlyArray<RowToWrite>) =>
+    Effect.catchIf(claimInOneStatementOnce(rows), (error) => error._tag === "SqlError" && classify(error).kind === "busy", (busy) =>
+      // Found the file locked: when every key of the batch has turned live since the claims looked (they queued), they all lose,
+      // without waiting for the lock (and never Busy); otherwise the contention is waited out (each attempt looks again).
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.flatMap(read<{ entry_key: string }>(statements.liveKeys(now, [...new Set(rows.map((row) => row.key))])), (found) => {
+          const live = new Set(found.map((r) => r.entry_key))
+          return rows.every((row) => live.has(row.key)) ? Effect.succeed(rows.map(() => false as boolean | StateStoreError)) : Effect.fail(busy)
+        })
+      )
+    )
+  const claimInOneStatementOnce = (rows: ReadonlyArray<RowToWrite>) =>
     Effect.gen(function* () {
       const now = yield* Clock.currentTimeMillis
       const first = firstClaimOfEachKey(rows)
@@ -210,13 +221,15 @@ export const makeSqlBatchWrites = <A>(core: SqlHandleCore<A>) =>
         if (Either.isLeft(attempt)) return yield* Effect.fail(attempt.left)
         return (yield* writes.transaction(lockKey, claimBatch([row])))[0]!
       }),
-      row.key
+      row.key,
+      // The database known busy (another write of the store waits out the lock): a live key answers before the claim queues behind it.
+      liveAnswer(row)
     )
+  /** `Some(false)` when `row`'s key has a live row (a read: never behind the lock, nor the busy gate). */
+  const liveAnswer = (row: RowToWrite) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.map(isLiveKey(now, row.key), (live) => (live ? Option.some(false) : Option.none())))
   /** A claim about to wait for others: its key's live row first, which answers it at once (under contention most claimers lose). */
-  const lookFirst = (row: RowToWrite) =>
-    Effect.flatMap(Clock.currentTimeMillis, (now) =>
-      Effect.map(run("registerIfAbsent", "read", isLiveKey(now, row.key), row.key), (live) => (live ? Option.some(false) : Option.none()))
-    )
+  const lookFirst = (row: RowToWrite) => run("registerIfAbsent", "read", liveAnswer(row), row.key)
   /** PostgreSQL's claims: one statement (`claimAtOnce`, or under an owner cap `claimInFunction`), or without the function the transaction. */
   const pgClaim = ctx.ownerMaxEntries === undefined ? claimAtOnce : ctx.claimFunction ? claimInFunction : undefined
   /** Whether a claim asks for its key's live row before it is submitted (PostgreSQL's transaction); the statements look within themselves, SQLite's claims as above. */

@@ -10,6 +10,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import type * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type { StoredEntry, WriteOptions } from "../../KeyedStore.js"
 import type { StateStoreError } from "../../StateStoreError.js"
@@ -97,8 +98,15 @@ export const makeSqlHandleCore = <A>(ctx: SqlHandleContext, ns: ResolvedNamespac
 
   const spanAttributes = { owner, namespace, backend: dialect.backend }
   /** Runs one store operation: contention waited out, typed errors (defects included), a span. */
-  const run = <R>(operation: string, kind: "read" | "write", effect: Effect.Effect<R, SqlError | StateStoreError>, key?: string) =>
-    retry[kind](effect, transient(operation, kind)).pipe(
+  const run = <R>(
+    operation: string,
+    kind: "read" | "write",
+    effect: Effect.Effect<R, SqlError | StateStoreError>,
+    key?: string,
+    /** A write's answer without the lock, tried first while the database is known busy (see `retryTransient`). */
+    whileGateClosed?: Effect.Effect<Option.Option<R>, SqlError | StateStoreError>
+  ) =>
+    retry[kind](effect, transient(operation, kind), whileGateClosed).pipe(
       Effect.mapError((error) => (error._tag === "SqlError" ? fromSqlError(operation, kind, key === undefined ? at : { ...at, key })(error) : error)),
       Effect.catchAllDefect((defect) => Effect.fail(unexpectedFailure(operation, kind, defect, at))),
       withOperationSpan(`KeyedStore.${operation}`, spanAttributes)
