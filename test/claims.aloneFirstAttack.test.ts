@@ -16,7 +16,7 @@
 import Database from "better-sqlite3"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Fiber, Schema } from "effect"
+import { Effect, Either, Fiber, Option, Schema } from "effect"
 import { bounded } from "./support/attackTools.js"
 import { sqliteBackend, storeOf } from "./support/backends.js"
 
@@ -110,6 +110,33 @@ describe("SQLite lone claims, statement first: attacks", () => {
       lock.release()
       expect(Either.isLeft(firstAnswer) ? firstAnswer.left.reason : firstAnswer.right).toBe("Busy")
       expect(Either.isLeft(queuedAnswer) ? queuedAnswer.left.reason : queuedAnswer.right).toBe(false)
+      expect(yield* countMismatches).toEqual([])
+    })
+  )
+
+  it.scopedLive("a queued batch of two on a locked file, one key turned live while it waited and one free: the free one is never answered false (Busy past lockWait), the live one never true", () =>
+    Effect.gen(function* () {
+      const { store, lockHolder, countMismatches } = yield* sqliteFixture({ lockWait: "1500 millis" })
+      const ns = yield* store.open({ owner: "p", namespace: "q", schema: Value, maxEntries: 100 })
+      const lock = yield* lockHolder
+      lock.take()
+      const reasonOf = (e: Either.Either<boolean, { readonly reason: string }>) => (Either.isLeft(e) ? e.left.reason : e.right)
+      // A lone claim holds the batcher; a queued one is taken as a batch and waits for it; the next two gather into one batch.
+      const lone = yield* Effect.fork(Effect.either(ns.registerIfAbsent("free", "mine")))
+      yield* settle
+      const taken = yield* Effect.fork(Effect.either(ns.registerIfAbsent("x", "mine")))
+      yield* settle
+      const turning = yield* Effect.fork(Effect.either(ns.registerIfAbsent("k", "mine")))
+      const free = yield* Effect.fork(Effect.either(ns.registerIfAbsent("free2", "mine")))
+      yield* settle
+      lock.writeLiveAndRetake("p", "q", "k")
+      const answers = yield* bounded("the four claims", Effect.forEach([lone, taken, turning, free], (f) => Effect.map(Fiber.join(f), reasonOf)), 40)
+      lock.release()
+      expect(answers[0]).toBe("Busy")
+      expect(answers[1]).toBe("Busy")
+      expect(answers[2]).not.toBe(true)
+      expect(answers[3]).toBe("Busy")
+      expect(yield* Effect.forEach(["k", "free2", "x"], (key) => ns.lookup(key))).toEqual([Option.some("theirs"), Option.none(), Option.none()])
       expect(yield* countMismatches).toEqual([])
     })
   )

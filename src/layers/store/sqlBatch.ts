@@ -178,12 +178,15 @@ export const makeSqlBatchWrites = <A>(core: SqlHandleCore<A>) =>
     Effect.catchIf(claimInOneStatementOnce(rows), (error) => error._tag === "SqlError" && classify(error).kind === "busy", (busy) =>
       // Found the file locked: when every key of the batch has turned live since the claims looked (they queued), they all lose,
       // without waiting for the lock (and never Busy); otherwise the contention is waited out (each attempt looks again).
-      Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        Effect.flatMap(read<{ entry_key: string }>(statements.liveKeys(now, [...new Set(rows.map((row) => row.key))])), (found) => {
-          const live = new Set(found.map((r) => r.entry_key))
-          return rows.every((row) => live.has(row.key)) ? Effect.succeed(rows.map(() => false as boolean | StateStoreError)) : Effect.fail(busy)
-        })
-      )
+      Effect.flatMap(allLive(rows), Option.match({ onNone: () => Effect.fail(busy), onSome: Effect.succeed }))
+    )
+  /** `Some` (every claim `false`) when every key of `rows` has a live row: a read, never behind the lock nor the busy gate. */
+  const allLive = (rows: ReadonlyArray<RowToWrite>) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Effect.map(read<{ entry_key: string }>(statements.liveKeys(now, [...new Set(rows.map((row) => row.key))])), (found) => {
+        const live = new Set(found.map((r) => r.entry_key))
+        return rows.every((row) => live.has(row.key)) ? Option.some(rows.map((): boolean | StateStoreError => false)) : Option.none()
+      })
     )
   const claimInOneStatementOnce = (rows: ReadonlyArray<RowToWrite>) =>
     Effect.gen(function* () {
@@ -239,7 +242,9 @@ export const makeSqlBatchWrites = <A>(core: SqlHandleCore<A>) =>
       run(
         "registerIfAbsent",
         "write",
-        dialect.backend === "sqlite" ? claimInOneStatement(rows) : pgClaim !== undefined ? pgClaim(rows) : writes.transaction(lockKey, claimBatch(rows))
+        dialect.backend === "sqlite" ? claimInOneStatement(rows) : pgClaim !== undefined ? pgClaim(rows) : writes.transaction(lockKey, claimBatch(rows)),
+        undefined,
+        dialect.backend === "sqlite" ? allLive(rows) : undefined
       ),
     {
       maxBatch: CHUNK,
