@@ -17,8 +17,8 @@ import Database from "better-sqlite3"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Fiber, Option, Schema } from "effect"
-import { bounded } from "./support/attackTools.js"
-import { sqliteBackend, storeOf } from "./support/backends.js"
+import { bounded, prng } from "./support/attackTools.js"
+import { memoryBackend, sqliteBackend, storeOf } from "./support/backends.js"
 
 const Value = Schema.String
 
@@ -138,6 +138,63 @@ describe("SQLite lone claims, statement first: attacks", () => {
       expect(answers[3]).toBe("Busy")
       expect(yield* Effect.forEach(["k", "free2", "x"], (key) => ns.lookup(key))).toEqual([Option.some("theirs"), Option.none(), Option.none()])
       expect(yield* countMismatches).toEqual([])
+    })
+  )
+
+  it.scopedLive("150 seeded mixes, wider than claims.aloneFirst's: dead-on-arrival and expired claims, claims and deletes in a sibling under an owner cap, full namespaces of both policies: the memory store's answers, live keys, counts exact", () =>
+    Effect.gen(function* () {
+      const failures: Array<string> = []
+      const answerOf = (e: Either.Either<boolean, { readonly reason?: string }>) => (Either.isRight(e) ? e.right : (e.left.reason ?? "defect"))
+      for (let seed = 1; seed <= 150; seed++) {
+        const random = prng(seed * 7919)
+        const maxEntries = 1 + random(3)
+        const overflow = random(2) === 0 ? ("reject-new" as const) : ("evict-oldest" as const)
+        const ownerMaxEntries = random(2) === 0 ? maxEntries + random(3) : undefined
+        const settings = ownerMaxEntries === undefined ? {} : { ownerMaxEntries }
+        const sqlite = yield* sqliteFixture(settings)
+        const memory = yield* storeOf((yield* memoryBackend.fresh).store(settings))
+        const options = { owner: "p", namespace: "mix", schema: Value, maxEntries, overflow }
+        const sibling = { owner: "p", namespace: "sibling", schema: Value, maxEntries: 2, overflow: random(2) === 0 ? ("reject-new" as const) : ("evict-oldest" as const) }
+        const sides = [
+          { ns: yield* sqlite.store.open(options), other: yield* sqlite.store.open(sibling) },
+          { ns: yield* memory.open(options), other: yield* memory.open(sibling) }
+        ]
+        const now = Date.now()
+        const log: Array<string> = []
+        for (let step = 0; step < 16; step++) {
+          const key = `k${random(4)}`
+          const kind = random(8)
+          const answers: Array<boolean | string> = []
+          for (const { ns, other } of sides) {
+            const target = kind === 5 || kind === 6 ? other : ns
+            const e =
+              kind === 0
+                ? Effect.as(ns.register(key, `r${step}`, { createdAt: now - 10_000 + step, expiresAt: now - 1000 }), true)
+                : kind === 1
+                  ? ns.registerIfAbsent(key, `d${step}`, { createdAt: now - 10_000 + step, expiresAt: now - 1000 })
+                  : kind === 2
+                    ? ns.delete(key)
+                    : kind === 5
+                      ? target.registerIfAbsent(key, `s${step}`, { createdAt: now + step, expiresAt: now + 3_600_000 })
+                      : kind === 6
+                        ? target.delete(key)
+                        : ns.registerIfAbsent(key, `c${step}`, { createdAt: now + step, expiresAt: now + 3_600_000 })
+            answers.push(answerOf(yield* Effect.either(e)))
+          }
+          log.push(`${["expired register", "DOA claim", "delete", "claim", "claim", "sibling claim", "sibling delete", "claim"][kind]} ${key}: ${answers.join(" / ")}`)
+          if (answers[0] !== answers[1]) {
+            failures.push(`seed ${seed} (max ${maxEntries}, ${overflow}, owner cap ${ownerMaxEntries}, sibling ${sibling.overflow}): ${log.join("; ")}`)
+            break
+          }
+        }
+        for (const pick of ["ns", "other"] as const) {
+          const live = yield* Effect.forEach(sides, (side) => Effect.map(side[pick].entries, (entries) => entries.map((e) => `${e.key}=${e.value}`).sort().join(",")))
+          if (live[0] !== live[1]) failures.push(`seed ${seed}: ${pick} live rows ${live[0]} vs memory ${live[1]}`)
+        }
+        const mismatches = yield* sqlite.countMismatches
+        if (mismatches.length > 0) failures.push(`seed ${seed}: counts differ for ${mismatches.map((m) => m.namespace).join(", ")}`)
+      }
+      expect(failures).toEqual([])
     })
   )
 })
