@@ -197,4 +197,64 @@ describe("SQLite lone claims, statement first: attacks", () => {
       expect(failures).toEqual([])
     })
   )
+
+  it.scopedLive("two stores on one file, claims of 12 keys racing while another connection takes and releases the lock, some claimers interrupted: one winner per key, each row its winner's (or an interrupted claimer's), counts exact, every failure typed", () =>
+    Effect.gen(function* () {
+      const db = yield* sqliteBackend.fresh
+      const stores = [yield* storeOf(db.store({ sweepInterval: "1 hour", lockWait: "60 seconds" })), yield* storeOf(db.store({ sweepInterval: "1 hour", lockWait: "60 seconds" }))]
+      const handles = yield* Effect.forEach(stores, (store) => Effect.all([store.open({ owner: "p", namespace: "race", schema: Value, maxEntries: 1000 }), store.open({ owner: "p", namespace: "race2", schema: Value, maxEntries: 1000 })]))
+      yield* handles[0]![0].register("live0", "before")
+      const holder = new Database(db.location!)
+      yield* Effect.addFinalizer(() => Effect.sync(() => holder.close()))
+      const random = prng(4242)
+      const outcomes = new Map<string, Array<{ id: string; answer: string }>>()
+      const fibers: Array<{ key: string; id: string; fiber: Fiber.RuntimeFiber<boolean, unknown>; interrupt: boolean }> = []
+      for (let round = 0; round < 8; round++) {
+        if (round % 2 === 0) holder.exec("BEGIN IMMEDIATE")
+        for (let i = 0; i < 30; i++) {
+          const key = `k${random(12)}`
+          const id = `${round}.${i}`
+          const [a, b] = handles[random(2)]!
+          const ns = random(3) === 0 ? b : a
+          const fiber = yield* Effect.fork(ns.registerIfAbsent(key, id))
+          fibers.push({ key: `${ns.namespace}/${key}`, id, fiber, interrupt: random(5) === 0 })
+        }
+        yield* Effect.sleep(`${5 + random(30)} millis`)
+        for (const f of fibers) if (f.interrupt) yield* Fiber.interrupt(f.fiber)
+        if (holder.inTransaction) holder.exec("COMMIT")
+      }
+      for (const f of fibers) {
+        const exit = yield* bounded(`claim ${f.id}`, Fiber.await(f.fiber), 40)
+        const answer = exit._tag === "Success" ? String(exit.value) : exit.cause._tag === "Interrupt" || f.interrupt ? "interrupted" : `failure:${JSON.stringify(exit.cause).slice(0, 200)}`
+        const list = outcomes.get(f.key) ?? []
+        list.push({ id: f.id, answer })
+        outcomes.set(f.key, list)
+      }
+      const wrong: Array<string> = []
+      for (const [key, list] of outcomes) {
+        const [namespace, entry] = key.split("/") as [string, string]
+        const ns = namespace === "race" ? handles[0]![0] : handles[0]![1]
+        const row = yield* ns.lookup(entry)
+        const winners = list.filter((o) => o.answer === "true").map((o) => o.id)
+        const failed = list.filter((o) => o.answer.startsWith("failure"))
+        if (failed.length > 0) wrong.push(`${key}: ${failed.map((o) => o.answer).join(" | ")}`)
+        if (winners.length > 1) wrong.push(`${key}: ${winners.length} winners ${winners.join(",")}`)
+        if (Option.isNone(row)) {
+          if (winners.length > 0) wrong.push(`${key}: won by ${winners[0]} but no row`)
+          if (list.every((o) => o.answer !== "interrupted")) wrong.push(`${key}: no row, nobody won, nobody interrupted`)
+        } else {
+          const owner = list.find((o) => o.id === row.value)
+          if (winners.length === 1 ? row.value !== winners[0] : owner?.answer !== "interrupted") wrong.push(`${key}: row ${row.value}, winners ${winners.join(",")}, its claimer ${owner?.answer}`)
+        }
+      }
+      const mismatches = yield* Effect.provide(
+        Effect.flatMap(SqlClient, (sql) => sql.unsafe<{ namespace: string }>("SELECT c.namespace FROM channel_state_counts c WHERE c.row_count <> (SELECT count(*) FROM channel_state_entries e WHERE e.owner = c.owner AND e.namespace = c.namespace)")),
+        db.sql!
+      )
+      expect(wrong).toEqual([])
+      expect(mismatches).toEqual([])
+      // The batchers are not stuck: a live key answers false, a fresh one wins, on both stores.
+      for (const [a] of handles) expect(yield* bounded("claims after the race", Effect.all([a.registerIfAbsent("live0", "late"), a.registerIfAbsent(`fresh${Math.random()}`, "late")]), 20)).toEqual([false, true])
+    })
+  )
 })
