@@ -15,42 +15,23 @@
  *
  * No test asserts elapsed time: a claim that waited where it must not is caught by a bound.
  */
-import Database from "better-sqlite3"
-import { SqlClient } from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Fiber, Option, Schema } from "effect"
 import type { NamespaceHandle } from "../src/KeyedStore.js"
 import { bounded, prng } from "./support/attackTools.js"
-import { memoryBackend, sqliteBackend, storeOf } from "./support/backends.js"
+import { memoryBackend, storeOf } from "./support/backends.js"
+import { sqliteClaimFixture } from "./support/sqliteClaims.js"
 
 const Value = Schema.String
 type Answer = boolean | string
 
 const answerOf = (e: Either.Either<boolean, { readonly reason?: string }>): Answer => (Either.isRight(e) ? e.right : (e.left.reason ?? "defect"))
 
-const sqliteFixture = (settings: Record<string, unknown> = {}) =>
-  Effect.gen(function* () {
-    const db = yield* sqliteBackend.fresh
-    const store = yield* storeOf(db.store({ sweepInterval: "1 hour", ...settings }))
-    const raw = <R extends object>(q: string) => Effect.provide(Effect.flatMap(SqlClient, (sql) => sql.unsafe<R>(q)), db.sql!)
-    /** Every namespace whose counter differs from its real row count. */
-    const countMismatches = raw<{ namespace: string }>(
-      `SELECT c.namespace FROM channel_state_counts c WHERE c.row_count <> (SELECT count(*) FROM channel_state_entries e WHERE e.owner = c.owner AND e.namespace = c.namespace)
-       UNION SELECT e.namespace FROM channel_state_entries e WHERE NOT EXISTS (SELECT 1 FROM channel_state_counts c WHERE c.owner = e.owner AND c.namespace = e.namespace)`
-    )
-    /** A second connection to the file, holding its write lock until `release` (closed with the scope). */
-    const lockHolder = Effect.gen(function* () {
-      const holder = new Database(db.location!)
-      yield* Effect.addFinalizer(() => Effect.sync(() => holder.close()))
-      return { take: () => holder.exec("BEGIN IMMEDIATE"), release: () => holder.exec("COMMIT") }
-    })
-    return { store, countMismatches, lockHolder }
-  })
 
 describe("SQLite claims that come alone: the statement first", () => {
   it.scopedLive("another connection holds the write lock: 20 live keys answer false at once (lockWait 60 s), a free key waits and wins after the release, and so does an expired row", () =>
     Effect.gen(function* () {
-      const { store, lockHolder, countMismatches } = yield* sqliteFixture({ lockWait: "60 seconds" })
+      const { store, lockHolder, countMismatches } = yield* sqliteClaimFixture({ lockWait: "60 seconds" })
       const ns = yield* store.open({ owner: "p", namespace: "locked", schema: Value, maxEntries: 100 })
       for (let i = 0; i < 20; i++) yield* ns.register(`live${i}`, `v${i}`)
       yield* ns.register("old", "old", { createdAt: Date.now() - 60_000, expiresAt: Date.now() - 1000 })
@@ -80,7 +61,7 @@ describe("SQLite claims that come alone: the statement first", () => {
         const overflow = random(2) === 0 ? ("reject-new" as const) : ("evict-oldest" as const)
         const ownerMaxEntries = random(3) === 0 ? maxEntries + 1 : undefined
         const settings = ownerMaxEntries === undefined ? {} : { ownerMaxEntries }
-        const sqlite = yield* sqliteFixture(settings)
+        const sqlite = yield* sqliteClaimFixture(settings)
         const memory = yield* storeOf((yield* memoryBackend.fresh).store(settings))
         const options = { owner: "p", namespace: "mix", schema: Value, maxEntries, overflow }
         const sibling = { owner: "p", namespace: "sibling", schema: Value, maxEntries: 10 }
@@ -113,7 +94,7 @@ describe("SQLite claims that come alone: the statement first", () => {
 
   it.scopedLive("lone claims interrupted at every early step (yields every 10–40 steps): counts exact, each either landed or not, later claims answer", () =>
     Effect.gen(function* () {
-      const { store, countMismatches } = yield* sqliteFixture()
+      const { store, countMismatches } = yield* sqliteClaimFixture()
       const ns = yield* store.open({ owner: "p", namespace: "intr", schema: Value, maxEntries: 100_000 })
       const wrong: Array<string> = []
       let round = 0

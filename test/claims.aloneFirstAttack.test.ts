@@ -19,38 +19,10 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Fiber, Option, Schema } from "effect"
 import { bounded, prng } from "./support/attackTools.js"
 import { memoryBackend, sqliteBackend, storeOf } from "./support/backends.js"
+import { sqliteClaimFixture } from "./support/sqliteClaims.js"
 
 const Value = Schema.String
 
-const sqliteFixture = (settings: Record<string, unknown> = {}) =>
-  Effect.gen(function* () {
-    const db = yield* sqliteBackend.fresh
-    const store = yield* storeOf(db.store({ sweepInterval: "1 hour", ...settings }))
-    const raw = <R extends object>(q: string) => Effect.provide(Effect.flatMap(SqlClient, (sql) => sql.unsafe<R>(q)), db.sql!)
-    const countMismatches = raw<{ namespace: string }>(
-      `SELECT c.namespace FROM channel_state_counts c WHERE c.row_count <> (SELECT count(*) FROM channel_state_entries e WHERE e.owner = c.owner AND e.namespace = c.namespace)
-       UNION SELECT e.namespace FROM channel_state_entries e WHERE NOT EXISTS (SELECT 1 FROM channel_state_counts c WHERE c.owner = e.owner AND c.namespace = e.namespace)`
-    )
-    const lockHolder = Effect.gen(function* () {
-      const holder = new Database(db.location!)
-      yield* Effect.addFinalizer(() => Effect.sync(() => holder.close()))
-      return {
-        take: () => holder.exec("BEGIN IMMEDIATE"),
-        release: () => {
-          if (holder.inTransaction) holder.exec("COMMIT")
-        },
-        /** Writes a live row of `key` and commits, then takes the lock again, all in one step (no fiber of the store runs between). */
-        writeLiveAndRetake: (owner: string, namespace: string, key: string) => {
-          holder
-            .prepare("INSERT INTO channel_state_entries (owner, namespace, entry_key, value_json, created_at, expires_at) VALUES (?, ?, ?, ?, ?, NULL)")
-            .run(owner, namespace, key, JSON.stringify("theirs"), Date.now())
-          holder.exec("COMMIT")
-          holder.exec("BEGIN IMMEDIATE")
-        }
-      }
-    })
-    return { store, countMismatches, lockHolder }
-  })
 
 /** Gives forked fibers time to reach their wait (no assertion on it: too short a pause only makes a test pass, never fail). */
 const settle = Effect.sleep("300 millis")
@@ -58,7 +30,7 @@ const settle = Effect.sleep("300 millis")
 describe("SQLite lone claims, statement first: attacks", () => {
   it.scopedLive("a live key claimed alone while another write of the store waits out a locked file (the busy gate closed) answers false at once (lockWait 60 s)", () =>
     Effect.gen(function* () {
-      const { store, lockHolder, countMismatches } = yield* sqliteFixture({ lockWait: "60 seconds" })
+      const { store, lockHolder, countMismatches } = yield* sqliteClaimFixture({ lockWait: "60 seconds" })
       const ns = yield* store.open({ owner: "p", namespace: "a", schema: Value, maxEntries: 100 })
       const other = yield* store.open({ owner: "p", namespace: "b", schema: Value, maxEntries: 100 })
       yield* ns.register("live", "v")
@@ -77,7 +49,7 @@ describe("SQLite lone claims, statement first: attacks", () => {
 
   it.scopedLive("a live key claimed alone while a lone claim of another namespace waits out a locked file answers false at once (lockWait 60 s)", () =>
     Effect.gen(function* () {
-      const { store, lockHolder } = yield* sqliteFixture({ lockWait: "60 seconds" })
+      const { store, lockHolder } = yield* sqliteClaimFixture({ lockWait: "60 seconds" })
       const ns = yield* store.open({ owner: "p", namespace: "a", schema: Value, maxEntries: 100 })
       const other = yield* store.open({ owner: "p", namespace: "b", schema: Value, maxEntries: 100 })
       yield* ns.register("live", "v")
@@ -94,7 +66,7 @@ describe("SQLite lone claims, statement first: attacks", () => {
 
   it.scopedLive("a claim queued behind a lone claim waiting out the lock, whose key turns live while it waits (the holder writes it and locks again): false, never Busy", () =>
     Effect.gen(function* () {
-      const { store, lockHolder, countMismatches } = yield* sqliteFixture({ lockWait: "1500 millis" })
+      const { store, lockHolder, countMismatches } = yield* sqliteClaimFixture({ lockWait: "1500 millis" })
       const ns = yield* store.open({ owner: "p", namespace: "q", schema: Value, maxEntries: 100 })
       const lock = yield* lockHolder
       lock.take()
@@ -116,7 +88,7 @@ describe("SQLite lone claims, statement first: attacks", () => {
 
   it.scopedLive("a queued batch of two on a locked file, one key turned live while it waited and one free: the free one is never answered false (Busy past lockWait), the live one never true", () =>
     Effect.gen(function* () {
-      const { store, lockHolder, countMismatches } = yield* sqliteFixture({ lockWait: "1500 millis" })
+      const { store, lockHolder, countMismatches } = yield* sqliteClaimFixture({ lockWait: "1500 millis" })
       const ns = yield* store.open({ owner: "p", namespace: "q", schema: Value, maxEntries: 100 })
       const lock = yield* lockHolder
       lock.take()
@@ -151,7 +123,7 @@ describe("SQLite lone claims, statement first: attacks", () => {
         const overflow = random(2) === 0 ? ("reject-new" as const) : ("evict-oldest" as const)
         const ownerMaxEntries = random(2) === 0 ? maxEntries + random(3) : undefined
         const settings = ownerMaxEntries === undefined ? {} : { ownerMaxEntries }
-        const sqlite = yield* sqliteFixture(settings)
+        const sqlite = yield* sqliteClaimFixture(settings)
         const memory = yield* storeOf((yield* memoryBackend.fresh).store(settings))
         const options = { owner: "p", namespace: "mix", schema: Value, maxEntries, overflow }
         const sibling = { owner: "p", namespace: "sibling", schema: Value, maxEntries: 2, overflow: random(2) === 0 ? ("reject-new" as const) : ("evict-oldest" as const) }
