@@ -7,14 +7,13 @@
  *
  * It serves one statement at a time: a statement that finds it busy (or the store closing)
  * runs on a pooled connection of its own, as before, so concurrent operations never queue
- * behind each other here. A failed statement gives the connection back to the pool (which
- * drops one that lost its server) and the next statement takes a fresh one; an interrupted
- * one still running there ends it (see `discardIfBusy`). A statement the driver refused to
- * send because the connection had already died ("… is not queryable": nothing reached the
- * server) runs again on a pooled connection; a connection lost under a statement is ended
- * (see `discardIfLost`), so the pool never hands it out again. One the driver sent before it read the server's
- * goodbye fails with the server's SQLSTATE (57P01: the command did not run), which the store
- * retries as it retries any dropped connection. With `maxAgeMillis` (the pool's
+ * behind each other here. A failed statement gives the connection back to the pool and the
+ * next statement takes a fresh one; an interrupted one still running there, or one whose
+ * connection was lost, ends it first (see `executeEndingOn`), so the pool never hands it out
+ * again. A statement the driver refused to send because the connection had already died
+ * ("… is not queryable": nothing reached the server) runs again on a pooled connection. One the
+ * driver sent before it read the server's goodbye fails with the server's SQLSTATE (57P01: the
+ * command did not run), which the store retries as it retries any dropped connection. With `maxAgeMillis` (the pool's
  * `connectionTTL`) the connection is given back once held that long (the pool then retires it:
  * within twice its `connectionTTL` of being opened); with `maxIdleMillis` (the pool's
  * `idleTimeout`) it is closed once idle that long, as the pool closes an idle connection — one
@@ -32,7 +31,7 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import { makeMutex } from "./mutex.js"
-import { discard, discardIfBusy, discardIfLost, executePooled, executePreparedOn } from "./pgPrepared.js"
+import { discard, executeEndingOn, executePooled } from "./pgPrepared.js"
 import type { SqlText } from "./sqlStatements.js"
 import type { Execute } from "./sqlTransaction.js"
 
@@ -119,21 +118,15 @@ export const makeHeldConnection = (
       Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(
           Effect.exit(
-            Effect.flatMap(current, (h) => (Option.isSome(h) ? restore(executePreparedOn<R>(h.value.connection, statement)) : restore(executePooled<R>(sql, statement))))
+            Effect.flatMap(current, (h) => (Option.isSome(h) ? restore(executeEndingOn<R>(h.value.connection, statement)) : restore(executePooled<R>(sql, statement))))
           ),
           (exit) => {
             if (Exit.isSuccess(exit)) {
               if (held !== undefined) held.lastUsed = performance.now()
               return exit
             }
-            const interrupted = Cause.isInterrupted(exit.cause)
-            const failure = Cause.failureOption(exit.cause)
-            const unsent = Option.exists(failure, neverSent) && !interrupted
-            // Interrupted with the statement still running on it, or the connection lost: ended,
-            // not given back (see discardIfBusy, discardIfLost).
-            const ending =
-              held === undefined ? Effect.void : interrupted ? discardIfBusy(held.connection) : Option.isSome(failure) ? discardIfLost(held.connection, failure.value) : Effect.void
-            return Effect.zipRight(Effect.zipRight(ending, retire), unsent ? restore(executePooled<R>(sql, statement)) : exit)
+            const unsent = Option.exists(Cause.failureOption(exit.cause), neverSent) && !Cause.isInterrupted(exit.cause)
+            return Effect.zipRight(retire, unsent ? restore(executePooled<R>(sql, statement)) : exit)
           }
         )
       )

@@ -72,15 +72,18 @@ export const executePreparedOn = <R extends object = Record<string, unknown>>(
  * interrupted.
  */
 export const executePooled = <R extends object = Record<string, unknown>>(sql: SqlClient, statement: SqlText): Effect.Effect<ReadonlyArray<R>, SqlError> =>
-  Effect.uninterruptibleMask((restore) =>
-    Effect.scoped(
-      Effect.flatMap(sql.reserve, (connection) =>
-        restore(executePreparedOn<R>(connection, statement)).pipe(
-          Effect.onInterrupt(() => discardIfBusy(connection)),
-          Effect.tapError((error) => discardIfLost(connection, error))
-        )
-      )
-    )
+  Effect.uninterruptibleMask((restore) => Effect.scoped(Effect.flatMap(sql.reserve, (connection) => restore(executeEndingOn<R>(connection, statement)))))
+
+/**
+ * {@link executePreparedOn} on a connection the caller reserved and will give back: interrupted
+ * with the statement still running there, or failed because the connection was lost, it ends
+ * the connection first (see {@link discardIfBusy}, {@link discardIfLost}), so that what is given
+ * back is never handed out again by the pool.
+ */
+export const executeEndingOn = <R extends object = Record<string, unknown>>(connection: Connection, statement: SqlText): Effect.Effect<ReadonlyArray<R>, SqlError> =>
+  executePreparedOn<R>(connection, statement).pipe(
+    Effect.onInterrupt(() => discardIfBusy(connection)),
+    Effect.tapError((error) => discardIfLost(connection, error))
   )
 
 /**
