@@ -17,10 +17,8 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Fiber, Option, Schema } from "effect"
-import type { NamespaceHandle } from "../src/KeyedStore.js"
 import { bounded, prng } from "./support/attackTools.js"
-import { memoryBackend, storeOf } from "./support/backends.js"
-import { sqliteClaimFixture } from "./support/sqliteClaims.js"
+import { againstMemory, sqliteClaimFixture } from "./support/sqliteClaims.js"
 
 const Value = Schema.String
 type Answer = boolean | string
@@ -61,14 +59,11 @@ describe("SQLite claims that come alone: the statement first", () => {
         const overflow = random(2) === 0 ? ("reject-new" as const) : ("evict-oldest" as const)
         const ownerMaxEntries = random(3) === 0 ? maxEntries + 1 : undefined
         const settings = ownerMaxEntries === undefined ? {} : { ownerMaxEntries }
-        const sqlite = yield* sqliteClaimFixture(settings)
-        const memory = yield* storeOf((yield* memoryBackend.fresh).store(settings))
-        const options = { owner: "p", namespace: "mix", schema: Value, maxEntries, overflow }
-        const sibling = { owner: "p", namespace: "sibling", schema: Value, maxEntries: 10 }
-        const sides: ReadonlyArray<{ readonly ns: NamespaceHandle<string>; readonly other: NamespaceHandle<string> }> = [
-          { ns: yield* sqlite.store.open(options), other: yield* sqlite.store.open(sibling) },
-          { ns: yield* memory.open(options), other: yield* memory.open(sibling) }
-        ]
+        const { sqlite, sides } = yield* againstMemory(
+          settings,
+          { owner: "p", namespace: "mix", schema: Value, maxEntries, overflow },
+          { owner: "p", namespace: "sibling", schema: Value, maxEntries: 10 }
+        )
         const now = Date.now()
         const log: Array<string> = []
         for (let step = 0; step < 14; step++) {

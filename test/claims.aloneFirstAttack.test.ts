@@ -18,8 +18,8 @@ import { SqlClient } from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Fiber, Option, Schema } from "effect"
 import { bounded, prng } from "./support/attackTools.js"
-import { memoryBackend, sqliteBackend, storeOf } from "./support/backends.js"
-import { sqliteClaimFixture } from "./support/sqliteClaims.js"
+import { sqliteBackend, storeOf } from "./support/backends.js"
+import { againstMemory, sqliteClaimFixture } from "./support/sqliteClaims.js"
 
 const Value = Schema.String
 
@@ -123,14 +123,12 @@ describe("SQLite lone claims, statement first: attacks", () => {
         const overflow = random(2) === 0 ? ("reject-new" as const) : ("evict-oldest" as const)
         const ownerMaxEntries = random(2) === 0 ? maxEntries + random(3) : undefined
         const settings = ownerMaxEntries === undefined ? {} : { ownerMaxEntries }
-        const sqlite = yield* sqliteClaimFixture(settings)
-        const memory = yield* storeOf((yield* memoryBackend.fresh).store(settings))
-        const options = { owner: "p", namespace: "mix", schema: Value, maxEntries, overflow }
-        const sibling = { owner: "p", namespace: "sibling", schema: Value, maxEntries: 2, overflow: random(2) === 0 ? ("reject-new" as const) : ("evict-oldest" as const) }
-        const sides = [
-          { ns: yield* sqlite.store.open(options), other: yield* sqlite.store.open(sibling) },
-          { ns: yield* memory.open(options), other: yield* memory.open(sibling) }
-        ]
+        const siblingOverflow = random(2) === 0 ? ("reject-new" as const) : ("evict-oldest" as const)
+        const { sqlite, sides } = yield* againstMemory(
+          settings,
+          { owner: "p", namespace: "mix", schema: Value, maxEntries, overflow },
+          { owner: "p", namespace: "sibling", schema: Value, maxEntries: 2, overflow: siblingOverflow }
+        )
         const now = Date.now()
         const log: Array<string> = []
         for (let step = 0; step < 16; step++) {
@@ -155,7 +153,7 @@ describe("SQLite lone claims, statement first: attacks", () => {
           }
           log.push(`${["expired register", "DOA claim", "delete", "claim", "claim", "sibling claim", "sibling delete", "claim"][kind]} ${key}: ${answers.join(" / ")}`)
           if (answers[0] !== answers[1]) {
-            failures.push(`seed ${seed} (max ${maxEntries}, ${overflow}, owner cap ${ownerMaxEntries}, sibling ${sibling.overflow}): ${log.join("; ")}`)
+            failures.push(`seed ${seed} (max ${maxEntries}, ${overflow}, owner cap ${ownerMaxEntries}, sibling ${siblingOverflow}): ${log.join("; ")}`)
             break
           }
         }

@@ -6,7 +6,8 @@
 import Database from "better-sqlite3"
 import { SqlClient } from "@effect/sql/SqlClient"
 import { Effect, type Scope } from "effect"
-import { sqliteBackend, storeOf } from "./backends.js"
+import type { NamespaceHandle, NamespaceOptions } from "../../src/KeyedStore.js"
+import { memoryBackend, sqliteBackend, storeOf } from "./backends.js"
 
 /** A second connection to a store's file, holding its write lock the way another process would. */
 export interface LockHolder {
@@ -46,4 +47,20 @@ export const sqliteClaimFixture = (settings: Record<string, unknown> = {}) =>
       }
     })
     return { store, countMismatches, lockHolder }
+  })
+
+/**
+ * The same two namespaces (`options` and a `sibling`) on a fresh SQLite store and on a memory
+ * store of the same settings, the reference semantics: the claim suites run one sequence on
+ * both sides and compare every answer.
+ */
+export const againstMemory = <A, I>(settings: Record<string, unknown>, options: NamespaceOptions<A, I>, sibling: NamespaceOptions<A, I>) =>
+  Effect.gen(function* () {
+    const sqlite = yield* sqliteClaimFixture(settings)
+    const memory = yield* storeOf((yield* memoryBackend.fresh).store(settings))
+    const sides: ReadonlyArray<{ readonly ns: NamespaceHandle<A>; readonly other: NamespaceHandle<A> }> = [
+      { ns: yield* sqlite.store.open(options), other: yield* sqlite.store.open(sibling) },
+      { ns: yield* memory.open(options), other: yield* memory.open(sibling) }
+    ]
+    return { sqlite, sides }
   })
